@@ -1,0 +1,1 @@
+//! Translation engine (being written).

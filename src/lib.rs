@@ -1,0 +1,12 @@
+//! tracenat: a carrier-grade NAT44 that keeps a verifiable record of every mapping.
+//!
+//! Data flows one way through the modules:
+//! `wire` (zero-copy packet views) → `engine` (translation, ports, timers, events)
+//! → `replay` / dataplane (drivers that feed packets and a clock) → mapping log → reader.
+//! `config` is read once at start-up and turned into the engine's typed settings.
+
+pub mod config;
+pub mod engine;
+pub mod pcap;
+pub mod replay;
+pub mod wire;

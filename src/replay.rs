@@ -1,0 +1,1 @@
+//! Replay of pcap captures through the engine (being written).
