@@ -10,3 +10,4 @@ pub mod engine;
 pub mod pcap;
 pub mod replay;
 pub mod wire;
+pub mod workload;

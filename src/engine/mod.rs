@@ -1,1 +1,249 @@
-//! Translation engine (being written).
+//! The translation engine of one worker: NAT44 with endpoint-independent mapping
+//! (RFC 4787, 5382, 5508, 6888, 7857), driven by packets and an explicit clock.
+//!
+//! A worker owns an [`Engine`]: its share of public ports, its mappings and sessions, its
+//! timers and counters. No state is shared with other workers except the read-only
+//! [`ports::Ownership`], so nothing here takes a lock. Time is always an argument
+//! (nanoseconds): the dataplane passes the wall clock, replay passes packet timestamps.
+//!
+//! Per packet: [`Engine::process`] rewrites the frame in place and says where it goes.
+//! Per batch (or whenever convenient): [`Engine::advance`] expires idle sessions.
+
+pub mod counters;
+pub mod event;
+pub mod fragments;
+pub mod ports;
+pub mod rewrite;
+pub mod rng;
+pub mod state;
+pub mod timer;
+mod translate;
+
+use std::net::Ipv4Addr;
+use std::sync::Arc;
+
+use crate::config::{Config, FilteringMode, Ipv4Prefix, TtlExpiredAction};
+use counters::Counters;
+use event::EventSink;
+use fragments::FragmentTable;
+use ports::{Ownership, PortAllocator};
+use state::NatState;
+use timer::TimerWheel;
+
+pub use counters::DropReason;
+
+/// The two sides of the NAT.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[repr(u8)]
+pub enum Side {
+    /// Subscribers (private side).
+    Inside = 0,
+    /// The Internet (public side).
+    Outside = 1,
+}
+
+/// What to do with a frame after [`Engine::process`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Verdict {
+    /// Translated in place: send it out of this side.
+    Forward(Side),
+    /// Replaced by a message the NAT generated (ICMP time exceeded), `len` bytes long, with
+    /// the Ethernet addresses swapped: send it out of this side.
+    Reply {
+        side: Side,
+        len: usize,
+    },
+    /// Another worker owns the state this frame needs: give it to `worker`, to be processed
+    /// as if it arrived from `from` (hairpinned packets arrive there already half translated).
+    Handoff {
+        worker: u16,
+        from: Side,
+    },
+    /// ARP, IPv6, non-IP, or addressed to the NAT itself: the host's stack handles it.
+    ToKernel,
+    Drop(DropReason),
+}
+
+/// Engine settings, taken from [`Config`] once and turned into what the packet path needs.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    pub tcp_established_ns: u64,
+    pub tcp_transitory_ns: u64,
+    pub udp_ns: u64,
+    pub icmp_ns: u64,
+    pub filtering: FilteringMode,
+    pub hairpinning: bool,
+    pub ttl_expired: TtlExpiredAction,
+    pub icmp_rate: u32,
+    pub sessions_per_subscriber: u32,
+    pub ports_per_subscriber: u32,
+    pub inside_address: Option<Ipv4Addr>,
+    pub outside_address: Option<Ipv4Addr>,
+    pub subscribers: Vec<Ipv4Prefix>,
+    pub public: Vec<Ipv4Prefix>,
+}
+
+impl Settings {
+    pub fn from_config(cfg: &Config) -> Settings {
+        let ns = |d: std::time::Duration| d.as_nanos() as u64;
+        Settings {
+            tcp_established_ns: ns(cfg.timeouts.tcp_established),
+            tcp_transitory_ns: ns(cfg.timeouts.tcp_transitory),
+            udp_ns: ns(cfg.timeouts.udp),
+            icmp_ns: ns(cfg.timeouts.icmp),
+            filtering: cfg.filtering.mode,
+            hairpinning: cfg.filtering.hairpinning,
+            ttl_expired: cfg.ttl.expired,
+            icmp_rate: cfg.ttl.icmp_rate,
+            sessions_per_subscriber: cfg.limits.sessions_per_subscriber,
+            ports_per_subscriber: cfg.limits.ports_per_subscriber,
+            inside_address: cfg.interfaces.inside_address,
+            outside_address: cfg.interfaces.outside_address,
+            subscribers: cfg.pool.subscribers.clone(),
+            public: cfg.pool.public.clone(),
+        }
+    }
+}
+
+/// Limits how many ICMP errors the NAT itself generates (RFC 1812 §4.3.2.8).
+#[derive(Debug)]
+struct TokenBucket {
+    per_second: u32,
+    tokens: u32,
+    last_refill_ns: u64,
+}
+
+impl TokenBucket {
+    fn new(per_second: u32) -> Self {
+        TokenBucket {
+            per_second,
+            tokens: per_second,
+            last_refill_ns: 0,
+        }
+    }
+    fn take(&mut self, now_ns: u64) -> bool {
+        let elapsed = now_ns.saturating_sub(self.last_refill_ns);
+        let refill = (elapsed as u128 * self.per_second as u128 / 1_000_000_000) as u64;
+        if refill > 0 {
+            self.tokens = (self.tokens as u64 + refill).min(self.per_second as u64) as u32;
+            self.last_refill_ns = now_ns;
+        }
+        if self.tokens == 0 {
+            return false;
+        }
+        self.tokens -= 1;
+        true
+    }
+}
+
+/// One worker's NAT.
+pub struct Engine<S: EventSink> {
+    worker: u16,
+    settings: Settings,
+    ownership: Arc<Ownership>,
+    ports: PortAllocator,
+    state: NatState,
+    wheel: TimerWheel,
+    fragments: FragmentTable,
+    icmp_limiter: TokenBucket,
+    counters: Counters,
+    sink: S,
+    /// Re-used list of sessions found expired during `advance`.
+    expired: Vec<u32>,
+}
+
+impl<S: EventSink> Engine<S> {
+    /// An engine for `worker`, owning `ownership.partition(worker)`; `now_ns` starts its clock.
+    pub fn new(cfg: &Config, worker: u16, ownership: Arc<Ownership>, sink: S, now_ns: u64) -> Self {
+        let partition = ownership.partition(worker);
+        Engine {
+            worker,
+            settings: Settings::from_config(cfg),
+            ports: PortAllocator::new(cfg, partition, worker),
+            state: NatState::with_capacity(cfg.limits.max_sessions as usize),
+            wheel: TimerWheel::new(now_ns),
+            fragments: FragmentTable::new(
+                cfg.limits.fragments as usize,
+                cfg.timeouts.fragment.as_nanos() as u64,
+            ),
+            icmp_limiter: TokenBucket::new(cfg.ttl.icmp_rate),
+            counters: Counters::default(),
+            sink,
+            expired: Vec::new(),
+            ownership,
+        }
+    }
+
+    /// Builds one engine per worker of `cfg`, with the default partition of the pool.
+    pub fn for_all_workers(
+        cfg: &Config,
+        now_ns: u64,
+        mut sink: impl FnMut(u16) -> S,
+    ) -> Vec<Engine<S>> {
+        let ownership = Arc::new(Ownership::new(cfg, ports::partitions(cfg)));
+        (0..ownership.workers())
+            .map(|w| Engine::new(cfg, w, ownership.clone(), sink(w), now_ns))
+            .collect()
+    }
+
+    pub fn worker(&self) -> u16 {
+        self.worker
+    }
+    pub fn counters(&self) -> &Counters {
+        &self.counters
+    }
+    pub fn sink(&self) -> &S {
+        &self.sink
+    }
+    pub fn sink_mut(&mut self) -> &mut S {
+        &mut self.sink
+    }
+    pub fn ownership(&self) -> &Arc<Ownership> {
+        &self.ownership
+    }
+    pub fn live_sessions(&self) -> usize {
+        self.state.live_sessions()
+    }
+    pub fn live_mappings(&self) -> usize {
+        self.state.live_mappings()
+    }
+    pub fn live_subscribers(&self) -> usize {
+        self.state.subscribers.len()
+    }
+    pub fn free_port_capacity(&self) -> usize {
+        self.ports.free_capacity()
+    }
+
+    /// Heap bytes held by the state structures (capacity reserved, not only what is live).
+    pub fn state_heap_bytes(&self) -> usize {
+        self.state.heap_bytes() + self.wheel.heap_bytes() + self.fragments.heap_bytes()
+    }
+
+    /// Expires every session idle past its timeout at `now_ns`, emitting their end events.
+    /// Cost is proportional to the timer slots passed and the sessions due in them.
+    pub fn advance(&mut self, now_ns: u64) {
+        let mut expired = std::mem::take(&mut self.expired);
+        let state = &mut self.state;
+        self.wheel.advance(now_ns, |entry, tick| {
+            let session = state.session_mut(entry.index);
+            if session.mapping == state::NONE
+                || session.generation != entry.generation
+                || session.scheduled_tick != tick
+            {
+                return timer::Due::Ignore;
+            }
+            if session.expires_at <= now_ns {
+                session.scheduled_tick = u64::MAX;
+                expired.push(entry.index);
+                return timer::Due::Expire;
+            }
+            session.scheduled_tick = timer::placement(tick, session.expires_at);
+            timer::Due::Reschedule(session.expires_at)
+        });
+        for s in expired.drain(..) {
+            self.end_session(s, now_ns);
+            self.counters.count(counters::Activity::SessionsExpired);
+        }
+        self.expired = expired;
+    }
+}

@@ -1,0 +1,86 @@
+//! Engine throughput: established fast path (1 M live sessions, Zipf popularity, 64-byte
+//! frames) in both directions, and new sessions per second with events emitted.
+//! `cargo bench --bench engine`; figures are per core (one engine, one thread).
+
+mod common;
+
+use criterion::{BatchSize, Criterion, Throughput, criterion_group, criterion_main};
+use tracenat::engine::event::{NullSink, VecSink};
+use tracenat::engine::rng::SplitMix64;
+use tracenat::engine::{Side, Verdict};
+use tracenat::workload::Zipf;
+
+use common::FRAME;
+
+const LIVE: usize = 1 << 20;
+const BATCH: usize = 1024;
+
+fn zipf_sequence(n: usize, len: usize) -> Vec<u32> {
+    let zipf = Zipf::new(n, 0.99);
+    let mut rng = SplitMix64::new(9);
+    (0..len).map(|_| zipf.sample(&mut rng) as u32).collect()
+}
+
+fn established(c: &mut Criterion) {
+    let cfg = common::config(LIVE as u32);
+    let flows = common::flows(LIVE);
+    let outbound = common::frames(&flows);
+    let mut engine = common::engine(&cfg, NullSink);
+    let inbound = common::replies(&common::open_all(&mut engine, &outbound, 1));
+    let sequence = zipf_sequence(flows.len(), 1 << 22);
+    let mut group = c.benchmark_group("established_1M_sessions_zipf_64B");
+    group.throughput(Throughput::Elements(BATCH as u64));
+    for (name, frames, from) in [
+        ("outbound", &outbound, Side::Inside),
+        ("inbound", &inbound, Side::Outside),
+    ] {
+        let mut buf = [0u8; 2048];
+        let mut pos = 0;
+        group.bench_function(name, |b| {
+            b.iter(|| {
+                let mut forwarded = 0;
+                for _ in 0..BATCH {
+                    let i = sequence[pos] as usize;
+                    pos = (pos + 1) & (sequence.len() - 1);
+                    buf[..FRAME].copy_from_slice(&frames[i * FRAME..(i + 1) * FRAME]);
+                    forwarded += matches!(
+                        engine.process(&mut buf, FRAME, from, 2),
+                        Verdict::Forward(_)
+                    ) as u32;
+                }
+                assert_eq!(forwarded as usize, BATCH);
+            })
+        });
+    }
+    group.finish();
+}
+
+fn new_sessions(c: &mut Criterion) {
+    const N: usize = 1 << 17;
+    let cfg = common::config(N as u32);
+    let frames = common::frames(&common::flows(N));
+    let mut group = c.benchmark_group("new_sessions_with_events");
+    group.throughput(Throughput::Elements(N as u64));
+    group.sample_size(10);
+    group.bench_function("udp", |b| {
+        b.iter_batched(
+            || {
+                let sink = VecSink {
+                    events: Vec::with_capacity(N),
+                    capacity: None,
+                };
+                common::engine(&cfg, sink)
+            },
+            |mut engine| {
+                common::open_all(&mut engine, &frames, 1);
+                assert_eq!(engine.sink().events.len(), N);
+                engine
+            },
+            BatchSize::PerIteration,
+        )
+    });
+    group.finish();
+}
+
+criterion_group!(benches, established, new_sessions);
+criterion_main!(benches);

@@ -1,0 +1,29 @@
+#!/usr/bin/env bash
+# Installs everything tracenat needs on a fresh Debian machine (run as root). Idempotent:
+# packages already present are not fetched again.
+set -euo pipefail
+
+# Debian packages: tshark checks checksums of replay output independently in the tests;
+# iproute2 builds the veth lab.
+PACKAGES=(tshark iproute2)
+
+missing=()
+for p in "${PACKAGES[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+
+if ((${#missing[@]})); then
+  echo "setup: installing ${missing[*]}"
+  export DEBIAN_FRONTEND=noninteractive
+  # tshark asks whether non-root users may capture; the answer does not matter here.
+  echo "wireshark-common wireshark-common/install-setuid boolean false" | debconf-set-selections
+  apt-get update -qq
+  apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+fi
+
+# The Rust toolchain's formatter and linter (present on the build image; added if not).
+for c in rustfmt clippy; do
+  rustup component list --installed 2>/dev/null | grep -q "^$c" || rustup component add "$c"
+done
+
+echo "setup: ok"

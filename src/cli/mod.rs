@@ -1,0 +1,7 @@
+//! Command-line interface: argument definitions and what each command does.
+
+mod args;
+mod commands;
+
+pub use args::Cli;
+pub use commands::run;
