@@ -7,6 +7,7 @@
 
 pub mod config;
 pub mod engine;
+pub mod fuzzing;
 pub mod pcap;
 pub mod replay;
 pub mod wire;

@@ -224,21 +224,18 @@ impl<S: EventSink> Engine<S> {
     pub fn advance(&mut self, now_ns: u64) {
         let mut expired = std::mem::take(&mut self.expired);
         let state = &mut self.state;
-        self.wheel.advance(now_ns, |entry, tick| {
-            let session = state.session_mut(entry.index);
-            if session.mapping == state::NONE
-                || session.generation != entry.generation
-                || session.scheduled_tick != tick
-            {
+        self.wheel.advance(now_ns, |index, tick| {
+            let session = state.session_mut(index);
+            if session.mapping == state::NONE || !timer::is_live(session.scheduled_tick, tick) {
                 return timer::Due::Ignore;
             }
-            if session.expires_at <= now_ns {
-                session.scheduled_tick = u64::MAX;
-                expired.push(entry.index);
+            if session.expires_tick <= tick {
+                session.scheduled_tick = u32::MAX;
+                expired.push(index);
                 return timer::Due::Expire;
             }
-            session.scheduled_tick = timer::placement(tick, session.expires_at);
-            timer::Due::Reschedule(session.expires_at)
+            session.scheduled_tick = timer::placement(tick, session.expires_tick);
+            timer::Due::Reschedule(session.expires_tick)
         });
         for s in expired.drain(..) {
             self.end_session(s, now_ns);

@@ -28,7 +28,7 @@ pub struct Mapping {
     pub sessions: u32,
 }
 
-/// TCP state bits kept per session (RFC 7857 §2.2 / RFC 5382 timers).
+/// TCP state bits kept per session (RFC 7857 §2 / RFC 5382 REQ-5 timers).
 pub mod tcp_state {
     pub const SYN_OUT: u8 = 1;
     pub const SYN_IN: u8 = 2;
@@ -40,7 +40,7 @@ pub mod tcp_state {
     pub const ESTABLISHED: u8 = 64;
 }
 
-/// One mapping used toward one remote endpoint.
+/// One mapping used toward one remote endpoint. 20 bytes.
 #[derive(Debug, Clone, Copy)]
 pub struct Session {
     /// Index of the mapping; `NONE` marks a free slot.
@@ -48,23 +48,23 @@ pub struct Session {
     pub remote_ip: u32,
     pub remote_port: u16,
     pub tcp: u8,
-    /// Bumped when the slot is freed, so timer entries for an old occupant are ignored.
-    pub generation: u32,
-    pub expires_at: u64,
-    /// The wheel tick this session's live timer entry sits at.
-    pub scheduled_tick: u64,
+    /// Timer-wheel tick at which the session expires unless refreshed.
+    pub expires_tick: u32,
+    /// The tick this session's live timer entry sits at (`u32::MAX`: none).
+    pub scheduled_tick: u32,
 }
 
 #[derive(Debug, Clone, Copy)]
 pub struct Subscriber {
     pub pairing: Pairing,
     pub sessions: u32,
-    pub mappings: [u32; 3],
+    /// Mappings per protocol (at most one per port, so 16 bits suffice).
+    pub mappings: [u16; 3],
 }
 
 impl Subscriber {
     fn mapping_total(&self) -> u32 {
-        self.mappings.iter().sum()
+        self.mappings.iter().map(|m| *m as u32).sum()
     }
 }
 
@@ -129,7 +129,8 @@ impl NatState {
             by_inside: HashTable::with_capacity(sessions),
             by_public: HashTable::with_capacity(sessions),
             by_remote: HashTable::with_capacity(sessions),
-            subscribers: HashMap::with_capacity(sessions.min(1 << 20) / 4),
+            // Subscribers usually hold many sessions each; the map grows if they do not.
+            subscribers: HashMap::with_capacity(sessions / 16),
             hasher: DefaultHashBuilder::default(),
             capacity: sessions,
         }
@@ -225,12 +226,8 @@ impl NatState {
         r
     }
 
-    /// Inserts a session; a re-used slot keeps its generation (see [`Session::generation`]).
-    pub fn insert_session(&mut self, mut session: Session) -> u32 {
+    pub fn insert_session(&mut self, session: Session) -> u32 {
         let h = self.hash_session(session.mapping, session.remote_ip, session.remote_port);
-        if let Some(&slot) = self.sessions.free.last() {
-            session.generation = self.sessions.items[slot as usize].generation;
-        }
         let s = self.sessions.insert(session);
         self.mappings.items[session.mapping as usize].sessions += 1;
         let (items, this) = (&self.sessions.items, &self.hasher);
@@ -250,7 +247,7 @@ impl NatState {
         }
         let slot = &mut self.sessions.items[s as usize];
         slot.mapping = NONE;
-        slot.generation = slot.generation.wrapping_add(1);
+        slot.scheduled_tick = u32::MAX;
         self.sessions.remove(s);
         let m = &mut self.mappings.items[r.mapping as usize];
         m.sessions -= 1;
@@ -279,5 +276,50 @@ impl NatState {
             + table(&self.by_public)
             + table(&self.by_remote)
             + self.subscribers.capacity() * (std::mem::size_of::<(u32, Subscriber)>() + 1)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Memory per session is a product goal: records must not grow by accident.
+    #[test]
+    fn records_stay_compact() {
+        assert_eq!(std::mem::size_of::<Session>(), 20);
+        assert_eq!(std::mem::size_of::<Mapping>(), 20);
+        assert!(std::mem::size_of::<Subscriber>() <= 24);
+    }
+
+    #[test]
+    fn sessions_and_mappings_are_found_and_removed() {
+        let mut st = NatState::with_capacity(16);
+        let m = st.insert_mapping(Mapping {
+            inside_ip: 1,
+            public_ip: 2,
+            inside_port: 3,
+            public_port: 4,
+            proto: Proto::Udp,
+            sessions: 0,
+        });
+        let s = st.insert_session(Session {
+            mapping: m,
+            remote_ip: 9,
+            remote_port: 53,
+            tcp: 0,
+            expires_tick: 1,
+            scheduled_tick: 1,
+        });
+        assert_eq!(st.find_by_inside(Proto::Udp, 1, 3), Some(m));
+        assert_eq!(st.find_by_inside(Proto::Tcp, 1, 3), None);
+        assert_eq!(st.find_by_public(Proto::Udp, 2, 4), Some(m));
+        assert_eq!(st.find_session(m, 9, 53), Some(s));
+        assert_eq!(st.find_session(m, 9, 54), None);
+        let (_, idle) = st.remove_session(s);
+        assert!(idle);
+        assert_eq!(st.find_session(m, 9, 53), None);
+        st.remove_mapping(m);
+        assert_eq!(st.find_by_public(Proto::Udp, 2, 4), None);
+        assert_eq!(st.live_sessions() + st.live_mappings(), 0);
     }
 }

@@ -1,115 +1,105 @@
 //! Session expiry: a hashed timing wheel with lazy re-scheduling.
 //!
-//! Refreshing a session on a packet only writes its `expires_at`; the wheel is not touched,
-//! so the per-packet cost is O(1) and branch-free. When a slot comes due, each entry is
-//! checked: still idle past its deadline → expired; refreshed → moved to the slot of its new
-//! deadline. Shortening a deadline (RST, FIN) adds a second, earlier entry; the older one is
-//! recognised as stale by the session's `scheduled_tick`.
+//! Refreshing a session on a packet only writes its deadline; the wheel is not touched, so
+//! the per-packet cost is O(1). When a slot comes due, each entry is checked: still idle
+//! past its deadline → expired; refreshed → moved to the slot of its new deadline.
+//! Shortening a deadline (RST, FIN) adds a second, earlier entry. The owner keeps, per
+//! session, the tick of its live entry: an entry met at any other tick is stale and ignored,
+//! which also makes entries of a freed-and-reused slot harmless.
+//!
+//! Time is kept in 32-bit ticks of 1/8 s counted from the wheel's epoch (17 years of range),
+//! so a session's two timestamps cost 8 bytes.
 
-/// One scheduled check: the session slot index and its generation when scheduled.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Entry {
-    pub index: u32,
-    pub generation: u32,
-}
-
-/// Ticks of 1/8 s: fine enough that timeouts land within 125 ms of their deadline.
+/// Ticks of 1/8 s: timeouts land within 125 ms of their deadline.
 pub const TICK_NS: u64 = 125_000_000;
 /// 2^16 ticks = 8192 s ≈ 2 h 16 min, above the 2 h 4 min TCP default; longer deadlines are
 /// parked at the horizon and re-scheduled when it comes.
 const SLOTS: usize = 1 << 16;
 
-pub fn tick_of(ns: u64) -> u64 {
-    ns.div_ceil(TICK_NS)
+/// The tick an entry due at `tick` is placed at while the wheel stands at `current`: kept
+/// within the wheel's horizon. `decide` uses it to record where a rescheduled entry goes.
+pub fn placement(current: u32, tick: u32) -> u32 {
+    tick.clamp(current + 1, current + SLOTS as u32 - 1)
 }
 
-/// The tick an entry with `deadline_ns` is placed at when the wheel stands at `current`:
-/// its deadline's tick, kept within the wheel's horizon.
-pub fn placement(current: u64, deadline_ns: u64) -> u64 {
-    tick_of(deadline_ns).clamp(current + 1, current + SLOTS as u64 - 1)
+/// Whether an entry met at `tick` is the live one of an owner whose entry was placed at
+/// `scheduled`. Unprocessed entries lie within one horizon, so the slot identifies the
+/// tick — also after a long jump, when slots are visited at later ticks than placed.
+pub fn is_live(scheduled: u32, tick: u32) -> bool {
+    scheduled as usize & (SLOTS - 1) == tick as usize & (SLOTS - 1) && scheduled != u32::MAX
 }
 
 #[derive(Debug)]
 pub struct TimerWheel {
-    slots: Vec<Vec<Entry>>,
+    epoch_ns: u64,
+    slots: Vec<Vec<u32>>,
     /// The last tick whose slot has been processed.
-    current: u64,
+    current: u32,
     /// Re-used buffer for the slot being drained (no allocation per tick after warm-up).
-    draining: Vec<Entry>,
+    draining: Vec<u32>,
 }
 
-/// What the owner of the sessions decides for a due entry.
+/// What the owner of the entries decides for a due one.
 pub enum Due {
-    /// Expire it now.
     Expire,
-    /// Still alive: check again at this deadline (ns).
-    Reschedule(u64),
-    /// Stale entry (session gone or re-scheduled earlier): forget it.
+    /// Still alive: check again at this tick.
+    Reschedule(u32),
+    /// Stale entry: forget it.
     Ignore,
 }
 
 impl TimerWheel {
-    pub fn new(now_ns: u64) -> Self {
+    pub fn new(epoch_ns: u64) -> Self {
         TimerWheel {
+            epoch_ns,
             slots: (0..SLOTS).map(|_| Vec::new()).collect(),
-            current: now_ns / TICK_NS,
+            current: 0,
             draining: Vec::new(),
         }
     }
 
-    /// Schedules a check at `deadline_ns`; returns the tick it was placed at.
-    pub fn schedule(&mut self, entry: Entry, deadline_ns: u64) -> u64 {
-        let tick = placement(self.current, deadline_ns);
-        self.slots[(tick as usize) & (SLOTS - 1)].push(entry);
-        tick
+    /// The first tick at or after `ns`: a deadline is reached once that tick is processed.
+    pub fn deadline_tick(&self, ns: u64) -> u32 {
+        ns.saturating_sub(self.epoch_ns).div_ceil(TICK_NS).min(u32::MAX as u64) as u32
     }
 
-    /// Processes every slot up to `now_ns`, asking `decide` about each entry.
-    /// `decide(entry, tick)` sees the tick the slot stands for.
-    pub fn advance(&mut self, now_ns: u64, mut decide: impl FnMut(Entry, u64) -> Due) -> usize {
-        let target = now_ns / TICK_NS;
-        let mut expired = 0;
+    /// Schedules `entry` to be checked at `tick`; returns the tick it was placed at.
+    pub fn schedule(&mut self, entry: u32, tick: u32) -> u32 {
+        let placed = placement(self.current, tick);
+        self.slots[placed as usize & (SLOTS - 1)].push(entry);
+        placed
+    }
+
+    /// Processes every slot up to `now_ns`, asking `decide(entry, tick)` about each entry;
+    /// a rescheduled entry is placed at `placement(tick)` of the returned tick.
+    pub fn advance(&mut self, now_ns: u64, mut decide: impl FnMut(u32, u32) -> Due) {
+        let target = (now_ns.saturating_sub(self.epoch_ns) / TICK_NS).min(u32::MAX as u64 - SLOTS as u64) as u32;
+        // A jump longer than the wheel visits each slot once: everything due is expired and
+        // the rest re-scheduled.
+        if target - self.current.min(target) > SLOTS as u32 {
+            self.current = target - SLOTS as u32;
+        }
         while self.current < target {
-            // A jump longer than the wheel visits each slot once: everything due is expired
-            // and the rest re-scheduled relative to `now`.
-            let tick = if target - self.current > SLOTS as u64 {
-                self.current = target - SLOTS as u64;
-                self.current + 1
-            } else {
-                self.current + 1
-            };
-            self.current = tick;
-            let slot = (tick as usize) & (SLOTS - 1);
-            std::mem::swap(&mut self.slots[slot], &mut self.draining);
+            self.current += 1;
+            let tick = self.current;
             let mut draining = std::mem::take(&mut self.draining);
+            std::mem::swap(&mut self.slots[tick as usize & (SLOTS - 1)], &mut draining);
             for entry in draining.drain(..) {
                 match decide(entry, tick) {
-                    Due::Expire => expired += 1,
-                    Due::Reschedule(deadline) => {
-                        let new_tick = self.schedule(entry, deadline);
-                        debug_assert!(new_tick > tick);
+                    Due::Reschedule(at) => {
+                        self.schedule(entry, at);
                     }
-                    Due::Ignore => {}
+                    Due::Expire | Due::Ignore => {}
                 }
             }
             self.draining = draining;
         }
-        expired
-    }
-
-    /// The tick up to which slots have been processed.
-    pub fn current_tick(&self) -> u64 {
-        self.current
     }
 
     /// Heap bytes held by the wheel (for memory accounting).
     pub fn heap_bytes(&self) -> usize {
-        self.slots.capacity() * std::mem::size_of::<Vec<Entry>>()
-            + self
-                .slots
-                .iter()
-                .map(|s| s.capacity() * std::mem::size_of::<Entry>())
-                .sum::<usize>()
+        self.slots.capacity() * std::mem::size_of::<Vec<u32>>()
+            + self.slots.iter().map(|s| s.capacity() * 4).sum::<usize>()
     }
 }
 
@@ -119,81 +109,78 @@ mod tests {
 
     const S: u64 = 1_000_000_000;
 
-    /// A model: deadlines per index, entries checked against them.
-    fn run(deadlines: &mut [u64], now: u64, wheel: &mut TimerWheel, expired: &mut Vec<u32>) {
-        wheel.advance(now, |e, _tick| {
-            let d = deadlines[e.index as usize];
-            if d == u64::MAX {
-                Due::Ignore
-            } else if d <= now {
-                deadlines[e.index as usize] = u64::MAX;
-                expired.push(e.index);
-                Due::Expire
-            } else {
-                Due::Reschedule(d)
-            }
-        });
+    /// A model owner: deadline ticks and live-entry ticks per index.
+    struct Model {
+        deadline: Vec<u32>,
+        scheduled: Vec<u32>,
+        expired: Vec<u32>,
+    }
+
+    impl Model {
+        fn new(wheel: &mut TimerWheel, deadlines_ns: &[u64]) -> Model {
+            let deadline: Vec<u32> = deadlines_ns.iter().map(|d| wheel.deadline_tick(*d)).collect();
+            let scheduled = deadline.iter().enumerate().map(|(i, d)| wheel.schedule(i as u32, *d)).collect();
+            Model { deadline, scheduled, expired: vec![] }
+        }
+        fn run(&mut self, wheel: &mut TimerWheel, now: u64) {
+            let (deadline, scheduled, expired) = (&self.deadline, &mut self.scheduled, &mut self.expired);
+            wheel.advance(now, |e, tick| {
+                let i = e as usize;
+                if !is_live(scheduled[i], tick) {
+                    Due::Ignore
+                } else if deadline[i] <= tick {
+                    scheduled[i] = u32::MAX;
+                    expired.push(e);
+                    Due::Expire
+                } else {
+                    scheduled[i] = placement(tick, deadline[i]);
+                    Due::Reschedule(deadline[i])
+                }
+            });
+        }
     }
 
     #[test]
     fn expires_at_deadline_not_before_and_refresh_postpones() {
+        let mut w = TimerWheel::new(1_000 * S);
+        let mut m = Model::new(&mut w, &[1_300 * S, 1_060 * S]);
+        m.run(&mut w, 1_059 * S);
+        assert!(m.expired.is_empty());
+        m.deadline[1] = w.deadline_tick(1_120 * S); // refreshed: moves lazily when its slot comes
+        m.run(&mut w, 1_061 * S);
+        assert!(m.expired.is_empty());
+        m.run(&mut w, 1_120 * S);
+        assert_eq!(m.expired, vec![1]);
+        m.run(&mut w, 1_299 * S);
+        assert_eq!(m.expired, vec![1]);
+        m.run(&mut w, 1_300 * S);
+        assert_eq!(m.expired, vec![1, 0]);
+    }
+
+    #[test]
+    fn shortened_deadline_fires_early_and_the_old_entry_is_ignored() {
         let mut w = TimerWheel::new(0);
-        let mut deadlines = vec![300 * S, 60 * S];
-        w.schedule(
-            Entry {
-                index: 0,
-                generation: 0,
-            },
-            deadlines[0],
-        );
-        w.schedule(
-            Entry {
-                index: 1,
-                generation: 0,
-            },
-            deadlines[1],
-        );
-        let mut expired = vec![];
-        run(&mut deadlines, 59 * S, &mut w, &mut expired);
-        assert!(expired.is_empty());
-        deadlines[1] = 120 * S; // refreshed: lazily moves when its old slot comes
-        run(&mut deadlines, 61 * S, &mut w, &mut expired);
-        assert!(expired.is_empty());
-        run(&mut deadlines, 120 * S, &mut w, &mut expired);
-        assert_eq!(expired, vec![1]);
-        run(&mut deadlines, 299 * S, &mut w, &mut expired);
-        assert_eq!(expired, vec![1]);
-        run(&mut deadlines, 300 * S, &mut w, &mut expired);
-        assert_eq!(expired, vec![1, 0]);
+        let mut m = Model::new(&mut w, &[7_440 * S]);
+        m.deadline[0] = w.deadline_tick(240 * S);
+        m.scheduled[0] = w.schedule(0, m.deadline[0]);
+        m.run(&mut w, 240 * S);
+        assert_eq!(m.expired, vec![0]);
+        m.run(&mut w, 8_000 * S);
+        assert_eq!(m.expired, vec![0], "the stale entry must not expire it again");
     }
 
     #[test]
     fn deadlines_beyond_the_horizon_and_long_jumps() {
         let mut w = TimerWheel::new(0);
-        let mut deadlines = vec![7440 * S, 20_000 * S];
-        w.schedule(
-            Entry {
-                index: 0,
-                generation: 0,
-            },
-            deadlines[0],
-        );
-        w.schedule(
-            Entry {
-                index: 1,
-                generation: 0,
-            },
-            deadlines[1],
-        );
-        let mut expired = vec![];
-        run(&mut deadlines, 7439 * S, &mut w, &mut expired);
-        assert!(expired.is_empty());
-        run(&mut deadlines, 7441 * S, &mut w, &mut expired);
-        assert_eq!(expired, vec![0]);
-        run(&mut deadlines, 19_999 * S, &mut w, &mut expired);
-        assert_eq!(expired, vec![0]);
+        let mut m = Model::new(&mut w, &[7_440 * S, 20_000 * S]);
+        m.run(&mut w, 7_439 * S);
+        assert!(m.expired.is_empty());
+        m.run(&mut w, 7_441 * S);
+        assert_eq!(m.expired, vec![0]);
+        m.run(&mut w, 19_999 * S);
+        assert_eq!(m.expired, vec![0]);
         // One jump of days: still exactly once.
-        run(&mut deadlines, 900_000 * S, &mut w, &mut expired);
-        assert_eq!(expired, vec![0, 1]);
+        m.run(&mut w, 900_000 * S);
+        assert_eq!(m.expired, vec![0, 1]);
     }
 }

@@ -16,7 +16,6 @@ use super::rewrite::{
     self, Endpoint, decrement_ttl, fix_icmp_checksum, rewrite_address, rewrite_endpoint,
 };
 use super::state::{Mapping, Session, Subscriber, tcp_state};
-use super::timer::{self, Entry};
 use super::{DropReason, Engine, Side, Verdict};
 use crate::config::{FilteringMode, Ipv4Prefix, TtlExpiredAction};
 use crate::wire::{ethernet, icmp, ipv4, tcp, udp};
@@ -376,7 +375,7 @@ impl<S: EventSink> Engine<S> {
     }
 
     /// Endpoint-independent filtering lets any remote reach a live mapping (UDP, and TCP by
-    /// SYN, RFC 5382 REQ-3 simultaneous open); address-and-port-dependent filtering only the
+    /// SYN, RFC 5382 REQ-2a simultaneous open); address-and-port-dependent filtering only the
     /// remotes the subscriber already talks to.
     fn admit_inbound(
         &mut self,
@@ -520,7 +519,7 @@ impl<S: EventSink> Engine<S> {
             },
         };
         let proto = owner.proto;
-        let allocated = if sub.mappings[proto as usize] >= self.settings.ports_per_subscriber {
+        let allocated = if sub.mappings[proto as usize] as u32 >= self.settings.ports_per_subscriber {
             Err(AllocError::SubscriberLimit)
         } else {
             let mut block = None;
@@ -588,24 +587,16 @@ impl<S: EventSink> Engine<S> {
             (Proto::Tcp, _) => tcp_state::MIDSTREAM,
             _ => 0,
         };
-        let expires_at = now + self.timeout(flow.proto, tcp);
+        let expires_tick = self.wheel.deadline_tick(now + self.timeout(flow.proto, tcp));
         let session = self.state.insert_session(Session {
             mapping,
             remote_ip,
             remote_port: remote_port(flow.proto, remote_port_),
             tcp,
-            generation: 0,
-            expires_at,
-            scheduled_tick: 0,
+            expires_tick,
+            scheduled_tick: u32::MAX,
         });
-        let generation = self.state.session(session).generation;
-        let tick = self.wheel.schedule(
-            Entry {
-                index: session,
-                generation,
-            },
-            expires_at,
-        );
+        let tick = self.wheel.schedule(session, expires_tick);
         self.state.session_mut(session).scheduled_tick = tick;
         let m = *self.state.mapping(mapping);
         if let Some(sub) = self.state.subscribers.get_mut(&m.inside_ip) {
@@ -622,34 +613,21 @@ impl<S: EventSink> Engine<S> {
         session
     }
 
-    /// A packet on a live session: advance TCP state and push the deadline out.
+    /// A packet on a live session: advance TCP state and push the deadline out. Only a
+    /// shortened deadline touches the wheel.
     fn touch(&mut self, session: u32, flow: Flow, from: Side, now: u64) {
-        let s = self.state.session(session);
-        let tcp = if flow.proto == Proto::Tcp {
-            next_tcp_state(s.tcp, flow.tcp_flags, from)
+        let s = *self.state.session(session);
+        let tcp = if flow.proto == Proto::Tcp { next_tcp_state(s.tcp, flow.tcp_flags, from) } else { s.tcp };
+        let expires_tick = self.wheel.deadline_tick(now + self.timeout(flow.proto, tcp));
+        let scheduled_tick = if expires_tick < s.scheduled_tick {
+            self.wheel.schedule(session, expires_tick)
         } else {
-            s.tcp
-        };
-        let deadline = now + self.timeout(flow.proto, tcp);
-        let earlier = timer::tick_of(deadline) < s.scheduled_tick;
-        let generation = s.generation;
-        let tick = if earlier {
-            Some(self.wheel.schedule(
-                Entry {
-                    index: session,
-                    generation,
-                },
-                deadline,
-            ))
-        } else {
-            None
+            s.scheduled_tick
         };
         let s = self.state.session_mut(session);
         s.tcp = tcp;
-        s.expires_at = deadline;
-        if let Some(tick) = tick {
-            s.scheduled_tick = tick;
-        }
+        s.expires_tick = expires_tick;
+        s.scheduled_tick = scheduled_tick;
     }
 
     fn timeout(&self, proto: Proto, tcp: u8) -> u64 {
@@ -762,11 +740,9 @@ impl<S: EventSink> Engine<S> {
                     .ok_or(DropReason::IcmpErrorNoSession)?;
                 (m, Endpoint::Destination, Endpoint::Source, Side::Inside)
             }
-            // We delivered the quoted packet in: its destination is the subscriber.
+            // We delivered the quoted packet in: its destination is the subscriber. The error
+            // may come from the subscriber or from a router in front of it (RFC 5508 REQ-5).
             Side::Inside => {
-                if q.dst != ip.src {
-                    return Err(DropReason::IcmpErrorNoSession);
-                }
                 let m = self
                     .state
                     .find_by_inside(q.proto, q.dst, q.dst_port)

@@ -93,7 +93,7 @@ impl<T: AsRef<[u8]>> Packet<T> {
     }
 
     pub fn sender_hw_addr(&self) -> [u8; 6] {
-        mac(&self.buffer.as_ref()[field::SHA])
+        be::get_mac(self.buffer.as_ref(), field::SHA)
     }
 
     pub fn sender_proto_addr(&self) -> Ipv4Addr {
@@ -101,7 +101,7 @@ impl<T: AsRef<[u8]>> Packet<T> {
     }
 
     pub fn target_hw_addr(&self) -> [u8; 6] {
-        mac(&self.buffer.as_ref()[field::THA])
+        be::get_mac(self.buffer.as_ref(), field::THA)
     }
 
     pub fn target_proto_addr(&self) -> Ipv4Addr {
@@ -145,12 +145,6 @@ impl<T: AsRef<[u8]> + AsMut<[u8]>> Packet<T> {
     pub fn set_target_proto_addr(&mut self, addr: Ipv4Addr) {
         be::set_u32(self.buffer.as_mut(), field::TPA, addr.into());
     }
-}
-
-fn mac(bytes: &[u8]) -> [u8; 6] {
-    let mut out = [0; 6];
-    out.copy_from_slice(bytes);
-    out
 }
 
 #[cfg(test)]

@@ -75,11 +75,11 @@ impl<T: AsRef<[u8]>> Frame<T> {
     }
 
     pub fn dst_addr(&self) -> [u8; 6] {
-        mac(&self.buffer.as_ref()[field::DESTINATION])
+        be::get_mac(self.buffer.as_ref(), field::DESTINATION)
     }
 
     pub fn src_addr(&self) -> [u8; 6] {
-        mac(&self.buffer.as_ref()[field::SOURCE])
+        be::get_mac(self.buffer.as_ref(), field::SOURCE)
     }
 
     /// The first EtherType (a TPID if the frame is tagged).
@@ -109,12 +109,6 @@ impl<T: AsRef<[u8]> + AsMut<[u8]>> Frame<T> {
     pub fn payload_mut(&mut self) -> &mut [u8] {
         &mut self.buffer.as_mut()[HEADER_LEN..]
     }
-}
-
-fn mac(bytes: &[u8]) -> [u8; 6] {
-    let mut out = [0; 6];
-    out.copy_from_slice(bytes);
-    out
 }
 
 /// Where the network layer starts, after at most one 802.1Q tag.

@@ -95,6 +95,11 @@ mod be {
     }
 
     #[inline]
+    pub fn get_mac(buf: &[u8], f: Field) -> [u8; 6] {
+        buf[f].try_into().unwrap_or([0; 6])
+    }
+
+    #[inline]
     pub fn set_u16(buf: &mut [u8], f: Field, v: u16) {
         buf[f].copy_from_slice(&v.to_be_bytes());
     }
