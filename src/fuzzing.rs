@@ -54,7 +54,11 @@ impl Harness {
             let port = 40_000 + i as u16;
             let frames = [
                 FrameSpec::udp(SocketAddrV4::new(sub, port), SocketAddrV4::new(remote, 53)),
-                FrameSpec::tcp(SocketAddrV4::new(sub, port), SocketAddrV4::new(remote, 80), 0x02),
+                FrameSpec::tcp(
+                    SocketAddrV4::new(sub, port),
+                    SocketAddrV4::new(remote, 80),
+                    0x02,
+                ),
                 FrameSpec::echo_request(sub, remote, port, 1),
             ];
             for spec in frames {
@@ -67,15 +71,25 @@ impl Harness {
         h
     }
 
-    /// `data[0]`: bit 0 chooses the side, bit 1 the worker, the rest steps the clock (in
-    /// 1/8 s); `data[1..]` is the frame.
+    /// `data[0]`: bit 0 chooses the side, bit 1 the worker, bit 2 whether to fix up the IP
+    /// header checksum first (so mutated frames get past that check and reach the deeper
+    /// paths), the rest steps the clock (in 1/8 s); `data[1..]` is the frame.
     pub fn run(&mut self, data: &[u8]) {
-        let Some((&control, frame)) = data.split_first() else { return };
-        let from = if control & 1 == 0 { Side::Inside } else { Side::Outside };
+        let Some((&control, frame)) = data.split_first() else {
+            return;
+        };
+        let from = if control & 1 == 0 {
+            Side::Inside
+        } else {
+            Side::Outside
+        };
         let worker = ((control >> 1) & 1) as usize % self.engines.len();
-        self.now += (control >> 2) as u64 * 125_000_000;
+        self.now += (control >> 3) as u64 * 125_000_000;
         let len = frame.len().min(self.buf.len());
         self.buf[..len].copy_from_slice(&frame[..len]);
+        if control & 4 != 0 {
+            fix_ip_checksum(&mut self.buf[..len]);
+        }
         let engine = &mut self.engines[worker];
         engine.advance(self.now);
         let verdict = engine.process(&mut self.buf, len, from, self.now);
@@ -91,8 +105,20 @@ impl Harness {
     }
 }
 
+fn fix_ip_checksum(frame: &mut [u8]) {
+    let Ok(l2) = ethernet::parse_l2(frame) else {
+        return;
+    };
+    if let Ok(mut ip) = ipv4::Packet::new_checked(&mut frame[l2.l3_offset..]) {
+        ip.fill_checksum();
+    }
+}
+
 fn assert_ip_checksum_valid(frame: &[u8]) {
     let l2 = ethernet::parse_l2(frame).expect("forwarded frame parses");
     let ip = ipv4::Packet::new_checked(&frame[l2.l3_offset..]).expect("forwarded IPv4 parses");
-    assert!(ip.verify_checksum(), "forwarded frame has a bad IP checksum");
+    assert!(
+        ip.verify_checksum(),
+        "forwarded frame has a bad IP checksum"
+    );
 }

@@ -32,9 +32,17 @@ fn seeds() -> Vec<Vec<u8>> {
         build::build(&FrameSpec::udp(remote, public)),
         build::build(&FrameSpec::echo_reply(*remote.ip(), *public.ip(), 2000, 1)),
         build::build(&FrameSpec::udp(sub, remote).with_vlan(7).with_ttl(1)),
-        build::icmp_error_for(&build::build(&FrameSpec::udp(public, remote)), 3, 3, *remote.ip()),
+        build::icmp_error_for(
+            &build::build(&FrameSpec::udp(public, remote)),
+            3,
+            3,
+            *remote.ip(),
+        ),
     ];
-    seeds.extend(build::fragment(&build::build(&FrameSpec::udp(sub, remote).with_payload(vec![1; 300])), 128));
+    seeds.extend(build::fragment(
+        &build::build(&FrameSpec::udp(sub, remote).with_payload(vec![1; 300])),
+        128,
+    ));
     seeds
 }
 

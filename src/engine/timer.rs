@@ -60,7 +60,9 @@ impl TimerWheel {
 
     /// The first tick at or after `ns`: a deadline is reached once that tick is processed.
     pub fn deadline_tick(&self, ns: u64) -> u32 {
-        ns.saturating_sub(self.epoch_ns).div_ceil(TICK_NS).min(u32::MAX as u64) as u32
+        ns.saturating_sub(self.epoch_ns)
+            .div_ceil(TICK_NS)
+            .min(u32::MAX as u64) as u32
     }
 
     /// Schedules `entry` to be checked at `tick`; returns the tick it was placed at.
@@ -73,7 +75,8 @@ impl TimerWheel {
     /// Processes every slot up to `now_ns`, asking `decide(entry, tick)` about each entry;
     /// a rescheduled entry is placed at `placement(tick)` of the returned tick.
     pub fn advance(&mut self, now_ns: u64, mut decide: impl FnMut(u32, u32) -> Due) {
-        let target = (now_ns.saturating_sub(self.epoch_ns) / TICK_NS).min(u32::MAX as u64 - SLOTS as u64) as u32;
+        let target = (now_ns.saturating_sub(self.epoch_ns) / TICK_NS)
+            .min(u32::MAX as u64 - SLOTS as u64) as u32;
         // A jump longer than the wheel visits each slot once: everything due is expired and
         // the rest re-scheduled.
         if target - self.current.min(target) > SLOTS as u32 {
@@ -118,12 +121,24 @@ mod tests {
 
     impl Model {
         fn new(wheel: &mut TimerWheel, deadlines_ns: &[u64]) -> Model {
-            let deadline: Vec<u32> = deadlines_ns.iter().map(|d| wheel.deadline_tick(*d)).collect();
-            let scheduled = deadline.iter().enumerate().map(|(i, d)| wheel.schedule(i as u32, *d)).collect();
-            Model { deadline, scheduled, expired: vec![] }
+            let deadline: Vec<u32> = deadlines_ns
+                .iter()
+                .map(|d| wheel.deadline_tick(*d))
+                .collect();
+            let scheduled = deadline
+                .iter()
+                .enumerate()
+                .map(|(i, d)| wheel.schedule(i as u32, *d))
+                .collect();
+            Model {
+                deadline,
+                scheduled,
+                expired: vec![],
+            }
         }
         fn run(&mut self, wheel: &mut TimerWheel, now: u64) {
-            let (deadline, scheduled, expired) = (&self.deadline, &mut self.scheduled, &mut self.expired);
+            let (deadline, scheduled, expired) =
+                (&self.deadline, &mut self.scheduled, &mut self.expired);
             wheel.advance(now, |e, tick| {
                 let i = e as usize;
                 if !is_live(scheduled[i], tick) {
@@ -166,7 +181,11 @@ mod tests {
         m.run(&mut w, 240 * S);
         assert_eq!(m.expired, vec![0]);
         m.run(&mut w, 8_000 * S);
-        assert_eq!(m.expired, vec![0], "the stale entry must not expire it again");
+        assert_eq!(
+            m.expired,
+            vec![0],
+            "the stale entry must not expire it again"
+        );
     }
 
     #[test]

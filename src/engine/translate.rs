@@ -519,7 +519,8 @@ impl<S: EventSink> Engine<S> {
             },
         };
         let proto = owner.proto;
-        let allocated = if sub.mappings[proto as usize] as u32 >= self.settings.ports_per_subscriber {
+        let allocated = if sub.mappings[proto as usize] as u32 >= self.settings.ports_per_subscriber
+        {
             Err(AllocError::SubscriberLimit)
         } else {
             let mut block = None;
@@ -587,7 +588,9 @@ impl<S: EventSink> Engine<S> {
             (Proto::Tcp, _) => tcp_state::MIDSTREAM,
             _ => 0,
         };
-        let expires_tick = self.wheel.deadline_tick(now + self.timeout(flow.proto, tcp));
+        let expires_tick = self
+            .wheel
+            .deadline_tick(now + self.timeout(flow.proto, tcp));
         let session = self.state.insert_session(Session {
             mapping,
             remote_ip,
@@ -617,8 +620,14 @@ impl<S: EventSink> Engine<S> {
     /// shortened deadline touches the wheel.
     fn touch(&mut self, session: u32, flow: Flow, from: Side, now: u64) {
         let s = *self.state.session(session);
-        let tcp = if flow.proto == Proto::Tcp { next_tcp_state(s.tcp, flow.tcp_flags, from) } else { s.tcp };
-        let expires_tick = self.wheel.deadline_tick(now + self.timeout(flow.proto, tcp));
+        let tcp = if flow.proto == Proto::Tcp {
+            next_tcp_state(s.tcp, flow.tcp_flags, from)
+        } else {
+            s.tcp
+        };
+        let expires_tick = self
+            .wheel
+            .deadline_tick(now + self.timeout(flow.proto, tcp));
         let scheduled_tick = if expires_tick < s.scheduled_tick {
             self.wheel.schedule(session, expires_tick)
         } else {
