@@ -1,6 +1,8 @@
 //! Shared set-up for the engine benchmarks: a config sized for a million sessions and an
 //! engine filled with that many live UDP flows.
 
+#![allow(dead_code)] // each bench uses its own part of this module
+
 use std::net::Ipv4Addr;
 
 use tracenat::config::Config;

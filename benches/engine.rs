@@ -21,14 +21,15 @@ fn zipf_sequence(n: usize, len: usize) -> Vec<u32> {
     (0..len).map(|_| zipf.sample(&mut rng) as u32).collect()
 }
 
-fn established(c: &mut Criterion) {
-    let cfg = common::config(LIVE as u32);
-    let flows = common::flows(LIVE);
+/// Established packets of `live` sessions, chosen with Zipf(0.99) popularity.
+fn established_with(c: &mut Criterion, live: usize, group_name: &str) {
+    let cfg = common::config(live as u32);
+    let flows = common::flows(live);
     let outbound = common::frames(&flows);
     let mut engine = common::engine(&cfg, NullSink);
     let inbound = common::replies(&common::open_all(&mut engine, &outbound, 1));
     let sequence = zipf_sequence(flows.len(), 1 << 22);
-    let mut group = c.benchmark_group("established_1M_sessions_zipf_64B");
+    let mut group = c.benchmark_group(group_name);
     group.throughput(Throughput::Elements(BATCH as u64));
     for (name, frames, from) in [
         ("outbound", &outbound, Side::Inside),
@@ -53,6 +54,12 @@ fn established(c: &mut Criterion) {
         });
     }
     group.finish();
+}
+
+fn established(c: &mut Criterion) {
+    established_with(c, LIVE, "established_1M_sessions_zipf_64B");
+    // State that fits in cache: what the code itself costs per packet.
+    established_with(c, 1 << 14, "established_16K_sessions_zipf_64B");
 }
 
 fn new_sessions(c: &mut Criterion) {

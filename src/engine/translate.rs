@@ -318,17 +318,19 @@ impl<S: EventSink> Engine<S> {
             m.public_ip,
             m.public_port,
         );
-        decrement_ttl(pkt);
         if hairpin {
+            // The NAT is one hop for a hairpinned packet: the inbound half decrements the
+            // TTL, here or on the worker that owns the peer's mapping.
             self.counters.count(Activity::Hairpinned);
             let turned = parse_ip(buf, ip.l3)?;
             return self.inbound(buf, turned, now, true);
         }
+        decrement_ttl(pkt);
         Ok(Verdict::Forward(Side::Outside))
     }
 
     /// `hairpin`: the packet came from a subscriber and was just translated outbound; its
-    /// TTL was already handled.
+    /// TTL was already checked (but not decremented).
     fn inbound(&mut self, buf: &mut [u8], ip: IpInfo, now: u64, hairpin: bool) -> Step {
         if !in_prefixes(&self.settings.public, Ipv4Addr::from(ip.dst)) {
             return Err(DropReason::NotInPool);
@@ -368,9 +370,7 @@ impl<S: EventSink> Engine<S> {
             m.inside_ip,
             m.inside_port,
         );
-        if !hairpin {
-            decrement_ttl(pkt);
-        }
+        decrement_ttl(pkt);
         Ok(Verdict::Forward(Side::Inside))
     }
 
@@ -416,15 +416,14 @@ impl<S: EventSink> Engine<S> {
 
     /// A public endpoint with no mapping here: another worker's, or nobody's.
     fn owned_elsewhere_or(&self, ip: u32, port: u16, reason: DropReason) -> Step {
-        if self.ownership.workers() > 1 {
-            if let Some(worker) = self.ownership.owner_of_public(Ipv4Addr::from(ip), port) {
-                if worker != self.worker {
-                    return Ok(Verdict::Handoff {
-                        worker,
-                        from: Side::Outside,
-                    });
-                }
-            }
+        if self.ownership.workers() > 1
+            && let Some(worker) = self.ownership.owner_of_public(Ipv4Addr::from(ip), port)
+            && worker != self.worker
+        {
+            return Ok(Verdict::Handoff {
+                worker,
+                from: Side::Outside,
+            });
         }
         Err(reason)
     }
