@@ -8,7 +8,9 @@
 pub mod config;
 pub mod engine;
 pub mod fuzzing;
+pub mod maplog;
 pub mod pcap;
+pub mod reader;
 pub mod replay;
 pub mod wire;
 pub mod workload;

@@ -1,0 +1,24 @@
+//! The reader: answers "who had public IP[:port] at time T" from a mapping log.
+//!
+//! `model` holds the question and answer types every part shares; `time` parses the
+//! timestamps operators paste; `access_log` reads servers' logs; `attribute` runs a whole
+//! access log through a [`model::MappingSource`]; `query` is that source over a log directory.
+
+pub mod access_log;
+pub mod attribute;
+pub mod model;
+pub mod time;
+
+/// Why a reader command failed.
+#[derive(Debug, thiserror::Error)]
+pub enum ReaderError {
+    #[error("{path}: {source}")]
+    Io {
+        path: std::path::PathBuf,
+        source: std::io::Error,
+    },
+    #[error("{0}")]
+    Log(String),
+    #[error("{0}")]
+    Usage(String),
+}

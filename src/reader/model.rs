@@ -1,0 +1,125 @@
+//! The question an operator asks and the answer the reader gives.
+
+use std::net::{Ipv4Addr, SocketAddrV4};
+
+/// "Who used this public endpoint during this window?"
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Question {
+    pub public_ip: Ipv4Addr,
+    /// Without a port the answer is every subscriber on the address in the window.
+    pub public_port: Option<u16>,
+    /// Window, nanoseconds since the Unix epoch, inclusive at both ends.
+    pub from_ns: u64,
+    pub to_ns: u64,
+    /// Narrow to sessions towards this destination (a server's own address and port).
+    pub dest_ip: Option<Ipv4Addr>,
+    pub dest_port: Option<u16>,
+    /// IP protocol number (6, 17, 1); `None` for any.
+    pub protocol: Option<u8>,
+}
+
+/// Where a candidate's evidence comes from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Evidence {
+    /// A logged session (its destination matched the question's, when one was given).
+    Session,
+    /// A logged mapping whose destinations are not known (not logged, or opened before the
+    /// scanned range): it cannot be excluded by destination.
+    Mapping,
+    /// A logged port block holding the port.
+    Block,
+    /// Computed from the deterministic (RFC 7422) configuration in force at the time.
+    Deterministic,
+}
+
+impl Evidence {
+    pub fn name(self) -> &'static str {
+        match self {
+            Evidence::Session => "session",
+            Evidence::Mapping => "mapping",
+            Evidence::Block => "block",
+            Evidence::Deterministic => "deterministic",
+        }
+    }
+}
+
+/// One subscriber endpoint that held the public endpoint during (part of) the window.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Candidate {
+    /// Inside address and port; port 0 where the evidence has none (blocks, deterministic).
+    pub subscriber: SocketAddrV4,
+    /// Public address and port; port 0 where a range applies (`ports`).
+    pub public: SocketAddrV4,
+    /// Inclusive public port range, for blocks and deterministic ranges.
+    pub ports: Option<(u16, u16)>,
+    /// Destination of the session, when logged.
+    pub dest: Option<SocketAddrV4>,
+    /// IP protocol number; 0 for blocks and deterministic ranges (all protocols).
+    pub protocol: u8,
+    /// When the holding began; `None` if it began before anything the log covers.
+    pub start_ns: Option<u64>,
+    /// When it ended; `None` if still held at the end of the log.
+    pub end_ns: Option<u64>,
+    pub evidence: Evidence,
+}
+
+/// The honest verdict: one subscriber, several, or nobody.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Verdict {
+    Unique,
+    Ambiguous,
+    None,
+}
+
+impl Verdict {
+    pub fn name(self) -> &'static str {
+        match self {
+            Verdict::Unique => "unique",
+            Verdict::Ambiguous => "ambiguous",
+            Verdict::None => "none",
+        }
+    }
+
+    /// Decided by the number of distinct subscriber addresses among the candidates.
+    pub fn of(candidates: &[Candidate]) -> Verdict {
+        let mut subscribers: Vec<Ipv4Addr> = candidates.iter().map(|c| *c.subscriber.ip()).collect();
+        subscribers.sort_unstable();
+        subscribers.dedup();
+        match subscribers.len() {
+            0 => Verdict::None,
+            1 => Verdict::Unique,
+            _ => Verdict::Ambiguous,
+        }
+    }
+}
+
+/// How far the NAT's clock could have been off when the evidence was written.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct ClockNote {
+    /// Some block in the evidence was written while the host clock was unsynchronised.
+    pub unsynchronised: bool,
+    /// Largest maximum-error bound (adjtimex `maxerror`) among those blocks, microseconds.
+    pub max_error_us: u32,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Answer {
+    pub verdict: Verdict,
+    pub candidates: Vec<Candidate>,
+    pub clock: ClockNote,
+}
+
+impl Answer {
+    pub fn new(candidates: Vec<Candidate>, clock: ClockNote) -> Answer {
+        Answer {
+            verdict: Verdict::of(&candidates),
+            candidates,
+            clock,
+        }
+    }
+}
+
+/// Anything that answers questions: the log directory, or a fake in tests.
+pub trait MappingSource {
+    fn answer(&mut self, question: &Question) -> Result<Answer, crate::reader::ReaderError>;
+}
