@@ -158,6 +158,36 @@ pub struct Logging {
     pub dir: Option<std::path::PathBuf>,
     pub volume: LogVolume,
     pub flush_interval: Duration,
+    /// A segment is closed and a new one begun past this size…
+    pub segment_size: u64,
+    /// …or this age.
+    pub segment_age: Duration,
+    /// Segments whose newest record is older than this are deleted; `None` keeps all.
+    pub retention: Option<Duration>,
+    pub on_backpressure: BackpressurePolicy,
+    /// Try O_DIRECT writes (falls back to buffered where the filesystem refuses).
+    pub direct_io: bool,
+}
+
+/// What happens when the mapping log cannot take more records (disk slow or full).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum BackpressurePolicy {
+    /// New sessions are refused (counted); established sessions keep flowing. No session
+    /// is ever translated without its creation record in the log pipeline.
+    RefuseSessions,
+    /// Sessions are translated anyway and the records that do not fit are dropped and
+    /// counted as lost. For operators who put service above traceability.
+    DropRecords,
+}
+
+impl BackpressurePolicy {
+    pub fn name(self) -> &'static str {
+        match self {
+            BackpressurePolicy::RefuseSessions => "refuse-sessions",
+            BackpressurePolicy::DropRecords => "drop-records",
+        }
+    }
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -300,8 +330,8 @@ pub enum DurationError {
     TooLong,
 }
 
-/// Parses durations written as a sequence of `<number><unit>` parts, units `h`, `m`, `s`
-/// and `ms`: "2h4m", "300s", "1.5s", "250ms".
+/// Parses durations written as a sequence of `<number><unit>` parts, units `d`, `h`, `m`,
+/// `s` and `ms`: "2h4m", "300s", "1.5s", "250ms", "180d".
 pub fn parse_duration(text: &str) -> Result<Duration, DurationError> {
     let mut rest = text.trim();
     if rest.is_empty() {
@@ -335,6 +365,7 @@ fn split_leading(text: &str, wanted: impl Fn(char) -> bool) -> (&str, &str) {
 
 fn unit_nanos(number: &str, unit: &str) -> Result<u128, DurationError> {
     match unit {
+        "d" => Ok(86400 * SECOND_NS),
         "h" => Ok(3600 * SECOND_NS),
         "m" => Ok(60 * SECOND_NS),
         "s" => Ok(SECOND_NS),
@@ -447,7 +478,7 @@ impl fmt::Display for Ipv4Prefix {
 // The file as written: every key optional, unknown keys rejected.
 
 mod raw {
-    use super::{FilteringMode, LogVolume, TtlExpiredAction};
+    use super::{BackpressurePolicy, FilteringMode, LogVolume, TtlExpiredAction};
     use serde::Deserialize;
     use serde::de::{self, Deserializer, Visitor};
     use std::fmt;
@@ -551,6 +582,11 @@ mod raw {
         pub dir: Option<String>,
         pub volume: Option<LogVolume>,
         pub flush_interval: Option<DurationValue>,
+        pub segment_size: Option<i64>,
+        pub segment_age: Option<DurationValue>,
+        pub retention: Option<DurationValue>,
+        pub on_backpressure: Option<BackpressurePolicy>,
+        pub direct_io: Option<bool>,
     }
 
     /// A duration as written: text such as "2h4m", or a bare integer meaning seconds.
@@ -614,6 +650,8 @@ mod defaults {
     pub const FRAGMENT: Duration = Duration::from_secs(2);
     pub const ICMP_RATE: i64 = 100;
     pub const FLUSH_INTERVAL: Duration = Duration::from_secs(1);
+    pub const SEGMENT_SIZE: i64 = 256 << 20;
+    pub const SEGMENT_AGE: Duration = Duration::from_secs(15 * 60);
 }
 
 /// A lower bound on a timeout and the requirement that imposes it.
@@ -1070,10 +1108,48 @@ fn logging(raw: raw::Logging) -> Result<Logging, ConfigError> {
             "must be greater than zero",
         ));
     }
+    let segment_size = raw.segment_size.unwrap_or(defaults::SEGMENT_SIZE);
+    if !(1 << 20..=1 << 40).contains(&segment_size) {
+        return Err(invalid(
+            "logging.segment-size",
+            format!("{segment_size} bytes is outside 1 MiB to 1 TiB"),
+        ));
+    }
+    let segment_age = duration(
+        "logging.segment-age",
+        raw.segment_age,
+        defaults::SEGMENT_AGE,
+    )?;
+    if segment_age < Duration::from_secs(1) {
+        return Err(invalid("logging.segment-age", "must be at least 1s"));
+    }
+    let retention = match raw.retention {
+        None => None,
+        Some(value) => Some(duration("logging.retention", Some(value), Duration::ZERO)?),
+    };
+    if let Some(retention) = retention
+        && retention < segment_age
+    {
+        return Err(invalid(
+            "logging.retention",
+            format!(
+                "{} is shorter than logging.segment-age ({}): a segment would be deleted while written",
+                format_duration(retention),
+                format_duration(segment_age)
+            ),
+        ));
+    }
     Ok(Logging {
         dir: raw.dir.map(PathBuf::from),
         volume: raw.volume.unwrap_or(LogVolume::SessionsWithDestination),
         flush_interval,
+        segment_size: segment_size as u64,
+        segment_age,
+        retention,
+        on_backpressure: raw
+            .on_backpressure
+            .unwrap_or(BackpressurePolicy::RefuseSessions),
+        direct_io: raw.direct_io.unwrap_or(true),
     })
 }
 
@@ -1249,10 +1325,15 @@ impl Config {
             Some(dir) => format!("to {}", dir.display()),
             None => "no directory configured".to_owned(),
         };
+        let retention = match self.logging.retention {
+            Some(r) => format!("kept {}", format_duration(r)),
+            None => "kept until deleted by hand".to_owned(),
+        };
         format!(
-            "logging: {destination}, volume {}, flush every {}",
+            "logging: {destination}, volume {}, flush every {}, {retention}, when full: {}",
             self.logging.volume.name(),
-            format_duration(self.logging.flush_interval)
+            format_duration(self.logging.flush_interval),
+            self.logging.on_backpressure.name()
         )
     }
 }

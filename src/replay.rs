@@ -14,8 +14,9 @@ use hashbrown::HashMap;
 
 use crate::config::Config;
 use crate::engine::counters::Counters;
-use crate::engine::event::VecSink;
+use crate::engine::event::{Event, EventSink, VecSink};
 use crate::engine::{Engine, Side, Verdict};
+use crate::maplog::writer::{LogError, LogSettings, MapLog, Producer, WriterReport};
 use crate::pcap::{PcapError, PcapReader, PcapWriter};
 use crate::wire::{ethernet, icmp, ipv4};
 
@@ -24,6 +25,10 @@ pub struct ReplayArgs {
     pub inside: PathBuf,
     pub outside: Option<PathBuf>,
     pub out_dir: PathBuf,
+    /// Also write the durable mapping log here (as `tracenat run` does).
+    pub log_dir: Option<PathBuf>,
+    /// The configuration file's text, stored in the log directory.
+    pub config_text: Option<String>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -32,6 +37,8 @@ pub enum ReplayError {
     Capture { path: PathBuf, source: PcapError },
     #[error("{path}: {source}")]
     Io { path: PathBuf, source: io::Error },
+    #[error("{0}")]
+    Log(#[from] LogError),
 }
 
 /// What a replay did, for the operator.
@@ -46,6 +53,7 @@ pub struct ReplaySummary {
     pub events: u64,
     pub live_sessions: u64,
     pub out_dir: PathBuf,
+    pub log: Option<(PathBuf, WriterReport)>,
 }
 
 impl std::fmt::Display for ReplaySummary {
@@ -70,7 +78,55 @@ impl std::fmt::Display for ReplaySummary {
         writeln!(f, "handoffs:     {}", self.handoffs)?;
         writeln!(f, "events:       {}", self.events)?;
         writeln!(f, "live at end:  {} sessions", self.live_sessions)?;
-        write!(f, "written to:   {}", self.out_dir.display())
+        write!(f, "written to:   {}", self.out_dir.display())?;
+        if let Some((dir, log)) = &self.log {
+            write!(
+                f,
+                "\nmapping log:  {} ({} records in {} blocks, {} bytes, {})",
+                dir.display(),
+                log.records,
+                log.blocks,
+                log.bytes,
+                log.io
+            )?;
+            for note in &log.recovered {
+                write!(f, "\n  recovered:  {note}")?;
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Replay's event sink: events for `events.jsonl`, and the durable log when asked for.
+/// Replay is not real time, so when the log is behind it waits instead of refusing
+/// sessions: the same capture must give the same translation.
+#[derive(Default)]
+pub struct ReplaySink {
+    events: VecSink,
+    log: Option<Producer>,
+}
+
+/// How long replay waits for the log writer before refusing a session after all (a disk
+/// that stays full).
+const LOG_PATIENCE: std::time::Duration = std::time::Duration::from_secs(30);
+
+impl EventSink for ReplaySink {
+    fn has_room(&self, events: usize) -> bool {
+        let Some(log) = &self.log else { return true };
+        let start = std::time::Instant::now();
+        while !log.has_room(events) {
+            if start.elapsed() > LOG_PATIENCE {
+                return false;
+            }
+            std::thread::sleep(std::time::Duration::from_micros(200));
+        }
+        true
+    }
+    fn emit(&mut self, event: &Event) {
+        self.events.emit(event);
+        if let Some(log) = &mut self.log {
+            log.emit(event);
+        }
     }
 }
 
@@ -175,7 +231,7 @@ struct Steering {
 }
 
 impl Steering {
-    fn worker(&mut self, engines: &[Engine<VecSink>], frame: &[u8], from: Side) -> u16 {
+    fn worker<S: EventSink>(&mut self, engines: &[Engine<S>], frame: &[u8], from: Side) -> u16 {
         let ownership = engines[0].ownership();
         let Some(ip) = ipv4_of(frame) else { return 0 };
         match from {
@@ -244,7 +300,20 @@ pub fn run(args: &ReplayArgs) -> Result<ReplaySummary, ReplayError> {
         .filter_map(|i| i.next.as_ref().map(|(ts, _)| *ts))
         .min()
         .unwrap_or(0);
-    let mut engines = Engine::for_all_workers(&args.config, start, |_| VecSink::default());
+    let (maplog, mut producers) = match &args.log_dir {
+        Some(dir) => {
+            let mut settings = LogSettings::from_config(&args.config, dir);
+            settings.record_time_only = true;
+            settings.config_text = args.config_text.clone();
+            let (log, producers) = MapLog::start(settings, args.config.workers.count, start)?;
+            (Some(log), producers.into_iter().map(Some).collect())
+        }
+        None => (None, Vec::new()),
+    };
+    let mut engines = Engine::for_all_workers(&args.config, start, |w| ReplaySink {
+        events: VecSink::default(),
+        log: producers.get_mut(w as usize).and_then(Option::take),
+    });
     let mut out = Outputs::create(&args.out_dir)?;
     let mut steering = Steering {
         fragments: HashMap::new(),
@@ -286,13 +355,22 @@ pub fn run(args: &ReplayArgs) -> Result<ReplaySummary, ReplayError> {
             Verdict::Drop(_) => summary.dropped += 1,
             Verdict::Handoff { .. } => summary.dropped += 1,
         }
-        summary.events += drain_events(&mut engines, &mut out)?;
+        summary.events += drain_events(&mut engines, &mut out, ts)?;
+    }
+    if let Some(log) = maplog {
+        for engine in engines.iter_mut() {
+            if let Some(p) = &mut engine.sink_mut().log {
+                p.finish();
+            }
+        }
+        let report = log.close()?;
+        summary.log = args.log_dir.clone().map(|d| (d, report));
     }
     finish(engines, out, summary)
 }
 
 fn process_following_handoffs(
-    engines: &mut [Engine<VecSink>],
+    engines: &mut [Engine<ReplaySink>],
     mut worker: u16,
     buf: &mut [u8],
     len: usize,
@@ -319,10 +397,18 @@ fn process_following_handoffs(
     verdict
 }
 
-fn drain_events(engines: &mut [Engine<VecSink>], out: &mut Outputs) -> Result<u64, ReplayError> {
+fn drain_events(
+    engines: &mut [Engine<ReplaySink>],
+    out: &mut Outputs,
+    now_ns: u64,
+) -> Result<u64, ReplayError> {
     let mut n = 0;
     for engine in engines.iter_mut() {
-        for event in engine.sink_mut().events.drain(..) {
+        let sink = engine.sink_mut();
+        if let Some(log) = &mut sink.log {
+            log.poll(now_ns);
+        }
+        for event in sink.events.events.drain(..) {
             writeln!(out.events, "{}", event.to_json()).map_err(|source| ReplayError::Io {
                 path: out.dir.join("events.jsonl"),
                 source,
@@ -334,7 +420,7 @@ fn drain_events(engines: &mut [Engine<VecSink>], out: &mut Outputs) -> Result<u6
 }
 
 fn finish(
-    engines: Vec<Engine<VecSink>>,
+    engines: Vec<Engine<ReplaySink>>,
     out: Outputs,
     mut summary: ReplaySummary,
 ) -> Result<ReplaySummary, ReplayError> {

@@ -54,6 +54,8 @@ fn replay(
         inside: i,
         outside: Some(o),
         out_dir: out_dir.clone(),
+        log_dir: None,
+        config_text: None,
     };
     replay::run(&args).unwrap();
     out_dir

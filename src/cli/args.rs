@@ -28,6 +28,110 @@ pub enum Command {
     Config(ConfigCommand),
     /// Translate captured traffic offline and write the translated capture and mapping log.
     Replay(ReplayCommand),
+    /// Read a mapping log: who had a public address and port, attribute a server's access
+    /// log, decode, statistics, verification.
+    #[command(subcommand)]
+    Log(LogCommand),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum LogCommand {
+    /// Who held a public address (and port) at a time: `unique`, `ambiguous` or `none`,
+    /// with every candidate mapping.
+    Query(QueryCommand),
+    /// Trace every request of a server's access log back to its subscriber.
+    Attribute(AttributeCommand),
+    /// Print the records of the log (text, JSON lines or CSV).
+    Decode(DecodeCommand),
+    /// Records, bytes per record, compression ratio and time span, per worker.
+    Stats(StatsCommand),
+    /// Check every CRC and the hash chain; names the first bad block and exits 1.
+    Verify(DirArg),
+}
+
+#[derive(Debug, Args)]
+pub struct DirArg {
+    /// The mapping log directory (logging.dir, or replay's --log-dir).
+    #[arg(long, value_name = "DIR")]
+    pub dir: PathBuf,
+}
+
+#[derive(Debug, Args)]
+pub struct QueryCommand {
+    #[command(flatten)]
+    pub dir: DirArg,
+    /// Public address, with the port when the server logged it: 203.0.113.7 or 203.0.113.7:40213.
+    #[arg(long, value_name = "IP[:PORT]")]
+    pub public: String,
+    /// When: RFC 3339 with offset, epoch seconds (fraction allowed) or
+    /// [10/Oct/2000:13:55:36 -0700].
+    #[arg(long, value_name = "TIME")]
+    pub at: String,
+    /// How far the time may be off (the server's clock against the NAT's).
+    #[arg(long, value_name = "DUR", default_value = "2s")]
+    pub tolerance: String,
+    /// Only sessions towards this server (address and port, when logged).
+    #[arg(long, value_name = "IP[:PORT]")]
+    pub dest: Option<String>,
+    /// tcp, udp, icmp or a protocol number.
+    #[arg(long, value_name = "P")]
+    pub proto: Option<String>,
+    /// One JSON object (schema in docs/mapping-log.md).
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct AttributeCommand {
+    #[command(flatten)]
+    pub dir: DirArg,
+    /// The server's access log.
+    #[arg(long, value_name = "FILE")]
+    pub access_log: PathBuf,
+    /// auto, common, combined or json.
+    #[arg(long, default_value = "auto")]
+    pub format: String,
+    /// The server's address (and port): the sessions' destination.
+    #[arg(long, value_name = "IP[:PORT]")]
+    pub server: Option<String>,
+    /// How far the server's clock may be from the NAT's.
+    #[arg(long, value_name = "DUR", default_value = "2s")]
+    pub skew: String,
+    /// JSON lines: field holding the client address.
+    #[arg(long, default_value = "remote_addr")]
+    pub json_ip_field: String,
+    /// JSON lines: field holding the client port.
+    #[arg(long, default_value = "remote_port")]
+    pub json_port_field: String,
+    /// JSON lines: field holding the time.
+    #[arg(long, default_value = "time")]
+    pub json_time_field: String,
+    /// One JSON object per request, then a summary object.
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct DecodeCommand {
+    #[command(flatten)]
+    pub dir: DirArg,
+    /// Only records at or after this time.
+    #[arg(long, value_name = "TIME")]
+    pub from: Option<String>,
+    /// Only records at or before this time.
+    #[arg(long, value_name = "TIME")]
+    pub to: Option<String>,
+    /// text, json or csv.
+    #[arg(long, default_value = "text")]
+    pub format: String,
+}
+
+#[derive(Debug, Args)]
+pub struct StatsCommand {
+    #[command(flatten)]
+    pub dir: DirArg,
+    #[arg(long)]
+    pub json: bool,
 }
 
 #[derive(Debug, Subcommand)]
@@ -52,7 +156,11 @@ pub struct ReplayCommand {
     /// Capture of traffic arriving on the outside interface, merged by timestamp.
     #[arg(long, value_name = "OUT.pcap")]
     pub outside: Option<PathBuf>,
-    /// Directory for the translated captures and the mapping log.
+    /// Directory for the translated captures, events.jsonl and counters.json.
     #[arg(long = "out", value_name = "DIR")]
     pub out_dir: PathBuf,
+    /// Also write the durable mapping log into this directory, as `tracenat run` does, so
+    /// the capture can be traced with `tracenat log`.
+    #[arg(long, value_name = "DIR")]
+    pub log_dir: Option<PathBuf>,
 }

@@ -7,6 +7,7 @@ use tracenat::config::{Config, ConfigError};
 use tracenat::replay::{self, ReplayArgs, ReplayError};
 
 use super::args::{Cli, Command, ConfigCommand, ReplayCommand};
+use super::log;
 
 /// Why a command failed; decides the exit status.
 pub enum Failure {
@@ -14,29 +15,44 @@ pub enum Failure {
     Config(ConfigError),
     /// The command was set up correctly but failed while running.
     Replay(ReplayError),
+    /// A mapping log could not be read.
+    Reader(tracenat::reader::ReaderError),
+    /// Output could not be written (e.g. a closed pipe).
+    Output(std::io::Error),
+    /// An argument that clap accepted but that makes no sense.
+    Usage(String),
 }
 
 impl Failure {
     pub fn exit_code(&self) -> ExitCode {
         match self {
-            Failure::Config(_) => ExitCode::from(2),
-            Failure::Replay(_) => ExitCode::from(1),
+            Failure::Config(_) | Failure::Usage(_) => ExitCode::from(2),
+            Failure::Replay(_) | Failure::Reader(_) | Failure::Output(_) => ExitCode::from(1),
         }
+    }
+
+    pub fn is_broken_pipe(&self) -> bool {
+        matches!(self, Failure::Output(e) if e.kind() == std::io::ErrorKind::BrokenPipe)
     }
 
     pub fn message(&self) -> String {
         match self {
             Failure::Config(error) => error.to_string(),
             Failure::Replay(error) => error.to_string(),
+            Failure::Reader(error) => error.to_string(),
+            Failure::Output(error) => format!("writing output: {error}"),
+            Failure::Usage(message) => message.clone(),
         }
     }
 }
 
 /// Runs the command `cli` describes, printing its result to stdout.
-pub fn run(cli: Cli) -> Result<(), Failure> {
+pub fn run(cli: Cli) -> Result<ExitCode, Failure> {
+    let done = |r: Result<(), Failure>| r.map(|_| ExitCode::SUCCESS);
     match cli.command {
-        Command::Config(ConfigCommand::Check { file }) => check_config(&file),
-        Command::Replay(command) => replay(command),
+        Command::Config(ConfigCommand::Check { file }) => done(check_config(&file)),
+        Command::Replay(command) => done(replay(command)),
+        Command::Log(command) => log::run(command),
     }
 }
 
@@ -49,11 +65,14 @@ fn check_config(file: &Path) -> Result<(), Failure> {
 
 fn replay(command: ReplayCommand) -> Result<(), Failure> {
     let config = Config::load(&command.config).map_err(Failure::Config)?;
+    let config_text = std::fs::read_to_string(&command.config).ok();
     let args = ReplayArgs {
         config,
         inside: command.inside,
         outside: command.outside,
         out_dir: command.out_dir,
+        log_dir: command.log_dir,
+        config_text,
     };
     let summary = replay::run(&args).map_err(Failure::Replay)?;
     println!("{summary}");

@@ -2,6 +2,7 @@
 
 mod args;
 mod commands;
+mod log;
 
 pub use args::Cli;
 pub use commands::run;

@@ -204,6 +204,21 @@ impl Deterministic {
         self.subscriber_at(a * self.per_address as u64 + offset as u64)
     }
 
+    /// Every (subscriber, first port, last port) with a range on `public`: the reader's
+    /// answer when a server log has no source port.
+    pub fn subscribers_on(&self, public: Ipv4Addr) -> Vec<(Ipv4Addr, u16, u16)> {
+        let Some(a) = self.public.iter().position(|x| *x == public) else {
+            return Vec::new();
+        };
+        let first = a as u64 * self.per_address as u64;
+        (first..first + self.per_address as u64)
+            .filter_map(|i| {
+                let (_, lo, hi) = self.range_of_index(i)?;
+                Some((self.subscriber_at(i)?, lo, hi))
+            })
+            .collect()
+    }
+
     pub fn subscriber_count(&self) -> u64 {
         self.subscribers.iter().map(|p| p.size()).sum()
     }

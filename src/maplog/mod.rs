@@ -1,5 +1,16 @@
 //! The mapping log: every engine event stored compactly, durably and verifiably.
 //! The format is specified in docs/mapping-log.md.
+//!
+//! `record` (what is stored) → `block` (columns, compression, CRC, hash chain) → `segment`
+//! (files of blocks with an index) → `dir` (the directory layout) → `writer` (producers,
+//! rings, the writer thread, rotation, retention) over `io` (io_uring) and `clock`.
+//! `live` keeps the checkpoint each segment starts with.
 
+pub mod block;
 pub mod clock;
+pub mod dir;
 pub mod io;
+pub mod live;
+pub mod record;
+pub mod segment;
+pub mod writer;

@@ -1,1 +1,890 @@
-//! (being written)
+//! Attribute a whole access log: for every request, who was behind the client address.
+//!
+//! Each request becomes a [`Question`]: the client address and port are the NAT's public
+//! endpoint, the window is the request time ± the clock skew allowed between the server
+//! and the NAT, the destination is the server (from [`AttributeOptions::server`], else the
+//! line's own server fields), and the protocol is TCP (access logs are HTTP).
+//!
+//! # Text output
+//!
+//! One line per request, then a summary:
+//!
+//! ```text
+//! line 12  203.0.113.7:40213      2026-11-25T10:11:12.000Z  GET /index.html  unique 100.64.0.23:51000 (session)
+//! line 13  203.0.113.7            2026-11-25T10:11:13.000Z  GET /  ambiguous (3): 100.64.0.23, 100.64.0.40, 100.64.1.2
+//! line 14  203.0.113.9:40000      2026-11-25T10:11:14.000Z  GET /  none
+//! line 15: unparsed: client is not an IPv4 address (IPv6 or a host name)
+//! 3 requests: 1 unique, 1 ambiguous, 1 none, 1 unparsed (4 lines, combined format)
+//! ```
+//!
+//! A unique verdict names the subscriber address, with its port when every candidate
+//! agrees on one, and the kinds of evidence in parentheses. An ambiguous verdict lists
+//! the distinct subscriber addresses (at most [`MAX_LISTED`], then a count). When the
+//! NAT's clock was unsynchronised, or its error bound exceeds the skew allowed, the line
+//! says so in brackets. The request is shown without its protocol version, shortened to
+//! [`MAX_REQUEST_SHOWN`] bytes, with control characters replaced by `?`. The first
+//! [`MAX_UNPARSED_SHOWN`] unparsed lines are reported with their reason; later ones are
+//! only counted. Blank lines are skipped and not counted.
+//!
+//! # JSON output (`AttributeOptions::json`)
+//!
+//! One object per line. For each request:
+//!
+//! - `line`: line number in the access log (1-based, blank lines included);
+//! - `client`: the client endpoint as logged, `"IP:PORT"` or `"IP"` without a port;
+//! - `time`: the request time, RFC 3339 UTC with nine fraction digits;
+//! - `request`: the request line as logged (`""` if none);
+//! - `dest`: the destination the question was narrowed to, `"IP:PORT"`, `"IP"` or `null`;
+//! - `verdict`: `"unique"`, `"ambiguous"` or `"none"`;
+//! - `subscribers`: the distinct subscriber addresses among the candidates, sorted;
+//! - `candidates`: one object per piece of evidence:
+//!   - `subscriber`: inside `"IP:PORT"`, or `"IP"` when the evidence has no port
+//!     (blocks, deterministic ranges);
+//!   - `public`: public `"IP:PORT"`, or `"IP"` when a range applies;
+//!   - `ports`: `[first, last]` inclusive public port range, or `null`;
+//!   - `dest`: the session's destination `"IP:PORT"`, or `null` when not logged;
+//!   - `protocol`: IP protocol number, 0 for blocks and deterministic ranges;
+//!   - `start`, `end`: RFC 3339 UTC (nine digits) or `null` (began before the log /
+//!     still held at its end);
+//!   - `evidence`: `"session"`, `"mapping"`, `"block"` or `"deterministic"`;
+//! - `clock`: `{"unsynchronised": bool, "max_error_us": number}` for the NAT's clock
+//!   while the evidence was written.
+//!
+//! For the first [`MAX_UNPARSED_SHOWN`] unparsed lines: `{"line": N, "unparsed":
+//! "reason"}`. Last: `{"summary": {"lines", "requests", "unique", "ambiguous", "none",
+//! "unparsed", "format"}}` where `lines` counts non-blank lines, `requests` those that
+//! parsed, and `format` is the access-log format used or detected.
+
+use std::fmt;
+use std::io::{self, BufRead, BufWriter, Write};
+use std::net::Ipv4Addr;
+use std::path::PathBuf;
+
+use crate::reader::ReaderError;
+use crate::reader::access_log::{AccessLogParser, AccessRecord};
+use crate::reader::model::{Answer, Candidate, Evidence, MappingSource, Question, Verdict};
+use crate::reader::time::TimeDisplay;
+
+/// Unparsed lines reported one by one before they are only counted.
+pub const MAX_UNPARSED_SHOWN: u64 = 10;
+/// Subscriber addresses listed on an ambiguous text line.
+pub const MAX_LISTED: usize = 8;
+/// Bytes of the request line shown in text output.
+pub const MAX_REQUEST_SHOWN: usize = 100;
+
+/// TCP: access logs are HTTP.
+const TCP: u8 = 6;
+
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct AttributeOptions {
+    /// How far the server's clock may be from the NAT's: the window is time ± skew.
+    pub skew_ns: u64,
+    /// The server's own address (and port): the NAT session's destination. Overrides the
+    /// server fields of the log's lines.
+    pub server: Option<(Ipv4Addr, Option<u16>)>,
+    /// One JSON object per line instead of text.
+    pub json: bool,
+}
+
+/// Counts over one access log.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Summary {
+    /// Non-blank lines read: `unique + ambiguous + none + unparsed`.
+    pub lines: u64,
+    pub unique: u64,
+    pub ambiguous: u64,
+    pub none: u64,
+    pub unparsed: u64,
+}
+
+impl Summary {
+    /// Lines that parsed as requests.
+    pub fn requests(&self) -> u64 {
+        self.unique + self.ambiguous + self.none
+    }
+}
+
+fn input_error(source: io::Error) -> ReaderError {
+    ReaderError::Io {
+        path: PathBuf::from("<access log>"),
+        source,
+    }
+}
+
+fn output_error(source: io::Error) -> ReaderError {
+    ReaderError::Io {
+        path: PathBuf::from("<output>"),
+        source,
+    }
+}
+
+/// The question one request asks.
+pub fn question_for(record: &AccessRecord<'_>, options: &AttributeOptions) -> Question {
+    let dest = options.server.or(record.server);
+    Question {
+        public_ip: record.client_ip,
+        public_port: record.client_port,
+        from_ns: record.time_ns.saturating_sub(options.skew_ns),
+        to_ns: record.time_ns.saturating_add(options.skew_ns),
+        dest_ip: dest.map(|(ip, _)| ip),
+        dest_port: dest.and_then(|(_, port)| port),
+        protocol: Some(TCP),
+    }
+}
+
+/// Reads `input` line by line, asks `source` about each request, writes one result per
+/// request to `out`, then the summary. Returns the summary.
+///
+/// Output is buffered here; `out` need not be. Lines that are not valid UTF-8 are read
+/// with replacement characters. A failing source or output stops the run with its error.
+pub fn attribute<R: BufRead, W: Write>(
+    mut input: R,
+    parser: &mut AccessLogParser,
+    source: &mut impl MappingSource,
+    options: &AttributeOptions,
+    out: &mut W,
+) -> Result<Summary, ReaderError> {
+    let mut out = BufWriter::with_capacity(1 << 16, out);
+    let mut buf: Vec<u8> = Vec::with_capacity(4096);
+    let mut scratch: Vec<Ipv4Addr> = Vec::new();
+    let mut time_text = TimeText::new(options.json);
+    let mut summary = Summary::default();
+    let mut line_no = 0u64;
+    loop {
+        buf.clear();
+        if input.read_until(b'\n', &mut buf).map_err(input_error)? == 0 {
+            break;
+        }
+        line_no += 1;
+        let lossy;
+        let text = match std::str::from_utf8(&buf) {
+            Ok(text) => text,
+            Err(_) => {
+                lossy = String::from_utf8_lossy(&buf);
+                &*lossy
+            }
+        };
+        if text.trim_ascii().is_empty() {
+            continue;
+        }
+        summary.lines += 1;
+        match parser.parse(line_no, text) {
+            Err(error) => {
+                summary.unparsed += 1;
+                if summary.unparsed <= MAX_UNPARSED_SHOWN {
+                    write_unparsed(&mut out, options, line_no, &error, summary.unparsed)
+                        .map_err(output_error)?;
+                }
+            }
+            Ok(record) => {
+                let question = question_for(&record, options);
+                let answer = source.answer(&question)?;
+                match answer.verdict {
+                    Verdict::Unique => summary.unique += 1,
+                    Verdict::Ambiguous => summary.ambiguous += 1,
+                    Verdict::None => summary.none += 1,
+                }
+                subscribers(&answer.candidates, &mut scratch);
+                if options.json {
+                    let time = time_text.get(record.time_ns);
+                    write_json(&mut out, &record, time, &question, &answer, &scratch)
+                } else {
+                    let time = time_text.get(record.time_ns);
+                    write_text(&mut out, options, &record, time, &answer, &scratch)
+                }
+                .map_err(output_error)?;
+            }
+        }
+    }
+    write_summary(&mut out, options, &summary, parser.format().name()).map_err(output_error)?;
+    out.flush().map_err(output_error)?;
+    Ok(summary)
+}
+
+/// The request time's text, kept while consecutive requests share it (they mostly do:
+/// access logs have whole seconds).
+struct TimeText {
+    nanos: bool,
+    ns: Option<u64>,
+    text: String,
+}
+
+impl TimeText {
+    fn new(nanos: bool) -> TimeText {
+        TimeText {
+            nanos,
+            ns: None,
+            text: String::with_capacity(32),
+        }
+    }
+
+    fn get(&mut self, ns: u64) -> &str {
+        if self.ns != Some(ns) {
+            use std::fmt::Write as _;
+            self.text.clear();
+            let shown = if self.nanos {
+                TimeDisplay::nanos(ns)
+            } else {
+                TimeDisplay::millis(ns)
+            };
+            let _ = write!(self.text, "{shown}");
+            self.ns = Some(ns);
+        }
+        &self.text
+    }
+}
+
+/// The distinct subscriber addresses, sorted, into `into`.
+fn subscribers(candidates: &[Candidate], into: &mut Vec<Ipv4Addr>) {
+    into.clear();
+    into.extend(candidates.iter().map(|c| *c.subscriber.ip()));
+    into.sort_unstable();
+    into.dedup();
+}
+
+fn write_unparsed(
+    out: &mut impl Write,
+    options: &AttributeOptions,
+    line_no: u64,
+    error: &dyn fmt::Display,
+    count: u64,
+) -> io::Result<()> {
+    if options.json {
+        write!(out, "{{\"line\":{line_no},\"unparsed\":")?;
+        serde_json::to_writer(&mut *out, &error.to_string())?;
+        out.write_all(b"}\n")
+    } else if count == MAX_UNPARSED_SHOWN {
+        writeln!(
+            out,
+            "line {line_no}: unparsed: {error} (later unparsed lines are only counted)"
+        )
+    } else {
+        writeln!(out, "line {line_no}: unparsed: {error}")
+    }
+}
+
+fn write_summary(
+    out: &mut impl Write,
+    options: &AttributeOptions,
+    summary: &Summary,
+    format: &str,
+) -> io::Result<()> {
+    let Summary {
+        lines,
+        unique,
+        ambiguous,
+        none,
+        unparsed,
+    } = *summary;
+    let requests = summary.requests();
+    if options.json {
+        writeln!(
+            out,
+            "{{\"summary\":{{\"lines\":{lines},\"requests\":{requests},\"unique\":{unique},\
+             \"ambiguous\":{ambiguous},\"none\":{none},\"unparsed\":{unparsed},\
+             \"format\":\"{format}\"}}}}"
+        )
+    } else {
+        writeln!(
+            out,
+            "{requests} requests: {unique} unique, {ambiguous} ambiguous, {none} none, \
+             {unparsed} unparsed ({lines} lines, {format} format)"
+        )
+    }
+}
+
+// ---------------------------------------------------------------------------
+// Text
+
+/// `IP` or `IP:PORT` rendered on the stack; honours width and alignment.
+struct Endpoint {
+    buf: [u8; 21],
+    len: usize,
+}
+
+impl Endpoint {
+    fn new(ip: Ipv4Addr, port: Option<u16>) -> Endpoint {
+        let mut buf = [0u8; 21];
+        let mut cursor: &mut [u8] = &mut buf;
+        // 21 bytes hold the longest, 255.255.255.255:65535.
+        let _ = match port {
+            Some(port) => write!(cursor, "{ip}:{port}"),
+            None => write!(cursor, "{ip}"),
+        };
+        let len = 21 - cursor.len();
+        Endpoint { buf, len }
+    }
+
+    /// The port is left out when it is 0 (evidence without a port).
+    fn of(address: std::net::SocketAddrV4) -> Endpoint {
+        let port = Some(address.port()).filter(|&p| p != 0);
+        Endpoint::new(*address.ip(), port)
+    }
+
+    fn as_str(&self) -> &str {
+        std::str::from_utf8(&self.buf[..self.len]).unwrap_or("?")
+    }
+}
+
+impl fmt::Display for Endpoint {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.pad(self.as_str())
+    }
+}
+
+/// The request as shown on a text line: no protocol version, bounded, no control
+/// characters (a crafted request must not drive the operator's terminal).
+fn write_request(out: &mut impl Write, request: &str) -> io::Result<()> {
+    let mut shown = request.trim();
+    if let Some((head, version)) = shown.rsplit_once(' ')
+        && version.starts_with("HTTP/")
+    {
+        shown = head;
+    }
+    if shown.is_empty() {
+        return out.write_all(b"-");
+    }
+    let mut cut = shown.len().min(MAX_REQUEST_SHOWN);
+    while !shown.is_char_boundary(cut) {
+        cut -= 1;
+    }
+    let truncated = cut < shown.len();
+    let shown = &shown[..cut];
+    if shown.bytes().any(|b| b < 0x20 || b == 0x7f) || shown.contains(['\u{85}', '\u{9b}']) {
+        for c in shown.chars() {
+            let c = if c.is_control() { '?' } else { c };
+            write!(out, "{c}")?;
+        }
+    } else {
+        out.write_all(shown.as_bytes())?;
+    }
+    if truncated {
+        out.write_all("…".as_bytes())?;
+    }
+    Ok(())
+}
+
+fn evidence_bit(evidence: Evidence) -> u8 {
+    match evidence {
+        Evidence::Session => 1,
+        Evidence::Mapping => 2,
+        Evidence::Block => 4,
+        Evidence::Deterministic => 8,
+    }
+}
+
+fn write_text(
+    out: &mut impl Write,
+    options: &AttributeOptions,
+    record: &AccessRecord<'_>,
+    time: &str,
+    answer: &Answer,
+    subscribers: &[Ipv4Addr],
+) -> io::Result<()> {
+    write!(
+        out,
+        "line {}  {:<21}  {}  ",
+        record.line_no,
+        Endpoint::new(record.client_ip, record.client_port),
+        time
+    )?;
+    write_request(out, record.request)?;
+    out.write_all(b"  ")?;
+    match answer.verdict {
+        Verdict::None => out.write_all(b"none")?,
+        Verdict::Unique => {
+            let first = answer.candidates[0].subscriber;
+            let same_port = answer
+                .candidates
+                .iter()
+                .all(|c| c.subscriber.port() == first.port());
+            let port = Some(first.port()).filter(|&p| same_port && p != 0);
+            write!(out, "unique {}", Endpoint::new(*first.ip(), port))?;
+            let kinds = answer
+                .candidates
+                .iter()
+                .fold(0u8, |bits, c| bits | evidence_bit(c.evidence));
+            let mut separator = " (";
+            for evidence in [
+                Evidence::Session,
+                Evidence::Mapping,
+                Evidence::Block,
+                Evidence::Deterministic,
+            ] {
+                if kinds & evidence_bit(evidence) != 0 {
+                    write!(out, "{separator}{}", evidence.name())?;
+                    separator = ", ";
+                }
+            }
+            out.write_all(b")")?;
+        }
+        Verdict::Ambiguous => {
+            write!(out, "ambiguous ({}): ", subscribers.len())?;
+            for (index, ip) in subscribers.iter().take(MAX_LISTED).enumerate() {
+                if index > 0 {
+                    out.write_all(b", ")?;
+                }
+                write!(out, "{ip}")?;
+            }
+            if subscribers.len() > MAX_LISTED {
+                write!(out, ", … ({} more)", subscribers.len() - MAX_LISTED)?;
+            }
+        }
+    }
+    let clock = answer.clock;
+    if clock.unsynchronised {
+        write!(
+            out,
+            "  [NAT clock unsynchronised, max error {} ms]",
+            clock.max_error_us / 1000
+        )?;
+    } else if u64::from(clock.max_error_us) * 1000 > options.skew_ns {
+        write!(
+            out,
+            "  [NAT clock error up to {} ms exceeds the skew allowed]",
+            clock.max_error_us / 1000
+        )?;
+    }
+    out.write_all(b"\n")
+}
+
+// ---------------------------------------------------------------------------
+// JSON
+
+fn json_string(out: &mut impl Write, text: &str) -> io::Result<()> {
+    serde_json::to_writer(&mut *out, text).map_err(io::Error::from)
+}
+
+fn json_time(out: &mut impl Write, ns: Option<u64>) -> io::Result<()> {
+    match ns {
+        Some(ns) => write!(out, "\"{}\"", TimeDisplay::nanos(ns)),
+        None => out.write_all(b"null"),
+    }
+}
+
+fn write_json(
+    out: &mut impl Write,
+    record: &AccessRecord<'_>,
+    time: &str,
+    question: &Question,
+    answer: &Answer,
+    subscribers: &[Ipv4Addr],
+) -> io::Result<()> {
+    write!(
+        out,
+        "{{\"line\":{},\"client\":\"{}\",\"time\":\"{}\",\"request\":",
+        record.line_no,
+        Endpoint::new(record.client_ip, record.client_port),
+        time
+    )?;
+    json_string(out, record.request)?;
+    out.write_all(b",\"dest\":")?;
+    match question.dest_ip {
+        Some(ip) => write!(out, "\"{}\"", Endpoint::new(ip, question.dest_port))?,
+        None => out.write_all(b"null")?,
+    }
+    write!(
+        out,
+        ",\"verdict\":\"{}\",\"subscribers\":[",
+        answer.verdict.name()
+    )?;
+    for (index, ip) in subscribers.iter().enumerate() {
+        let comma = if index > 0 { "," } else { "" };
+        write!(out, "{comma}\"{ip}\"")?;
+    }
+    out.write_all(b"],\"candidates\":[")?;
+    for (index, c) in answer.candidates.iter().enumerate() {
+        let comma = if index > 0 { "," } else { "" };
+        write!(
+            out,
+            "{comma}{{\"subscriber\":\"{}\",\"public\":\"{}\",\"ports\":",
+            Endpoint::of(c.subscriber),
+            Endpoint::of(c.public)
+        )?;
+        match c.ports {
+            Some((first, last)) => write!(out, "[{first},{last}]")?,
+            None => out.write_all(b"null")?,
+        }
+        out.write_all(b",\"dest\":")?;
+        match c.dest {
+            Some(dest) => write!(out, "\"{dest}\"")?,
+            None => out.write_all(b"null")?,
+        }
+        write!(out, ",\"protocol\":{},\"start\":", c.protocol)?;
+        json_time(out, c.start_ns)?;
+        out.write_all(b",\"end\":")?;
+        json_time(out, c.end_ns)?;
+        write!(out, ",\"evidence\":\"{}\"}}", c.evidence.name())?;
+    }
+    writeln!(
+        out,
+        "],\"clock\":{{\"unsynchronised\":{},\"max_error_us\":{}}}}}",
+        answer.clock.unsynchronised, answer.clock.max_error_us
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::reader::access_log::{JsonFields, LogFormat};
+    use crate::reader::model::ClockNote;
+    use std::net::SocketAddrV4;
+
+    const S: u64 = 1_000_000_000;
+    /// 25/Nov/2026:10:11:12 +0000
+    const T: u64 = 1_795_601_472 * S;
+
+    fn ip(text: &str) -> Ipv4Addr {
+        text.parse().unwrap()
+    }
+
+    fn candidate(subscriber: &str, port: u16, public: &str, evidence: Evidence) -> Candidate {
+        Candidate {
+            subscriber: SocketAddrV4::new(ip(subscriber), port),
+            public: SocketAddrV4::new(ip(public), 40213),
+            ports: None,
+            dest: Some(SocketAddrV4::new(ip("192.0.2.80"), 443)),
+            protocol: 6,
+            start_ns: Some(T - 10 * S),
+            end_ns: None,
+            evidence,
+        }
+    }
+
+    /// (public ip, public port or any, window from, window to) → candidates.
+    type Entry = (Ipv4Addr, Option<u16>, u64, u64, Vec<Candidate>);
+
+    /// Answers from a fixed table of entries.
+    struct Fake {
+        table: Vec<Entry>,
+        clock: ClockNote,
+        asked: Vec<Question>,
+    }
+
+    impl MappingSource for Fake {
+        fn answer(&mut self, question: &Question) -> Result<Answer, ReaderError> {
+            self.asked.push(question.clone());
+            let candidates = self
+                .table
+                .iter()
+                .filter(|(ip, port, from, to, _)| {
+                    *ip == question.public_ip
+                        && (port.is_none() || *port == question.public_port)
+                        && *from <= question.to_ns
+                        && question.from_ns <= *to
+                })
+                .flat_map(|(.., candidates)| candidates.iter().cloned())
+                .collect();
+            Ok(Answer::new(candidates, self.clock))
+        }
+    }
+
+    fn fake() -> Fake {
+        Fake {
+            table: vec![
+                (
+                    ip("203.0.113.7"),
+                    Some(40213),
+                    T - 5 * S,
+                    T + 5 * S,
+                    vec![candidate(
+                        "100.64.0.23",
+                        51000,
+                        "203.0.113.7",
+                        Evidence::Session,
+                    )],
+                ),
+                (
+                    ip("203.0.113.8"),
+                    None,
+                    T,
+                    T + 60 * S,
+                    vec![
+                        candidate("100.64.0.40", 0, "203.0.113.8", Evidence::Block),
+                        candidate("100.64.0.23", 0, "203.0.113.8", Evidence::Block),
+                        candidate("100.64.1.2", 0, "203.0.113.8", Evidence::Deterministic),
+                    ],
+                ),
+            ],
+            clock: ClockNote::default(),
+            asked: Vec::new(),
+        }
+    }
+
+    const LOG: &str = concat!(
+        "203.0.113.7:40213 - - [25/Nov/2026:10:11:12 +0000] \"GET /index.html HTTP/1.1\" 200 5 \"-\" \"curl\"\n",
+        "\n",
+        "203.0.113.8 - - [25/Nov/2026:10:11:13 +0000] \"GET / HTTP/1.1\" 200 5 \"-\" \"curl\"\n",
+        "2001:db8::1 - - [25/Nov/2026:10:11:13 +0000] \"GET / HTTP/1.1\" 200 5 \"-\" \"curl\"\n",
+        "203.0.113.7 - - [25/Nov/2026:10:11:42 +0000] \"GET / HTTP/1.1\" 200 5 \"-\" \"curl\" 40213\n",
+        "203.0.113.9 - - [25/Nov/2026:10:11:14 +0000] \"GET / HTTP/1.1\" 200 5 \"-\" \"curl\" 40213\n",
+    );
+
+    fn run(log: &str, options: &AttributeOptions, source: &mut Fake) -> (Summary, String) {
+        let mut parser = AccessLogParser::new(LogFormat::Auto, JsonFields::default());
+        let mut out = Vec::new();
+        let summary = attribute(log.as_bytes(), &mut parser, source, options, &mut out).unwrap();
+        (summary, String::from_utf8(out).unwrap())
+    }
+
+    #[test]
+    fn counts_and_text() {
+        let mut source = fake();
+        let options = AttributeOptions {
+            skew_ns: 2 * S,
+            ..AttributeOptions::default()
+        };
+        let (summary, text) = run(LOG, &options, &mut source);
+        assert_eq!(
+            summary,
+            Summary {
+                lines: 5,
+                unique: 1,
+                ambiguous: 1,
+                none: 2,
+                unparsed: 1,
+            }
+        );
+        let lines: Vec<&str> = text.lines().collect();
+        assert_eq!(lines.len(), 6, "{text}");
+        assert_eq!(
+            lines[0],
+            "line 1  203.0.113.7:40213      2026-11-25T10:11:12.000Z  GET /index.html  \
+             unique 100.64.0.23:51000 (session)"
+        );
+        assert_eq!(
+            lines[1],
+            "line 3  203.0.113.8            2026-11-25T10:11:13.000Z  GET /  \
+             ambiguous (3): 100.64.0.23, 100.64.0.40, 100.64.1.2"
+        );
+        assert_eq!(
+            lines[2],
+            "line 4: unparsed: client is not an IPv4 address (IPv6 or a host name)"
+        );
+        assert!(lines[3].starts_with("line 5  203.0.113.7:40213 "), "{text}");
+        assert!(lines[3].ends_with("  none"), "{text}");
+        assert!(lines[4].ends_with("  none"), "{text}");
+        assert_eq!(
+            lines[5],
+            "4 requests: 1 unique, 1 ambiguous, 2 none, 1 unparsed (5 lines, combined format)"
+        );
+    }
+
+    #[test]
+    fn questions_asked() {
+        let mut source = fake();
+        let options = AttributeOptions {
+            skew_ns: 2 * S,
+            server: Some((ip("192.0.2.80"), Some(443))),
+            json: false,
+        };
+        run(LOG, &options, &mut source);
+        assert_eq!(source.asked.len(), 4);
+        assert_eq!(
+            source.asked[0],
+            Question {
+                public_ip: ip("203.0.113.7"),
+                public_port: Some(40213),
+                from_ns: T - 2 * S,
+                to_ns: T + 2 * S,
+                dest_ip: Some(ip("192.0.2.80")),
+                dest_port: Some(443),
+                protocol: Some(6),
+            }
+        );
+        assert_eq!(source.asked[1].public_port, None);
+        assert_eq!(source.asked[1].from_ns, T + S - 2 * S);
+        assert_eq!(source.asked[2].public_port, Some(40213));
+        assert_eq!(source.asked[2].to_ns, T + 32 * S);
+
+        // Without an override, the line's own server fields are the destination; the
+        // window saturates at the epoch.
+        let mut source = fake();
+        let log = r#"{"remote_addr":"203.0.113.7","remote_port":40213,"time":1,"server_addr":"192.0.2.81"}"#;
+        let options = AttributeOptions {
+            skew_ns: 5 * S,
+            ..AttributeOptions::default()
+        };
+        run(log, &options, &mut source);
+        let asked = &source.asked[0];
+        assert_eq!((asked.from_ns, asked.to_ns), (0, 6 * S));
+        assert_eq!(
+            (asked.dest_ip, asked.dest_port),
+            (Some(ip("192.0.2.81")), None)
+        );
+        assert_eq!(asked.protocol, Some(6));
+    }
+
+    #[test]
+    fn json_output() {
+        let mut source = fake();
+        let options = AttributeOptions {
+            skew_ns: 2 * S,
+            server: Some((ip("192.0.2.80"), Some(443))),
+            json: true,
+        };
+        let (summary, text) = run(LOG, &options, &mut source);
+        let objects: Vec<serde_json::Value> = text
+            .lines()
+            .map(|line| serde_json::from_str(line).unwrap())
+            .collect();
+        assert_eq!(objects.len(), 6);
+        let first = &objects[0];
+        assert_eq!(first["line"], 1);
+        assert_eq!(first["client"], "203.0.113.7:40213");
+        assert_eq!(first["time"], "2026-11-25T10:11:12.000000000Z");
+        assert_eq!(first["request"], "GET /index.html HTTP/1.1");
+        assert_eq!(first["dest"], "192.0.2.80:443");
+        assert_eq!(first["verdict"], "unique");
+        assert_eq!(first["subscribers"], serde_json::json!(["100.64.0.23"]));
+        let c = &first["candidates"][0];
+        assert_eq!(c["subscriber"], "100.64.0.23:51000");
+        assert_eq!(c["public"], "203.0.113.7:40213");
+        assert_eq!(c["ports"], serde_json::Value::Null);
+        assert_eq!(c["dest"], "192.0.2.80:443");
+        assert_eq!(c["protocol"], 6);
+        assert_eq!(c["start"], "2026-11-25T10:11:02.000000000Z");
+        assert_eq!(c["end"], serde_json::Value::Null);
+        assert_eq!(c["evidence"], "session");
+        assert_eq!(first["clock"]["unsynchronised"], false);
+        let second = &objects[1];
+        assert_eq!(second["verdict"], "ambiguous");
+        assert_eq!(second["candidates"].as_array().unwrap().len(), 3);
+        assert_eq!(second["candidates"][0]["subscriber"], "100.64.0.40");
+        assert_eq!(objects[2]["line"], 4);
+        assert!(objects[2]["unparsed"].as_str().unwrap().contains("IPv4"));
+        let s = &objects[5]["summary"];
+        assert_eq!(s["lines"], summary.lines);
+        assert_eq!(s["requests"], 4);
+        assert_eq!(s["unparsed"], 1);
+        assert_eq!(s["format"], "combined");
+    }
+
+    #[test]
+    fn unparsed_lines_are_bounded_and_odd_bytes_survive() {
+        let mut log = Vec::new();
+        for _ in 0..25 {
+            log.extend_from_slice(b"not a log line\n");
+        }
+        log.extend_from_slice(
+            b"203.0.113.7:40213 - - [25/Nov/2026:10:11:12 +0000] \"GET /\xff\x1b[31m HTTP/1.1\" 200 5\n",
+        );
+        let mut parser = AccessLogParser::new(LogFormat::Common, JsonFields::default());
+        let mut source = fake();
+        let mut out = Vec::new();
+        let summary = attribute(
+            &log[..],
+            &mut parser,
+            &mut source,
+            &AttributeOptions::default(),
+            &mut out,
+        )
+        .unwrap();
+        assert_eq!(summary.unparsed, 25);
+        assert_eq!(summary.unique, 1);
+        let text = String::from_utf8(out).unwrap();
+        assert_eq!(
+            text.matches("unparsed:").count(),
+            MAX_UNPARSED_SHOWN as usize
+        );
+        assert!(!text.contains('\u{1b}'), "{text}");
+        assert!(text.contains("GET /\u{fffd}?[31m  unique"), "{text}");
+    }
+
+    #[test]
+    fn clock_warnings() {
+        let mut source = fake();
+        source.clock = ClockNote {
+            unsynchronised: true,
+            max_error_us: 250_000,
+        };
+        let (_, text) = run(LOG, &AttributeOptions::default(), &mut source);
+        assert!(
+            text.lines()
+                .next()
+                .unwrap()
+                .ends_with("[NAT clock unsynchronised, max error 250 ms]")
+        );
+        source.clock.unsynchronised = false;
+        let options = AttributeOptions {
+            skew_ns: S / 10,
+            ..AttributeOptions::default()
+        };
+        let (_, text) = run(LOG, &options, &mut source);
+        assert!(
+            text.lines()
+                .next()
+                .unwrap()
+                .contains("exceeds the skew allowed")
+        );
+    }
+
+    /// Not a test of speed (tests never assert on time): prints lines/s for 1 M
+    /// synthetic combined lines through `attribute` with a trivial source. Run with
+    /// `cargo test --release --lib attribute::tests::throughput -- --ignored --nocapture`.
+    #[test]
+    #[ignore]
+    fn throughput() {
+        struct Trivial;
+        impl MappingSource for Trivial {
+            fn answer(&mut self, question: &Question) -> Result<Answer, ReaderError> {
+                let candidates = vec![Candidate {
+                    subscriber: SocketAddrV4::new(Ipv4Addr::new(100, 64, 0, 23), 51000),
+                    public: SocketAddrV4::new(
+                        question.public_ip,
+                        question.public_port.unwrap_or(0),
+                    ),
+                    ports: None,
+                    dest: None,
+                    protocol: 6,
+                    start_ns: Some(question.from_ns),
+                    end_ns: None,
+                    evidence: Evidence::Session,
+                }];
+                Ok(Answer::new(candidates, ClockNote::default()))
+            }
+        }
+        const N: u64 = 1_000_000;
+        let mut log = Vec::with_capacity(N as usize * 160);
+        for i in 0..N {
+            let second = i / 20; // twenty requests a second
+            writeln!(
+                log,
+                "203.0.113.{}:{} - - [25/Nov/2026:{:02}:{:02}:{:02} +0000] \"GET /item/{i} HTTP/1.1\" 200 {} \"https://example.com/\" \"Mozilla/5.0 (X11; Linux x86_64) Firefox/140.0\"",
+                i % 250,
+                1024 + i % 60000,
+                10 + second / 3600,
+                second / 60 % 60,
+                second % 60,
+                i % 9000
+            )
+            .unwrap();
+        }
+        for json in [false, true] {
+            let options = AttributeOptions {
+                skew_ns: 2 * S,
+                server: None,
+                json,
+            };
+            let mut parser = AccessLogParser::new(LogFormat::Auto, JsonFields::default());
+            let started = std::time::Instant::now();
+            let summary = attribute(
+                &log[..],
+                &mut parser,
+                &mut Trivial,
+                &options,
+                &mut io::sink(),
+            )
+            .unwrap();
+            let elapsed = started.elapsed().as_secs_f64();
+            assert_eq!(summary.unique, N);
+            println!(
+                "{} lines ({} MB) in {elapsed:.3} s: {:.0} lines/s ({} output)",
+                N,
+                log.len() / 1_000_000,
+                N as f64 / elapsed,
+                if json { "json" } else { "text" }
+            );
+        }
+    }
+}

@@ -6,7 +6,9 @@
 
 pub mod access_log;
 pub mod attribute;
+pub mod logdir;
 pub mod model;
+pub mod query;
 pub mod time;
 
 /// Why a reader command failed.

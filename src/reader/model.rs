@@ -82,7 +82,8 @@ impl Verdict {
 
     /// Decided by the number of distinct subscriber addresses among the candidates.
     pub fn of(candidates: &[Candidate]) -> Verdict {
-        let mut subscribers: Vec<Ipv4Addr> = candidates.iter().map(|c| *c.subscriber.ip()).collect();
+        let mut subscribers: Vec<Ipv4Addr> =
+            candidates.iter().map(|c| *c.subscriber.ip()).collect();
         subscribers.sort_unstable();
         subscribers.dedup();
         match subscribers.len() {

@@ -304,6 +304,8 @@ pub fn replay_config(config: Config, packets: &[Input]) -> Outcome {
         inside,
         outside: Some(outside),
         out_dir: out_dir.clone(),
+        log_dir: None,
+        config_text: None,
     };
     replay::run(&args).unwrap_or_else(|e| panic!("replay failed: {e}"));
     let outcome = read_outcome(&out_dir);

@@ -1,0 +1,455 @@
+//! `tracenat log …`: the reader's commands.
+
+use std::fs::File;
+use std::io::{self, BufReader, BufWriter, IsTerminal, Write};
+use std::net::{Ipv4Addr, SocketAddrV4};
+use std::process::ExitCode;
+
+use tracenat::config::parse_duration;
+use tracenat::reader::access_log::{AccessLogParser, JsonFields, LogFormat};
+use tracenat::reader::attribute::{self, AttributeOptions};
+use tracenat::reader::logdir::{self, LogDir};
+use tracenat::reader::model::{Answer, Candidate, MappingSource, Question, Verdict};
+use tracenat::reader::time::{format_time, parse_time};
+
+use super::args::{
+    AttributeCommand, DecodeCommand, DirArg, LogCommand, QueryCommand, StatsCommand,
+};
+use super::commands::Failure;
+
+/// Exit statuses of `log query` (documented in README and docs/mapping-log.md).
+pub const EXIT_AMBIGUOUS: u8 = 3;
+pub const EXIT_NONE: u8 = 4;
+/// `log verify` found damage.
+pub const EXIT_DAMAGED: u8 = 5;
+
+pub fn run(command: LogCommand) -> Result<ExitCode, Failure> {
+    match command {
+        LogCommand::Query(c) => query(c),
+        LogCommand::Attribute(c) => attribute(c),
+        LogCommand::Decode(c) => decode(c),
+        LogCommand::Stats(c) => stats(c),
+        LogCommand::Verify(c) => verify(c),
+    }
+}
+
+fn usage(what: &str, text: &str, why: impl std::fmt::Display) -> Failure {
+    Failure::Usage(format!("{what} {text:?}: {why}"))
+}
+
+fn open(dir: &DirArg) -> Result<LogDir, Failure> {
+    LogDir::open(&dir.dir).map_err(Failure::Reader)
+}
+
+/// `IP` or `IP:PORT`.
+fn endpoint(what: &str, text: &str) -> Result<(Ipv4Addr, Option<u16>), Failure> {
+    if let Ok(sa) = text.parse::<SocketAddrV4>() {
+        return Ok((*sa.ip(), Some(sa.port())));
+    }
+    text.parse::<Ipv4Addr>().map(|ip| (ip, None)).map_err(|_| {
+        usage(
+            what,
+            text,
+            "expected an IPv4 address, optionally with :PORT",
+        )
+    })
+}
+
+fn protocol(text: &str) -> Result<u8, Failure> {
+    match text.to_ascii_lowercase().as_str() {
+        "tcp" => Ok(6),
+        "udp" => Ok(17),
+        "icmp" => Ok(1),
+        n => n
+            .parse()
+            .map_err(|_| usage("--proto", text, "expected tcp, udp, icmp or a number")),
+    }
+}
+
+fn duration_ns(what: &str, text: &str) -> Result<u64, Failure> {
+    parse_duration(text)
+        .map(|d| d.as_nanos() as u64)
+        .map_err(|e| usage(what, text, e))
+}
+
+fn time(what: &str, text: &str) -> Result<u64, Failure> {
+    parse_time(text).map_err(|e| usage(what, text, e))
+}
+
+fn query(c: QueryCommand) -> Result<ExitCode, Failure> {
+    let (public_ip, public_port) = endpoint("--public", &c.public)?;
+    let at = time("--at", &c.at)?;
+    let tolerance = duration_ns("--tolerance", &c.tolerance)?;
+    let dest = c
+        .dest
+        .as_deref()
+        .map(|d| endpoint("--dest", d))
+        .transpose()?;
+    let question = Question {
+        public_ip,
+        public_port,
+        from_ns: at.saturating_sub(tolerance),
+        to_ns: at.saturating_add(tolerance),
+        dest_ip: dest.map(|(ip, _)| ip),
+        dest_port: dest.and_then(|(_, p)| p),
+        protocol: c.proto.as_deref().map(protocol).transpose()?,
+    };
+    let mut log = open(&c.dir)?;
+    let answer = log.answer(&question).map_err(Failure::Reader)?;
+    let mut out = io::stdout().lock();
+    let written = if c.json {
+        writeln!(out, "{}", answer_json(&question, &answer))
+    } else {
+        write_answer(&mut out, &question, &answer)
+    };
+    written.map_err(Failure::Output)?;
+    Ok(match answer.verdict {
+        Verdict::Unique => ExitCode::SUCCESS,
+        Verdict::Ambiguous => ExitCode::from(EXIT_AMBIGUOUS),
+        Verdict::None => ExitCode::from(EXIT_NONE),
+    })
+}
+
+fn opt_time(ns: Option<u64>, missing: &str) -> String {
+    ns.map_or_else(|| missing.to_owned(), format_time)
+}
+
+fn protocol_name(p: u8) -> String {
+    match p {
+        0 => "any".into(),
+        1 => "icmp".into(),
+        6 => "tcp".into(),
+        17 => "udp".into(),
+        n => n.to_string(),
+    }
+}
+
+fn write_answer(out: &mut impl Write, q: &Question, a: &Answer) -> io::Result<()> {
+    let public = match q.public_port {
+        Some(p) => format!("{}:{p}", q.public_ip),
+        None => q.public_ip.to_string(),
+    };
+    let n = a.candidates.len();
+    writeln!(
+        out,
+        "{public} between {} and {}: {} ({n} candidate mapping{})",
+        format_time(q.from_ns),
+        format_time(q.to_ns),
+        a.verdict.name(),
+        if n == 1 { "" } else { "s" }
+    )?;
+    for c in &a.candidates {
+        writeln!(out, "  {}", candidate_line(c))?;
+    }
+    if a.clock.unsynchronised {
+        writeln!(
+            out,
+            "note: the NAT's clock was not synchronised when some of this was logged; widen --tolerance"
+        )?;
+    } else if a.clock.max_error_us > 0 {
+        writeln!(
+            out,
+            "clock: the NAT's clock was within {} ms of true time",
+            a.clock.max_error_us.div_ceil(1000)
+        )?;
+    }
+    Ok(())
+}
+
+fn candidate_line(c: &Candidate) -> String {
+    let public = match c.ports {
+        Some((lo, hi)) => format!("{}:{lo}-{hi}", c.public.ip()),
+        None => c.public.to_string(),
+    };
+    let subscriber = if c.subscriber.port() == 0 {
+        c.subscriber.ip().to_string()
+    } else {
+        c.subscriber.to_string()
+    };
+    let dest = c.dest.map(|d| format!(" to {d}")).unwrap_or_default();
+    format!(
+        "subscriber {subscriber:<21} public {public:<21} {:<4} {} .. {}{dest}  [{}]",
+        protocol_name(c.protocol),
+        opt_time(c.start_ns, "(before the log)"),
+        opt_time(c.end_ns, "(still held)"),
+        c.evidence.name()
+    )
+}
+
+fn candidate_json(c: &Candidate) -> serde_json::Value {
+    serde_json::json!({
+        "subscriber": c.subscriber.to_string(),
+        "public": c.public.to_string(),
+        "ports": c.ports.map(|(lo, hi)| [lo, hi]),
+        "dest": c.dest.map(|d| d.to_string()),
+        "protocol": c.protocol,
+        "start": c.start_ns.map(format_time),
+        "end": c.end_ns.map(format_time),
+        "start_ns": c.start_ns,
+        "end_ns": c.end_ns,
+        "evidence": c.evidence.name(),
+    })
+}
+
+fn answer_json(q: &Question, a: &Answer) -> serde_json::Value {
+    serde_json::json!({
+        "question": {
+            "public_ip": q.public_ip.to_string(),
+            "public_port": q.public_port,
+            "from": format_time(q.from_ns),
+            "to": format_time(q.to_ns),
+            "dest_ip": q.dest_ip.map(|ip| ip.to_string()),
+            "dest_port": q.dest_port,
+            "protocol": q.protocol,
+        },
+        "verdict": a.verdict.name(),
+        "candidates": a.candidates.iter().map(candidate_json).collect::<Vec<_>>(),
+        "clock": {
+            "unsynchronised": a.clock.unsynchronised,
+            "max_error_us": a.clock.max_error_us,
+        },
+    })
+}
+
+fn attribute(c: AttributeCommand) -> Result<ExitCode, Failure> {
+    let format: LogFormat = c
+        .format
+        .parse()
+        .map_err(|e| usage("--format", &c.format, e))?;
+    let fields = JsonFields {
+        client_ip: c.json_ip_field.clone(),
+        client_port: c.json_port_field.clone(),
+        time: c.json_time_field.clone(),
+        ..JsonFields::default()
+    };
+    let options = AttributeOptions {
+        skew_ns: duration_ns("--skew", &c.skew)?,
+        server: c
+            .server
+            .as_deref()
+            .map(|s| endpoint("--server", s))
+            .transpose()?,
+        json: c.json,
+    };
+    let input = File::open(&c.access_log).map_err(|source| {
+        Failure::Reader(tracenat::reader::ReaderError::Io {
+            path: c.access_log.clone(),
+            source,
+        })
+    })?;
+    let mut log = open(&c.dir)?;
+    let mut parser = AccessLogParser::new(format, fields);
+    let out = io::stdout().lock();
+    attribute::attribute(
+        BufReader::with_capacity(1 << 16, input),
+        &mut parser,
+        &mut log,
+        &options,
+        &mut BufWriter::new(out),
+    )
+    .map_err(Failure::Reader)?;
+    Ok(ExitCode::SUCCESS)
+}
+
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum DecodeFormat {
+    Text,
+    Json,
+    Csv,
+}
+
+fn decode(c: DecodeCommand) -> Result<ExitCode, Failure> {
+    let format = match c.format.as_str() {
+        "text" => DecodeFormat::Text,
+        "json" => DecodeFormat::Json,
+        "csv" => DecodeFormat::Csv,
+        other => return Err(usage("--format", other, "expected text, json or csv")),
+    };
+    let from = c
+        .from
+        .as_deref()
+        .map(|t| time("--from", t))
+        .transpose()?
+        .unwrap_or(0);
+    let to =
+        c.to.as_deref()
+            .map(|t| time("--to", t))
+            .transpose()?
+            .unwrap_or(u64::MAX);
+    let log = open(&c.dir)?;
+    let progress = progress_bar(&log);
+    let mut out = BufWriter::new(io::stdout().lock());
+    let mut failed: io::Result<()> = Ok(());
+    if format == DecodeFormat::Csv {
+        failed = writeln!(
+            out,
+            "kind,ts_ns,time,worker,protocol,inside,public,dest,block_first,block_last"
+        );
+    }
+    let mut bad = Vec::new();
+    logdir::for_each_record(
+        &log,
+        from,
+        to,
+        |worker, r| {
+            if failed.is_err() {
+                return;
+            }
+            failed = match format {
+                DecodeFormat::Json => writeln!(out, "{}", r.to_json(worker)),
+                DecodeFormat::Csv => writeln!(
+                    out,
+                    "{},{},{},{worker},{},{},{},{},{},{}",
+                    r.kind.name(),
+                    r.ts_ns,
+                    format_time(r.ts_ns),
+                    r.protocol,
+                    r.inside(),
+                    r.public(),
+                    r.dest(),
+                    r.block_first,
+                    r.block_last
+                ),
+                DecodeFormat::Text => writeln!(
+                    out,
+                    "{} w{worker} {:<24} {:<4} {:<21} -> {:<21} dest {}{}",
+                    format_time(r.ts_ns),
+                    r.kind.name(),
+                    protocol_name(r.protocol),
+                    r.inside().to_string(),
+                    r.public().to_string(),
+                    r.dest(),
+                    if r.kind.has_block() {
+                        format!(" ports {}-{}", r.block_first, r.block_last)
+                    } else {
+                        String::new()
+                    }
+                ),
+            };
+            if let Some(p) = &progress {
+                p.inc(1);
+            }
+        },
+        |seg, b, e| {
+            bad.push(format!(
+                "{}: block {} at offset {}: {e}",
+                seg.path.display(),
+                b.header.sequence,
+                b.offset
+            ))
+        },
+    );
+    failed.and_then(|_| out.flush()).map_err(Failure::Output)?;
+    if let Some(p) = progress {
+        p.finish_and_clear();
+    }
+    report_damage(&log, &bad);
+    Ok(ExitCode::SUCCESS)
+}
+
+/// A progress bar over the records, on stderr, only when a person is watching.
+fn progress_bar(log: &LogDir) -> Option<indicatif::ProgressBar> {
+    if !io::stdout().is_terminal() || !io::stderr().is_terminal() {
+        return None;
+    }
+    let total: u64 = logdir::stats(log).iter().map(|s| s.records).sum();
+    (total > 1_000_000).then(|| indicatif::ProgressBar::new(total))
+}
+
+/// Damage is reported on stderr: what could not be read, and that everything else was.
+fn report_damage(log: &LogDir, bad_blocks: &[String]) {
+    let damage = log.damage();
+    for line in damage.iter().chain(bad_blocks) {
+        eprintln!("warning: {line}");
+    }
+    if !damage.is_empty() || !bad_blocks.is_empty() {
+        eprintln!(
+            "warning: everything else was read; run `tracenat log verify` for the full check"
+        );
+    }
+}
+
+fn stats(c: StatsCommand) -> Result<ExitCode, Failure> {
+    let log = open(&c.dir)?;
+    let workers = logdir::stats(&log);
+    let mut out = io::stdout().lock();
+    let written = if c.json {
+        let total_records: u64 = workers.iter().map(|w| w.records).sum();
+        let total_bytes: u64 = workers.iter().map(|w| w.bytes).sum();
+        writeln!(
+            out,
+            "{}",
+            serde_json::json!({
+                "records": total_records,
+                "bytes": total_bytes,
+                "bytes_per_record": ratio(total_bytes, total_records),
+                "workers": workers,
+            })
+        )
+    } else {
+        write_stats(&mut out, &workers)
+    };
+    written.map_err(Failure::Output)?;
+    Ok(ExitCode::SUCCESS)
+}
+
+fn ratio(a: u64, b: u64) -> f64 {
+    if b == 0 { 0.0 } else { a as f64 / b as f64 }
+}
+
+fn write_stats(out: &mut impl Write, workers: &[logdir::WorkerStats]) -> io::Result<()> {
+    writeln!(
+        out,
+        "worker  segments  blocks   records  bytes/record  compression  from .. to"
+    )?;
+    for w in workers {
+        writeln!(
+            out,
+            "{:>6}  {:>8}  {:>6}  {:>8}  {:>12.2}  {:>10.1}x  {} .. {}",
+            w.worker,
+            w.segments,
+            w.blocks,
+            w.records,
+            ratio(w.bytes, w.records),
+            ratio(w.raw_payload_bytes, w.compressed_payload_bytes),
+            opt_time(w.first_ts_ns, "-"),
+            opt_time(w.last_ts_ns, "-")
+        )?;
+    }
+    let records: u64 = workers.iter().map(|w| w.records).sum();
+    let bytes: u64 = workers.iter().map(|w| w.bytes).sum();
+    writeln!(
+        out,
+        "total: {records} records in {bytes} bytes ({:.2} bytes/record, checkpoints and indexes included)",
+        ratio(bytes, records)
+    )
+}
+
+fn verify(c: DirArg) -> Result<ExitCode, Failure> {
+    let log = open(&c)?;
+    let problems = logdir::verify(&log);
+    let blocks: u64 = logdir::stats(&log).iter().map(|s| s.blocks).sum();
+    let mut out = io::stdout().lock();
+    let written = (|| {
+        if problems.is_empty() {
+            writeln!(
+                out,
+                "{}: ok, {blocks} blocks, every CRC and the hash chain intact",
+                c.dir.display()
+            )
+        } else {
+            writeln!(out, "{}: DAMAGED — first bad block:", c.dir.display())?;
+            writeln!(out, "  {}", problems[0])?;
+            for p in &problems[1..] {
+                writeln!(out, "  also: {p}")?;
+            }
+            Ok(())
+        }
+    })();
+    written.map_err(Failure::Output)?;
+    Ok(if problems.is_empty() {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(EXIT_DAMAGED)
+    })
+}

@@ -1,0 +1,205 @@
+//! What a log block stores: the engine's events, plus the checkpoint kinds that let a reader
+//! start in the middle of the log (mappings and blocks already live when a segment opened).
+
+use std::net::{Ipv4Addr, SocketAddrV4};
+
+use crate::config::LogVolume;
+use crate::engine::event::{Event, EventKind};
+
+/// Record kinds, with their stable on-disk codes (docs/mapping-log.md).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[repr(u8)]
+pub enum RecordKind {
+    SessionCreated = 1,
+    SessionEnded = 2,
+    BlockAllocated = 3,
+    BlockReleased = 4,
+    RefusedPortsExhausted = 5,
+    RefusedSubscriberLimit = 6,
+    /// Checkpoint: a mapping live when the segment opened; `ts_ns` is when it began and
+    /// `open_sessions` how many sessions it held.
+    LiveMapping = 7,
+    /// Checkpoint: a port block held when the segment opened; `ts_ns` is when it was granted.
+    LiveBlock = 8,
+}
+
+impl RecordKind {
+    pub fn from_code(code: u8) -> Option<RecordKind> {
+        Some(match code {
+            1 => RecordKind::SessionCreated,
+            2 => RecordKind::SessionEnded,
+            3 => RecordKind::BlockAllocated,
+            4 => RecordKind::BlockReleased,
+            5 => RecordKind::RefusedPortsExhausted,
+            6 => RecordKind::RefusedSubscriberLimit,
+            7 => RecordKind::LiveMapping,
+            8 => RecordKind::LiveBlock,
+            _ => return None,
+        })
+    }
+
+    pub fn name(self) -> &'static str {
+        match self {
+            RecordKind::LiveMapping => "live_mapping",
+            RecordKind::LiveBlock => "live_block",
+            other => other.event_kind().map_or("", EventKind::name),
+        }
+    }
+
+    /// Kinds that carry a port range.
+    pub fn has_block(self) -> bool {
+        matches!(
+            self,
+            RecordKind::BlockAllocated | RecordKind::BlockReleased | RecordKind::LiveBlock
+        )
+    }
+
+    fn event_kind(self) -> Option<EventKind> {
+        Some(match self {
+            RecordKind::SessionCreated => EventKind::SessionCreated,
+            RecordKind::SessionEnded => EventKind::SessionEnded,
+            RecordKind::BlockAllocated => EventKind::BlockAllocated,
+            RecordKind::BlockReleased => EventKind::BlockReleased,
+            RecordKind::RefusedPortsExhausted => EventKind::RefusedPortsExhausted,
+            RecordKind::RefusedSubscriberLimit => EventKind::RefusedSubscriberLimit,
+            RecordKind::LiveMapping | RecordKind::LiveBlock => return None,
+        })
+    }
+}
+
+impl From<EventKind> for RecordKind {
+    fn from(kind: EventKind) -> RecordKind {
+        match kind {
+            EventKind::SessionCreated => RecordKind::SessionCreated,
+            EventKind::SessionEnded => RecordKind::SessionEnded,
+            EventKind::BlockAllocated => RecordKind::BlockAllocated,
+            EventKind::BlockReleased => RecordKind::BlockReleased,
+            EventKind::RefusedPortsExhausted => RecordKind::RefusedPortsExhausted,
+            EventKind::RefusedSubscriberLimit => RecordKind::RefusedSubscriberLimit,
+        }
+    }
+}
+
+/// One log record. Addresses are host-order `u32`; fields that do not apply are zero.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Record {
+    pub kind: RecordKind,
+    pub ts_ns: u64,
+    pub protocol: u8,
+    pub inside_ip: u32,
+    pub inside_port: u16,
+    pub public_ip: u32,
+    pub public_port: u16,
+    pub dest_ip: u32,
+    pub dest_port: u16,
+    pub block_first: u16,
+    pub block_last: u16,
+    /// `LiveMapping`: sessions open on the mapping; zero otherwise.
+    pub open_sessions: u32,
+}
+
+impl Record {
+    pub fn from_event(e: &Event) -> Record {
+        Record {
+            kind: e.kind.into(),
+            ts_ns: e.ts_ns,
+            protocol: e.protocol,
+            inside_ip: e.inside_ip,
+            inside_port: e.inside_port,
+            public_ip: e.public_ip,
+            public_port: e.public_port,
+            dest_ip: e.dest_ip,
+            dest_port: e.dest_port,
+            block_first: e.block_first,
+            block_last: e.block_last,
+            open_sessions: 0,
+        }
+    }
+
+    /// The engine event this record stores, for a given worker (`None` for checkpoints).
+    pub fn to_event(&self, worker: u16) -> Option<Event> {
+        Some(Event {
+            kind: self.kind.event_kind()?,
+            ts_ns: self.ts_ns,
+            worker,
+            protocol: self.protocol,
+            inside_ip: self.inside_ip,
+            inside_port: self.inside_port,
+            public_ip: self.public_ip,
+            public_port: self.public_port,
+            dest_ip: self.dest_ip,
+            dest_port: self.dest_port,
+            block_first: self.block_first,
+            block_last: self.block_last,
+        })
+    }
+
+    pub fn inside(&self) -> SocketAddrV4 {
+        SocketAddrV4::new(Ipv4Addr::from(self.inside_ip), self.inside_port)
+    }
+    pub fn public(&self) -> SocketAddrV4 {
+        SocketAddrV4::new(Ipv4Addr::from(self.public_ip), self.public_port)
+    }
+    pub fn dest(&self) -> SocketAddrV4 {
+        SocketAddrV4::new(Ipv4Addr::from(self.dest_ip), self.dest_port)
+    }
+
+    /// One JSON object on one line, the same shape as replay's `events.jsonl` plus `worker`.
+    pub fn to_json(&self, worker: u16) -> String {
+        let mut s = format!(
+            "{{\"kind\":\"{}\",\"ts_ns\":{},\"worker\":{},\"protocol\":{},\"inside\":\"{}\",\"public\":\"{}\"",
+            self.kind.name(),
+            self.ts_ns,
+            worker,
+            self.protocol,
+            self.inside(),
+            self.public()
+        );
+        if self.dest_ip != 0 {
+            s.push_str(&format!(",\"dest\":\"{}\"", self.dest()));
+        }
+        if self.kind.has_block() {
+            s.push_str(&format!(
+                ",\"block\":[{},{}]",
+                self.block_first, self.block_last
+            ));
+        }
+        if self.kind == RecordKind::LiveMapping {
+            s.push_str(&format!(",\"open_sessions\":{}", self.open_sessions));
+        }
+        s.push('}');
+        s
+    }
+}
+
+/// What a volume mode keeps of an event: the operator's precision/privacy trade-off.
+pub fn keep(volume: LogVolume, event: &Event) -> Option<Record> {
+    let mut record = Record::from_event(event);
+    let is_session = matches!(
+        event.kind,
+        EventKind::SessionCreated | EventKind::SessionEnded
+    );
+    let is_block = matches!(
+        event.kind,
+        EventKind::BlockAllocated | EventKind::BlockReleased
+    );
+    match volume {
+        LogVolume::SessionsWithDestination => {}
+        LogVolume::SessionsWithoutDestination => {
+            record.dest_ip = 0;
+            record.dest_port = 0;
+        }
+        LogVolume::PortBlocks if is_session => return None,
+        LogVolume::PortBlocks => {
+            record.dest_ip = 0;
+            record.dest_port = 0;
+        }
+        // Mappings follow from the stored configuration; refusals are still worth keeping.
+        LogVolume::Deterministic if is_session || is_block => return None,
+        LogVolume::Deterministic => {
+            record.dest_ip = 0;
+            record.dest_port = 0;
+        }
+    }
+    Some(record)
+}

@@ -1,0 +1,741 @@
+//! Writing the log: each worker's [`Producer`] (the engine's event sink) fills batches of
+//! records and hands them to one writer thread over lock-free rings; the writer encodes
+//! blocks, appends them through io_uring, syncs on the flush interval, rotates segments and
+//! applies retention.
+//!
+//! No silent loss: a worker has a fixed number of batches. When the writer falls behind or
+//! the disk is full, batches stop coming back, `has_room` says no and the engine refuses new
+//! sessions (counted as `drop_log_backpressure`); end-of-session records still fit (a batch
+//! grows past its size rather than lose one, counted as overflow). Under the operator's
+//! opposite policy, `drop-records`, sessions are translated anyway and the records that do
+//! not fit are counted as lost.
+
+use std::collections::VecDeque;
+use std::fs::{self, OpenOptions};
+use std::io::{self, Write};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::thread::{self, JoinHandle};
+
+use crossbeam_queue::ArrayQueue;
+
+use super::block::{self, BlockContext, Codec, Hash};
+use super::clock::{self, ClockState};
+use super::dir;
+use super::io::LogFile;
+use super::live::LiveSet;
+use super::record::{self, Record};
+use super::segment::{self, BlockRef, Segment, SegmentHeader, Tail};
+use crate::config::{BackpressurePolicy, Config, LogVolume};
+use crate::engine::event::{Event, EventSink};
+
+/// How the log is written; from the `[logging]` section, plus tuning.
+#[derive(Debug, Clone)]
+pub struct LogSettings {
+    pub dir: PathBuf,
+    pub volume: LogVolume,
+    pub flush_interval_ns: u64,
+    pub segment_size: u64,
+    pub segment_age_ns: u64,
+    pub retention_ns: Option<u64>,
+    pub policy: BackpressurePolicy,
+    pub direct_io: bool,
+    pub codec: Codec,
+    /// Records per block at most.
+    pub block_records: usize,
+    /// Records per batch handed from a worker to the writer.
+    pub batch_records: usize,
+    /// Batches per worker: how far the writer may fall behind before back-pressure.
+    pub batches_per_worker: usize,
+    /// Replay: blocks are cut by record time and count only (never by the wall clock), so
+    /// the same capture gives the same log.
+    pub record_time_only: bool,
+    /// The configuration text, stored in the log directory with its activation time.
+    pub config_text: Option<String>,
+}
+
+impl LogSettings {
+    pub fn from_config(cfg: &Config, dir: &Path) -> LogSettings {
+        let l = &cfg.logging;
+        LogSettings {
+            dir: dir.to_owned(),
+            volume: l.volume,
+            flush_interval_ns: l.flush_interval.as_nanos() as u64,
+            segment_size: l.segment_size,
+            segment_age_ns: l.segment_age.as_nanos() as u64,
+            retention_ns: l.retention.map(|r| r.as_nanos() as u64),
+            policy: l.on_backpressure,
+            direct_io: l.direct_io,
+            codec: Codec::Zstd,
+            block_records: 8192,
+            batch_records: 1024,
+            batches_per_worker: 64,
+            record_time_only: false,
+            config_text: None,
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum LogError {
+    #[error("mapping log {path}: {source}")]
+    Io { path: PathBuf, source: io::Error },
+    #[error("mapping log {path}: {message}")]
+    Corrupt { path: PathBuf, message: String },
+    #[error("mapping log writer stopped unexpectedly")]
+    WriterGone,
+}
+
+fn io_err(path: &Path) -> impl FnOnce(io::Error) -> LogError + '_ {
+    move |source| LogError::Io {
+        path: path.to_owned(),
+        source,
+    }
+}
+
+/// Counters the writer and producers keep, readable while running.
+#[derive(Debug, Default)]
+pub struct LogStats {
+    pub records_written: AtomicU64,
+    pub blocks_written: AtomicU64,
+    pub bytes_written: AtomicU64,
+    pub syncs: AtomicU64,
+    pub write_errors: AtomicU64,
+    pub segments_opened: AtomicU64,
+    pub segments_retired: AtomicU64,
+    /// Records dropped under the `drop-records` policy.
+    pub records_lost: AtomicU64,
+    /// Records kept by growing a batch past its size (`refuse-sessions`, writer behind).
+    pub records_overflowed: AtomicU64,
+    /// Every record with a timestamp up to this is on disk and synced (ns; 0 before the
+    /// first sync). What a crash can lose is only what came after.
+    pub durable_through_ns: AtomicU64,
+    pub last_error: Mutex<Option<String>>,
+    pub io_mode: Mutex<String>,
+}
+
+impl LogStats {
+    fn add(counter: &AtomicU64, n: u64) {
+        counter.fetch_add(n, Ordering::Relaxed);
+    }
+    pub fn get(counter: &AtomicU64) -> u64 {
+        counter.load(Ordering::Relaxed)
+    }
+}
+
+struct Shared {
+    stats: LogStats,
+    shutdown: AtomicBool,
+    writer: Mutex<Option<thread::Thread>>,
+}
+
+impl Shared {
+    fn wake_writer(&self) {
+        if let Some(t) = self.writer.lock().ok().and_then(|w| w.clone()) {
+            t.unpark();
+        }
+    }
+}
+
+/// One worker's side of the pipeline: the engine's [`EventSink`].
+pub struct Producer {
+    volume: LogVolume,
+    policy: BackpressurePolicy,
+    current: Vec<Record>,
+    batch_records: usize,
+    to_writer: Arc<ArrayQueue<Vec<Record>>>,
+    free: Arc<ArrayQueue<Vec<Record>>>,
+    flush_interval_ns: u64,
+    last_handoff_ns: u64,
+    shared: Arc<Shared>,
+}
+
+/// Room kept in a batch for end-of-session records, which cannot be refused.
+const RESERVE: usize = 16;
+
+impl Producer {
+    /// Hands the current batch to the writer if one is free to take its place.
+    fn hand_off(&mut self) -> bool {
+        let Some(fresh) = self.free.pop() else {
+            return false;
+        };
+        let full = std::mem::replace(&mut self.current, fresh);
+        // The ring holds every batch a worker has, so it always has room.
+        let pushed = self.to_writer.push(full);
+        debug_assert!(pushed.is_ok());
+        self.shared.wake_writer();
+        true
+    }
+
+    /// Called by the driver every loop: hands a partial batch over once `flush_interval`
+    /// has passed, so records reach the disk on time even when traffic is light.
+    pub fn poll(&mut self, now_ns: u64) {
+        if !self.current.is_empty()
+            && now_ns.saturating_sub(self.last_handoff_ns) >= self.flush_interval_ns
+            && self.hand_off()
+        {
+            self.last_handoff_ns = now_ns;
+        }
+    }
+
+    /// Hands over whatever is left, free batch or not (at shutdown).
+    pub fn finish(&mut self) {
+        if !self.current.is_empty() {
+            let full = std::mem::take(&mut self.current);
+            let _ = self.to_writer.push(full);
+            self.shared.wake_writer();
+        }
+    }
+}
+
+impl EventSink for Producer {
+    fn has_room(&self, events: usize) -> bool {
+        self.policy == BackpressurePolicy::DropRecords
+            || self.current.len() + events + RESERVE <= self.batch_records
+            || !self.free.is_empty()
+    }
+
+    fn emit(&mut self, event: &Event) {
+        let Some(record) = record::keep(self.volume, event) else {
+            return;
+        };
+        if self.current.len() >= self.batch_records && !self.hand_off() {
+            match self.policy {
+                BackpressurePolicy::DropRecords => {
+                    LogStats::add(&self.shared.stats.records_lost, 1);
+                    return;
+                }
+                BackpressurePolicy::RefuseSessions => {
+                    LogStats::add(&self.shared.stats.records_overflowed, 1);
+                }
+            }
+        }
+        self.current.push(record);
+    }
+}
+
+/// The running log: its writer thread and counters.
+pub struct MapLog {
+    shared: Arc<Shared>,
+    thread: Option<JoinHandle<Result<WriterReport, LogError>>>,
+}
+
+/// What the writer did, for the operator.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct WriterReport {
+    pub records: u64,
+    pub blocks: u64,
+    pub bytes: u64,
+    /// How writes reached the disk, e.g. "io_uring, O_DIRECT".
+    pub io: String,
+    /// What was found and repaired when the log was opened (torn tails cut).
+    pub recovered: Vec<String>,
+}
+
+impl MapLog {
+    /// Opens (or creates) the log directory, repairs torn tails, starts the writer thread
+    /// and returns one producer per worker. `now_ns` dates the stored configuration.
+    pub fn start(
+        settings: LogSettings,
+        workers: u16,
+        now_ns: u64,
+    ) -> Result<(MapLog, Vec<Producer>), LogError> {
+        dir::prepare(&settings.dir).map_err(io_err(&settings.dir))?;
+        if let Some(text) = &settings.config_text {
+            dir::store_config(&settings.dir, now_ns, text).map_err(io_err(&settings.dir))?;
+        }
+        let shared = Arc::new(Shared {
+            stats: LogStats::default(),
+            shutdown: AtomicBool::new(false),
+            writer: Mutex::new(None),
+        });
+        let mut logs = Vec::new();
+        let mut producers = Vec::new();
+        let mut recovered = Vec::new();
+        for w in 0..workers {
+            let to_writer = Arc::new(ArrayQueue::new(settings.batches_per_worker));
+            let free = Arc::new(ArrayQueue::new(settings.batches_per_worker));
+            for _ in 1..settings.batches_per_worker {
+                let _ = free.push(Vec::with_capacity(settings.batch_records));
+            }
+            logs.push(WorkerLog::open(
+                &settings,
+                w,
+                to_writer.clone(),
+                free.clone(),
+                &mut recovered,
+            )?);
+            producers.push(Producer {
+                volume: settings.volume,
+                policy: settings.policy,
+                current: Vec::with_capacity(settings.batch_records),
+                batch_records: settings.batch_records,
+                to_writer,
+                free,
+                flush_interval_ns: settings.flush_interval_ns,
+                last_handoff_ns: now_ns,
+                shared: shared.clone(),
+            });
+        }
+        let io = logs.first().map(|l| l.io_description()).unwrap_or_default();
+        *shared.stats.io_mode.lock().unwrap() = io.clone();
+        let writer = Writer {
+            settings,
+            logs,
+            shared: shared.clone(),
+            report: WriterReport {
+                io,
+                recovered,
+                ..WriterReport::default()
+            },
+        };
+        let thread = thread::Builder::new()
+            .name("maplog-writer".into())
+            .spawn(move || writer.run())
+            .map_err(|e| LogError::Io {
+                path: PathBuf::from("writer thread"),
+                source: e,
+            })?;
+        *shared.writer.lock().unwrap() = Some(thread.thread().clone());
+        Ok((
+            MapLog {
+                shared,
+                thread: Some(thread),
+            },
+            producers,
+        ))
+    }
+
+    pub fn stats(&self) -> &LogStats {
+        &self.shared.stats
+    }
+
+    /// Drains every ring, writes and syncs everything, closes the segments. Call after
+    /// each producer's [`Producer::finish`].
+    pub fn close(mut self) -> Result<WriterReport, LogError> {
+        self.stop()
+    }
+
+    fn stop(&mut self) -> Result<WriterReport, LogError> {
+        self.shared.shutdown.store(true, Ordering::Release);
+        self.shared.wake_writer();
+        match self.thread.take() {
+            Some(t) => t.join().map_err(|_| LogError::WriterGone)?,
+            None => Err(LogError::WriterGone),
+        }
+    }
+}
+
+impl Drop for MapLog {
+    fn drop(&mut self) {
+        if self.thread.is_some() {
+            let _ = self.stop();
+        }
+    }
+}
+
+struct Writer {
+    settings: LogSettings,
+    logs: Vec<WorkerLog>,
+    shared: Arc<Shared>,
+    report: WriterReport,
+}
+
+impl Writer {
+    fn run(mut self) -> Result<WriterReport, LogError> {
+        let mut last_sync = clock::wall_clock_ns();
+        let mut failing = false;
+        loop {
+            let shutting_down = self.shared.shutdown.load(Ordering::Acquire);
+            let mut busy = false;
+            // While the disk fails, batches stay in the rings: that is the back-pressure.
+            if !failing {
+                for log in &mut self.logs {
+                    busy |= log.drain(&self.settings, &self.shared.stats)?;
+                }
+            }
+            let now = clock::wall_clock_ns();
+            let due = now.saturating_sub(last_sync) >= self.settings.flush_interval_ns;
+            if due || shutting_down || failing {
+                failing = !self.sync_all(shutting_down);
+                last_sync = now;
+            }
+            if shutting_down && !failing && self.logs.iter().all(|l| l.to_writer.is_empty()) {
+                break;
+            }
+            if shutting_down && failing {
+                // Nothing can be written; report rather than spin forever at shutdown.
+                let message = self.shared.stats.last_error.lock().unwrap().clone();
+                return Err(LogError::Io {
+                    path: self.settings.dir.clone(),
+                    source: io::Error::other(message.unwrap_or_default()),
+                });
+            }
+            if !busy {
+                thread::park_timeout(std::time::Duration::from_millis(if failing {
+                    100
+                } else {
+                    5
+                }));
+            }
+        }
+        for log in &mut self.logs {
+            log.close(&self.settings, &self.shared.stats)?;
+        }
+        let s = &self.shared.stats;
+        self.report.records = LogStats::get(&s.records_written);
+        self.report.blocks = LogStats::get(&s.blocks_written);
+        self.report.bytes = LogStats::get(&s.bytes_written);
+        Ok(self.report)
+    }
+
+    /// Cuts pending blocks (unless blocks follow record time only) and syncs every file.
+    /// False if a write failed (disk full…): the caller retries later.
+    fn sync_all(&mut self, final_sync: bool) -> bool {
+        let stats = &self.shared.stats;
+        let mut ok = true;
+        let written_through = self
+            .logs
+            .iter()
+            .map(|l| l.written_through_ns)
+            .max()
+            .unwrap_or(0);
+        for log in &mut self.logs {
+            let result = (|| {
+                if final_sync || !self.settings.record_time_only {
+                    log.cut_block(&self.settings, stats)?;
+                }
+                log.sync()
+            })();
+            if let Err(e) = result {
+                LogStats::add(&stats.write_errors, 1);
+                *stats.last_error.lock().unwrap() = Some(e.to_string());
+                ok = false;
+            } else {
+                LogStats::add(&stats.syncs, 1);
+            }
+        }
+        if ok {
+            stats
+                .durable_through_ns
+                .fetch_max(written_through, Ordering::Relaxed);
+        }
+        ok
+    }
+}
+
+/// A closed segment remembered for retention.
+struct Retained {
+    path: PathBuf,
+    sequence: u64,
+    last_ts_ns: u64,
+    last_hash: Hash,
+}
+
+/// One worker's chain of segments, as the writer keeps it.
+struct WorkerLog {
+    worker: u16,
+    dir: PathBuf,
+    to_writer: Arc<ArrayQueue<Vec<Record>>>,
+    free: Arc<ArrayQueue<Vec<Record>>>,
+    file: Option<LogFile>,
+    path: PathBuf,
+    segment_sequence: u64,
+    segment_created_ns: u64,
+    blocks: Vec<BlockRef>,
+    next_block_sequence: u64,
+    prev_hash: Hash,
+    pending: Vec<Record>,
+    /// Newest timestamp among records already appended to the file.
+    written_through_ns: u64,
+    live: LiveSet,
+    retained: VecDeque<Retained>,
+    scratch: Vec<u8>,
+}
+
+impl WorkerLog {
+    fn open(
+        settings: &LogSettings,
+        worker: u16,
+        to_writer: Arc<ArrayQueue<Vec<Record>>>,
+        free: Arc<ArrayQueue<Vec<Record>>>,
+        recovered: &mut Vec<String>,
+    ) -> Result<WorkerLog, LogError> {
+        let dir = dir::worker_dir(&settings.dir, worker);
+        fs::create_dir_all(&dir).map_err(io_err(&dir))?;
+        let mut log = WorkerLog {
+            worker,
+            dir: dir.clone(),
+            to_writer,
+            free,
+            file: None,
+            path: PathBuf::new(),
+            segment_sequence: 0,
+            segment_created_ns: 0,
+            blocks: Vec::new(),
+            next_block_sequence: 0,
+            prev_hash: [0; 32],
+            pending: Vec::new(),
+            written_through_ns: 0,
+            live: LiveSet::default(),
+            retained: VecDeque::new(),
+            scratch: Vec::new(),
+        };
+        for path in dir::segments(&dir).map_err(io_err(&dir))? {
+            let seg = Segment::open(&path).map_err(|e| LogError::Corrupt {
+                path: path.clone(),
+                message: e.to_string(),
+            })?;
+            if let Tail::Open { valid_len } = seg.tail {
+                Self::finish_interrupted(&seg, valid_len, settings, recovered)?;
+            }
+            log.segment_sequence = seg.header.sequence + 1;
+            if let Some(last) = seg.blocks.last() {
+                log.next_block_sequence = last.header.sequence + 1;
+            }
+            log.prev_hash = seg.last_hash();
+            log.retained.push_back(Retained {
+                path: path.clone(),
+                sequence: seg.header.sequence,
+                last_ts_ns: seg.last_ts_ns().unwrap_or(seg.header.created_ns),
+                last_hash: log.prev_hash,
+            });
+        }
+        Ok(log)
+    }
+
+    /// A segment the previous run did not close (crash, kill -9, power loss): cut the torn
+    /// tail and add its index, unless valid blocks follow the damage (then it is not a
+    /// torn write but corruption, and the file is left as evidence).
+    fn finish_interrupted(
+        seg: &Segment,
+        valid_len: u64,
+        settings: &LogSettings,
+        recovered: &mut Vec<String>,
+    ) -> Result<(), LogError> {
+        let path = &seg.path;
+        let blocks_after_damage = seg.blocks.iter().any(|b| b.offset as u64 >= valid_len);
+        if blocks_after_damage {
+            recovered.push(format!(
+                "{}: damaged in the middle; left as it is (run `tracenat log verify`)",
+                path.display()
+            ));
+            return Ok(());
+        }
+        let cut = seg.bytes().len() as u64 - valid_len;
+        let mut file =
+            LogFile::open_append(path, valid_len, settings.direct_io).map_err(io_err(path))?;
+        file.append(&segment::closing_bytes(&seg.blocks, valid_len))
+            .map_err(io_err(path))?;
+        file.close().map_err(io_err(path))?;
+        recovered.push(format!(
+            "{}: not closed by the last run; {} blocks kept, {cut} torn bytes cut",
+            path.display(),
+            seg.blocks.len()
+        ));
+        Ok(())
+    }
+
+    fn io_description(&self) -> String {
+        match &self.file {
+            Some(f) => format!("{}, {}", f.backend(), f.mode()),
+            None => String::from("(no segment open yet)"),
+        }
+    }
+
+    /// Moves the batches waiting in the ring into pending records, cutting blocks as they
+    /// fill or span the flush interval of record time. True if there was anything.
+    fn drain(&mut self, settings: &LogSettings, stats: &LogStats) -> Result<bool, LogError> {
+        let mut any = false;
+        while let Some(mut batch) = self.to_writer.pop() {
+            any = true;
+            for r in batch.drain(..) {
+                let spans_interval = self.pending.first().is_some_and(|first| {
+                    r.ts_ns.saturating_sub(first.ts_ns) >= settings.flush_interval_ns
+                });
+                if spans_interval || self.pending.len() >= settings.block_records {
+                    self.cut_block(settings, stats)
+                        .map_err(io_err(&self.path))?;
+                }
+                self.pending.push(r);
+            }
+            // A batch grown by overflow is shrunk back so memory returns to normal.
+            batch.shrink_to(settings.batch_records);
+            let _ = self.free.push(batch);
+        }
+        Ok(any)
+    }
+
+    /// Writes the pending records as one block, rotating the segment first if it is due.
+    fn cut_block(&mut self, settings: &LogSettings, stats: &LogStats) -> io::Result<()> {
+        if self.pending.is_empty() {
+            return Ok(());
+        }
+        let first_ts = self.pending.iter().map(|r| r.ts_ns).min().unwrap_or(0);
+        let too_old = first_ts.saturating_sub(self.segment_created_ns) >= settings.segment_age_ns;
+        let too_big = self
+            .file
+            .as_ref()
+            .is_some_and(|f| f.len() >= settings.segment_size);
+        if self.file.is_none() || too_old || too_big {
+            self.rotate(settings, stats, first_ts)?;
+        }
+        let pending = std::mem::take(&mut self.pending);
+        self.append_block(&pending, false, settings, stats)?;
+        self.live.apply(&pending);
+        let newest = pending.iter().map(|r| r.ts_ns).max().unwrap_or(0);
+        self.written_through_ns = self.written_through_ns.max(newest);
+        LogStats::add(&stats.records_written, pending.len() as u64);
+        self.pending = pending;
+        self.pending.clear();
+        Ok(())
+    }
+
+    fn append_block(
+        &mut self,
+        records: &[Record],
+        checkpoint: bool,
+        settings: &LogSettings,
+        stats: &LogStats,
+    ) -> io::Result<()> {
+        let ctx = BlockContext {
+            worker: self.worker,
+            sequence: self.next_block_sequence,
+            prev_hash: self.prev_hash,
+            checkpoint,
+            clock: clock_state_for(settings),
+        };
+        let encoded = block::encode(records, &ctx, settings.codec, &mut self.scratch);
+        let file = self.file.as_mut().expect("a segment is open");
+        let offset = file.len() as usize;
+        file.append(&encoded.bytes)?;
+        self.blocks.push(BlockRef {
+            offset,
+            header: encoded.header,
+        });
+        self.prev_hash = encoded.hash;
+        self.next_block_sequence += 1;
+        LogStats::add(&stats.blocks_written, 1);
+        LogStats::add(&stats.bytes_written, encoded.bytes.len() as u64);
+        Ok(())
+    }
+
+    /// Closes the current segment and opens the next, which starts with a checkpoint of
+    /// everything live, so a reader can start there. Then applies retention.
+    fn rotate(&mut self, settings: &LogSettings, stats: &LogStats, now_ns: u64) -> io::Result<()> {
+        self.close_segment()?;
+        let header = SegmentHeader {
+            worker: self.worker,
+            sequence: self.segment_sequence,
+            created_ns: now_ns,
+            prev_hash: self.prev_hash,
+        };
+        self.path = self
+            .dir
+            .join(segment::file_name(header.sequence, header.created_ns));
+        let mut file = LogFile::create(&self.path, settings.direct_io)?;
+        file.append(&header.to_bytes())?;
+        self.file = Some(file);
+        self.segment_sequence += 1;
+        self.segment_created_ns = now_ns;
+        self.blocks.clear();
+        LogStats::add(&stats.segments_opened, 1);
+        let checkpoint = self.live.checkpoint();
+        // Always written, even empty: an empty checkpoint tells a reader nothing was live.
+        if checkpoint.is_empty() {
+            self.append_block(&[], true, settings, stats)?;
+        }
+        for chunk in checkpoint.chunks(settings.block_records) {
+            self.append_block(chunk, true, settings, stats)?;
+        }
+        self.retire_old(settings, stats, now_ns)
+    }
+
+    fn close_segment(&mut self) -> io::Result<()> {
+        let Some(mut file) = self.file.take() else {
+            return Ok(());
+        };
+        let index_offset = file.len();
+        file.append(&segment::closing_bytes(&self.blocks, index_offset))?;
+        file.close()?;
+        self.retained.push_back(Retained {
+            path: self.path.clone(),
+            sequence: self.segment_sequence - 1,
+            last_ts_ns: self
+                .blocks
+                .iter()
+                .map(|b| b.header.last_ts_ns)
+                .max()
+                .unwrap_or(self.segment_created_ns),
+            last_hash: self.prev_hash,
+        });
+        Ok(())
+    }
+
+    /// Deletes closed segments whose newest record is older than the retention period,
+    /// noting each in `retired.jsonl` (with its last hash, so the chain stays verifiable).
+    fn retire_old(
+        &mut self,
+        settings: &LogSettings,
+        stats: &LogStats,
+        now_ns: u64,
+    ) -> io::Result<()> {
+        let Some(retention) = settings.retention_ns else {
+            return Ok(());
+        };
+        while let Some(oldest) = self.retained.front() {
+            if now_ns.saturating_sub(oldest.last_ts_ns) < retention {
+                break;
+            }
+            let line = format!(
+                "{{\"worker\":{},\"sequence\":{},\"last_ts_ns\":{},\"last_hash\":\"{}\"}}\n",
+                self.worker,
+                oldest.sequence,
+                oldest.last_ts_ns,
+                hex(&oldest.last_hash)
+            );
+            let retired_list = settings.dir.join(dir::RETIRED);
+            let mut f = OpenOptions::new()
+                .create(true)
+                .append(true)
+                .open(&retired_list)?;
+            f.write_all(line.as_bytes())?;
+            f.sync_data()?;
+            fs::remove_file(&oldest.path)?;
+            self.retained.pop_front();
+            LogStats::add(&stats.segments_retired, 1);
+        }
+        Ok(())
+    }
+
+    fn sync(&mut self) -> io::Result<()> {
+        match &mut self.file {
+            Some(f) => f.sync(),
+            None => Ok(()),
+        }
+    }
+
+    fn close(&mut self, settings: &LogSettings, stats: &LogStats) -> Result<(), LogError> {
+        self.cut_block(settings, stats)
+            .and_then(|_| self.close_segment())
+            .map_err(io_err(&self.path))
+    }
+}
+
+fn clock_state_for(settings: &LogSettings) -> ClockState {
+    if settings.record_time_only {
+        // Replayed records carry capture times: the host clock says nothing about them.
+        ClockState {
+            synchronised: false,
+            max_error_us: u32::MAX,
+            est_error_us: u32::MAX,
+        }
+    } else {
+        clock::clock_state()
+    }
+}
+
+pub fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}

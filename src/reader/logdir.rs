@@ -1,0 +1,283 @@
+//! A log directory opened for reading: every worker's segments, mapped, with their block
+//! lists. Damaged regions are reported and skipped; everything intact is still read.
+
+use std::path::{Path, PathBuf};
+
+use crate::maplog::block::{self, BlockError, Hash};
+use crate::maplog::dir;
+use crate::maplog::record::Record;
+use crate::maplog::segment::{BlockRef, Segment, Tail};
+use crate::maplog::writer::hex;
+use crate::reader::ReaderError;
+
+pub struct WorkerSegments {
+    pub worker: u16,
+    pub segments: Vec<Segment>,
+}
+
+pub struct LogDir {
+    pub root: PathBuf,
+    pub workers: Vec<WorkerSegments>,
+}
+
+impl LogDir {
+    pub fn open(root: &Path) -> Result<LogDir, ReaderError> {
+        let io = |path: &Path| {
+            let path = path.to_owned();
+            move |source| ReaderError::Io { path, source }
+        };
+        dir::check(root).map_err(io(root))?;
+        let mut workers = Vec::new();
+        for w in dir::workers(root).map_err(io(root))? {
+            let wdir = dir::worker_dir(root, w);
+            let mut segments = Vec::new();
+            for path in dir::segments(&wdir).map_err(io(&wdir))? {
+                let seg = Segment::open(&path)
+                    .map_err(|e| ReaderError::Log(format!("{}: {e}", path.display())))?;
+                segments.push(seg);
+            }
+            workers.push(WorkerSegments {
+                worker: w,
+                segments,
+            });
+        }
+        Ok(LogDir {
+            root: root.to_owned(),
+            workers,
+        })
+    }
+
+    /// Every damaged region in the directory, as "file: offset: reason" lines.
+    pub fn damage(&self) -> Vec<String> {
+        self.workers
+            .iter()
+            .flat_map(|w| &w.segments)
+            .flat_map(|s| {
+                s.damage.iter().map(move |d| {
+                    format!(
+                        "{}: {} bytes at offset {} skipped: {}",
+                        s.path.display(),
+                        d.len,
+                        d.offset,
+                        d.reason
+                    )
+                })
+            })
+            .collect()
+    }
+}
+
+/// Calls `visit(worker, record)` for every record of every non-checkpoint block that may
+/// hold records in `[from, to]`, worker by worker in write order. Blocks that fail their
+/// CRC are reported through `bad` and skipped.
+pub fn for_each_record(
+    log: &LogDir,
+    from_ns: u64,
+    to_ns: u64,
+    mut visit: impl FnMut(u16, &Record),
+    mut bad: impl FnMut(&Segment, &BlockRef, BlockError),
+) {
+    let mut records = Vec::new();
+    for w in &log.workers {
+        for seg in &w.segments {
+            for b in &seg.blocks {
+                if b.header.is_checkpoint() || !b.header.may_overlap(from_ns, to_ns) {
+                    continue;
+                }
+                records.clear();
+                match seg.read_block(b, &mut records) {
+                    Ok(()) => records
+                        .iter()
+                        .filter(|r| r.ts_ns >= from_ns && r.ts_ns <= to_ns)
+                        .for_each(|r| visit(w.worker, r)),
+                    Err(e) => bad(seg, b, e),
+                }
+            }
+        }
+    }
+}
+
+/// Per-worker figures for `tracenat log stats`.
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize)]
+pub struct WorkerStats {
+    pub worker: u16,
+    pub segments: u64,
+    pub blocks: u64,
+    pub records: u64,
+    pub checkpoint_records: u64,
+    /// Bytes of the segment files.
+    pub bytes: u64,
+    /// Bytes the payloads would take uncompressed.
+    pub raw_payload_bytes: u64,
+    pub compressed_payload_bytes: u64,
+    pub first_ts_ns: Option<u64>,
+    pub last_ts_ns: Option<u64>,
+}
+
+pub fn stats(log: &LogDir) -> Vec<WorkerStats> {
+    log.workers
+        .iter()
+        .map(|w| {
+            let mut s = WorkerStats {
+                worker: w.worker,
+                segments: w.segments.len() as u64,
+                ..WorkerStats::default()
+            };
+            for seg in &w.segments {
+                s.bytes += seg.bytes().len() as u64;
+                for b in &seg.blocks {
+                    let h = &b.header;
+                    s.blocks += 1;
+                    s.raw_payload_bytes += h.raw_len as u64;
+                    s.compressed_payload_bytes += h.payload_len as u64;
+                    if h.is_checkpoint() {
+                        s.checkpoint_records += h.count as u64;
+                        continue;
+                    }
+                    s.records += h.count as u64;
+                    if h.count > 0 {
+                        s.first_ts_ns = Some(
+                            s.first_ts_ns
+                                .map_or(h.first_ts_ns, |t| t.min(h.first_ts_ns)),
+                        );
+                        s.last_ts_ns =
+                            Some(s.last_ts_ns.map_or(h.last_ts_ns, |t| t.max(h.last_ts_ns)));
+                    }
+                }
+            }
+            s
+        })
+        .collect()
+}
+
+/// One problem `verify` found; the first one is the answer an operator needs.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Problem {
+    pub path: PathBuf,
+    pub offset: usize,
+    pub block_sequence: Option<u64>,
+    pub what: String,
+}
+
+impl std::fmt::Display for Problem {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}: offset {}", self.path.display(), self.offset)?;
+        if let Some(seq) = self.block_sequence {
+            write!(f, " (block {seq})")?;
+        }
+        write!(f, ": {}", self.what)
+    }
+}
+
+/// Checks everything: each block's header and payload CRC, that each block's
+/// `prev_hash` is the hash of the block before it (across segments, and across segments
+/// retention deleted, through `retired.jsonl`), that block and segment numbers have no
+/// gaps, and that segments are properly closed. Returns problems in log order.
+pub fn verify(log: &LogDir) -> Vec<Problem> {
+    let retired = retired_anchors(&log.root);
+    let mut problems = Vec::new();
+    let mut scratch = Vec::new();
+    for w in &log.workers {
+        let mut expected: Option<(Hash, u64)> = None; // (prev hash, next block sequence)
+        let mut expected_segment: Option<u64> = None;
+        for (i, seg) in w.segments.iter().enumerate() {
+            let at = |offset: usize, seq: Option<u64>, what: String| Problem {
+                path: seg.path.clone(),
+                offset,
+                block_sequence: seq,
+                what,
+            };
+            if let Some(want) = expected_segment
+                && seg.header.sequence != want
+            {
+                problems.push(at(
+                    0,
+                    None,
+                    format!(
+                        "segment {} missing (found {} next)",
+                        want, seg.header.sequence
+                    ),
+                ));
+            }
+            expected_segment = Some(seg.header.sequence + 1);
+            let anchor_ok = match expected {
+                Some((hash, _)) => seg.header.prev_hash == hash,
+                None => seg.header.prev_hash == [0; 32] || retired.contains(&seg.header.prev_hash),
+            };
+            if !anchor_ok {
+                problems.push(at(
+                    0,
+                    None,
+                    "segment does not continue the hash chain of the one before it (segment removed or replaced)".into(),
+                ));
+            }
+            let mut prev = seg.header.prev_hash;
+            let mut next_seq = expected.map(|(_, s)| s);
+            for b in &seg.blocks {
+                let h = &b.header;
+                if h.prev_hash != prev {
+                    problems.push(at(
+                        b.offset,
+                        Some(h.sequence),
+                        "hash chain broken: the block before it was altered, removed or reordered"
+                            .into(),
+                    ));
+                }
+                if let Some(want) = next_seq
+                    && h.sequence != want
+                {
+                    problems.push(at(
+                        b.offset,
+                        Some(h.sequence),
+                        format!("block sequence {} where {} was expected", h.sequence, want),
+                    ));
+                }
+                scratch.clear();
+                if let Err(e) = seg.read_block(b, &mut scratch) {
+                    problems.push(at(b.offset, Some(h.sequence), e.to_string()));
+                }
+                prev = block::block_hash(seg.block_bytes(b));
+                next_seq = Some(h.sequence + 1);
+            }
+            for d in &seg.damage {
+                problems.push(at(
+                    d.offset,
+                    None,
+                    format!("{} bytes unreadable: {}", d.len, d.reason),
+                ));
+            }
+            let last = i + 1 == w.segments.len();
+            if let Tail::Open { .. } = seg.tail
+                && !last
+            {
+                problems.push(at(
+                    seg.bytes().len(),
+                    None,
+                    "segment was never closed".into(),
+                ));
+            }
+            expected = Some((prev, next_seq.unwrap_or(0)));
+        }
+    }
+    problems.sort_by(|a, b| (&a.path, a.offset).cmp(&(&b.path, b.offset)));
+    problems
+}
+
+/// Last hashes of segments retention deleted: a chain may legitimately start at one.
+fn retired_anchors(root: &Path) -> Vec<Hash> {
+    let Ok(text) = std::fs::read_to_string(root.join(dir::RETIRED)) else {
+        return Vec::new();
+    };
+    text.lines()
+        .filter_map(|line| serde_json::from_str::<serde_json::Value>(line).ok())
+        .filter_map(|v| v["last_hash"].as_str().map(str::to_owned))
+        .filter_map(|h| {
+            let bytes: Vec<u8> = (0..h.len())
+                .step_by(2)
+                .filter_map(|i| u8::from_str_radix(h.get(i..i + 2)?, 16).ok())
+                .collect();
+            bytes.try_into().ok()
+        })
+        .filter(|h: &Hash| hex(h).len() == 64)
+        .collect()
+}

@@ -1,0 +1,235 @@
+//! End to end: a capture through `tracenat replay --log-dir`, then the reader commands on
+//! that log — `attribute` of a synthetic access log of the same traffic, `query`,
+//! `decode`, `verify` — run as an operator would, through the binary.
+
+#[allow(unused_imports)]
+mod common;
+
+use std::collections::BTreeSet;
+use std::net::{Ipv4Addr, SocketAddrV4};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+use common::*;
+use serde_json::Value;
+use tracenat::pcap;
+
+const SERVER: &str = "198.51.100.80:80";
+
+fn tracenat(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_tracenat"))
+        .args(args)
+        .output()
+        .expect("run tracenat")
+}
+
+fn stdout(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stdout).into_owned()
+}
+
+struct Traced {
+    dir: PathBuf,
+    log: PathBuf,
+    /// (time of the SYN, subscriber endpoint, public endpoint) per session.
+    sessions: Vec<(u64, SocketAddrV4, SocketAddrV4)>,
+}
+
+/// 30 subscribers open 3 connections each to one server over ten minutes, through two
+/// workers with a small segment age so several segments and checkpoints are involved.
+fn traced_capture(name: &str) -> Traced {
+    let dir = std::env::temp_dir().join(format!("tracenat-e2e-{name}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    let cfg = Cfg::new()
+        .with("workers.count", "2")
+        .with("logging.segment-age", "\"60s\"");
+    std::fs::write(dir.join("nat.toml"), cfg.toml()).unwrap();
+    let server = ep(SERVER);
+    let mut inside = Vec::new();
+    for i in 0..90u64 {
+        let sub = Ipv4Addr::new(100, 64, 1, (i % 30) as u8 + 10);
+        let t = T0 + i * 6_700 * MS;
+        inside.push((t, tcp(sock(sub, 40000 + i as u16), server, SYN)));
+    }
+    pcap::write_all(&dir.join("in.pcap"), &inside).unwrap();
+    let log = dir.join("log");
+    let o = tracenat(&[
+        "replay",
+        "--config",
+        dir.join("nat.toml").to_str().unwrap(),
+        "--inside",
+        dir.join("in.pcap").to_str().unwrap(),
+        "--out",
+        dir.join("out").to_str().unwrap(),
+        "--log-dir",
+        log.to_str().unwrap(),
+    ]);
+    assert!(
+        o.status.success(),
+        "replay: {}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    let events = std::fs::read_to_string(dir.join("out/events.jsonl")).unwrap();
+    let sessions = events
+        .lines()
+        .map(|l| serde_json::from_str::<Value>(l).unwrap())
+        .filter(|e| e["kind"] == "session_created")
+        .map(|e| (ev_ts(&e), ev_ep(&e, "inside"), ev_ep(&e, "public")))
+        .collect::<Vec<_>>();
+    assert_eq!(sessions.len(), 90);
+    Traced { dir, log, sessions }
+}
+
+/// Common log format time, in UTC, to the second (what servers write).
+fn clf_time(ns: u64) -> String {
+    const MONTHS: [&str; 12] = [
+        "Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec",
+    ];
+    let text = tracenat::reader::time::format_time(ns); // 2023-11-14T22:13:20.000Z
+    let (y, mo, d) = (&text[0..4], &text[5..7], &text[8..10]);
+    let month = MONTHS[mo.parse::<usize>().unwrap() - 1];
+    format!("[{d}/{month}/{y}:{} +0000]", &text[11..19])
+}
+
+fn access_log(t: &Traced, with_port: bool) -> PathBuf {
+    let mut text = String::new();
+    for (i, (ts, _, public)) in t.sessions.iter().enumerate() {
+        let client = if with_port {
+            public.to_string()
+        } else {
+            public.ip().to_string()
+        };
+        text.push_str(&format!(
+            "{client} - - {} \"GET /page/{i} HTTP/1.1\" 200 512 \"-\" \"curl/8\"\n",
+            clf_time(ts + 300 * MS)
+        ));
+    }
+    let path = t.dir.join(if with_port {
+        "access-port.log"
+    } else {
+        "access.log"
+    });
+    std::fs::write(&path, text).unwrap();
+    path
+}
+
+fn attribute_json(t: &Traced, log: &Path) -> Vec<Value> {
+    let o = tracenat(&[
+        "log",
+        "attribute",
+        "--dir",
+        t.log.to_str().unwrap(),
+        "--access-log",
+        log.to_str().unwrap(),
+        "--server",
+        SERVER,
+        "--skew",
+        "2s",
+        "--json",
+    ]);
+    assert!(
+        o.status.success(),
+        "attribute: {}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    stdout(&o)
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect()
+}
+
+fn subscribers(line: &Value) -> BTreeSet<String> {
+    line["candidates"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c["subscriber"].as_str().unwrap().to_owned())
+        .collect()
+}
+
+#[test]
+fn every_request_with_a_port_traces_to_its_subscriber() {
+    let t = traced_capture("port");
+    let lines = attribute_json(&t, &access_log(&t, true));
+    let requests: Vec<&Value> = lines
+        .iter()
+        .filter(|l| l.get("summary").is_none())
+        .collect();
+    assert_eq!(requests.len(), t.sessions.len());
+    for (line, (_, inside, _)) in requests.iter().zip(&t.sessions) {
+        assert_eq!(line["verdict"], "unique", "{line}");
+        assert_eq!(
+            subscribers(line),
+            BTreeSet::from([inside.to_string()]),
+            "{line}"
+        );
+    }
+    let summary = &lines.last().unwrap()["summary"];
+    assert_eq!(summary["unique"], 90, "{summary}");
+}
+
+#[test]
+fn without_ports_the_candidate_set_holds_the_subscriber() {
+    let t = traced_capture("noport");
+    let lines = attribute_json(&t, &access_log(&t, false));
+    let requests: Vec<&Value> = lines
+        .iter()
+        .filter(|l| l.get("summary").is_none())
+        .collect();
+    assert_eq!(requests.len(), t.sessions.len());
+    let mut ambiguous = 0;
+    for (line, (_, inside, _)) in requests.iter().zip(&t.sessions) {
+        assert_ne!(line["verdict"], "none", "{line}");
+        ambiguous += (line["verdict"] == "ambiguous") as usize;
+        let subs = subscribers(line);
+        assert!(
+            subs.iter()
+                .any(|s| s.starts_with(&format!("{}:", inside.ip()))),
+            "{inside} missing from {subs:?}"
+        );
+    }
+    // Four public addresses shared by 30 subscribers: most answers cannot be unique.
+    assert!(ambiguous > 0);
+}
+
+#[test]
+fn query_verify_decode_and_stats_agree_with_the_replay() {
+    let t = traced_capture("cmds");
+    let dir = t.log.to_str().unwrap();
+    let (ts, inside, public) = t.sessions[45];
+    let at = format!("{}.{:09}", ts / SEC, ts % SEC);
+    let public_s = public.to_string();
+    let q = tracenat(&[
+        "log", "query", "--dir", dir, "--public", &public_s, "--at", &at, "--json",
+    ]);
+    assert_eq!(q.status.code(), Some(0), "{}", stdout(&q));
+    let answer: Value = serde_json::from_str(&stdout(&q)).unwrap();
+    assert_eq!(answer["verdict"], "unique");
+    assert_eq!(answer["candidates"][0]["subscriber"], inside.to_string());
+    assert_eq!(answer["candidates"][0]["dest"], SERVER);
+
+    // An hour later nobody holds it (transitory TCP state expires after 4 minutes).
+    let later = format!("{}", ts / SEC + 3600);
+    let q = tracenat(&[
+        "log", "query", "--dir", dir, "--public", &public_s, "--at", &later,
+    ]);
+    assert_eq!(q.status.code(), Some(4), "{}", stdout(&q));
+
+    let v = tracenat(&["log", "verify", "--dir", dir]);
+    assert!(v.status.success(), "{}", stdout(&v));
+
+    let d = tracenat(&["log", "decode", "--dir", dir, "--format", "json"]);
+    assert!(d.status.success());
+    let decoded: BTreeSet<String> = stdout(&d).lines().map(str::to_owned).collect();
+    let replayed: BTreeSet<String> = std::fs::read_to_string(t.dir.join("out/events.jsonl"))
+        .unwrap()
+        .lines()
+        .map(str::to_owned)
+        .collect();
+    assert_eq!(decoded, replayed);
+
+    let s = tracenat(&["log", "stats", "--dir", dir, "--json"]);
+    let stats: Value = serde_json::from_str(&stdout(&s)).unwrap();
+    assert_eq!(stats["records"].as_u64(), Some(replayed.len() as u64));
+    let _ = std::fs::remove_dir_all(&t.dir);
+}
