@@ -4,8 +4,8 @@
 set -euo pipefail
 
 # Debian packages: tshark checks checksums of replay output independently in the tests;
-# iproute2 builds the veth lab.
-PACKAGES=(tshark iproute2)
+# iproute2 builds the veth lab; gcc builds the zstd and BLAKE3 C code bundled in their crates.
+PACKAGES=(tshark iproute2 gcc libc6-dev)
 
 missing=()
 for p in "${PACKAGES[@]}"; do

@@ -1701,7 +1701,7 @@ mode = "deterministic"
         let cases = [
             ("", DurationError::Empty),
             ("5", DurationError::MissingUnit { number: "5".into() }),
-            ("5d", DurationError::UnknownUnit { unit: "d".into() }),
+            ("5w", DurationError::UnknownUnit { unit: "w".into() }),
             ("m", DurationError::MissingNumber { rest: "m".into() }),
             ("-5s", DurationError::MissingNumber { rest: "-5s".into() }),
             (

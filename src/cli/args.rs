@@ -14,7 +14,7 @@ use clap::{Args, Parser, Subcommand};
 #[command(
     name = "tracenat",
     version,
-    after_long_help = "Exit status:\n  0  success\n  1  runtime failure (e.g. an unreadable capture or a replay error)\n  2  invalid configuration or command-line usage"
+    after_long_help = "Exit status:\n  0  success\n  1  runtime failure (e.g. an unreadable capture or a replay error)\n  2  invalid configuration or command-line usage\n  3  log query: ambiguous\n  4  log query: nobody held it\n  5  log verify: the log is damaged"
 )]
 pub struct Cli {
     #[command(subcommand)]
@@ -45,7 +45,7 @@ pub enum LogCommand {
     Decode(DecodeCommand),
     /// Records, bytes per record, compression ratio and time span, per worker.
     Stats(StatsCommand),
-    /// Check every CRC and the hash chain; names the first bad block and exits 1.
+    /// Check every CRC and the hash chain; names the first bad block and exits 5.
     Verify(DirArg),
 }
 

@@ -636,6 +636,8 @@ impl WorkerLog {
             .join(segment::file_name(header.sequence, header.created_ns));
         let mut file = LogFile::create(&self.path, settings.direct_io)?;
         file.append(&header.to_bytes())?;
+        // A crash must never leave a segment file without its header.
+        file.sync()?;
         self.file = Some(file);
         self.segment_sequence += 1;
         self.segment_created_ns = now_ns;

@@ -148,6 +148,7 @@ pub fn attribute<R: BufRead, W: Write>(
     let mut buf: Vec<u8> = Vec::with_capacity(4096);
     let mut scratch: Vec<Ipv4Addr> = Vec::new();
     let mut time_text = TimeText::new(options.json);
+    let mut candidate_times = TimeText::new(true);
     let mut summary = Summary::default();
     let mut line_no = 0u64;
     loop {
@@ -187,7 +188,18 @@ pub fn attribute<R: BufRead, W: Write>(
                 subscribers(&answer.candidates, &mut scratch);
                 if options.json {
                     let time = time_text.get(record.time_ns);
-                    write_json(&mut out, &record, time, &question, &answer, &scratch)
+                    let shown = Shown {
+                        time,
+                        subscribers: &scratch,
+                    };
+                    write_json(
+                        &mut out,
+                        &record,
+                        shown,
+                        &mut candidate_times,
+                        &question,
+                        &answer,
+                    )
                 } else {
                     let time = time_text.get(record.time_ns);
                     write_text(&mut out, options, &record, time, &answer, &scratch)
@@ -455,21 +467,34 @@ fn json_string(out: &mut impl Write, text: &str) -> io::Result<()> {
     serde_json::to_writer(&mut *out, text).map_err(io::Error::from)
 }
 
-fn json_time(out: &mut impl Write, ns: Option<u64>) -> io::Result<()> {
+fn json_time(out: &mut impl Write, times: &mut TimeText, ns: Option<u64>) -> io::Result<()> {
     match ns {
-        Some(ns) => write!(out, "\"{}\"", TimeDisplay::nanos(ns)),
+        Some(ns) => {
+            out.write_all(b"\"")?;
+            out.write_all(times.get(ns).as_bytes())?;
+            out.write_all(b"\"")
+        }
         None => out.write_all(b"null"),
     }
+}
+
+/// What a JSON line shows beyond the record and the answer.
+struct Shown<'a> {
+    /// The request time's text.
+    time: &'a str,
+    /// The distinct subscriber addresses, sorted.
+    subscribers: &'a [Ipv4Addr],
 }
 
 fn write_json(
     out: &mut impl Write,
     record: &AccessRecord<'_>,
-    time: &str,
+    shown: Shown<'_>,
+    candidate_times: &mut TimeText,
     question: &Question,
     answer: &Answer,
-    subscribers: &[Ipv4Addr],
 ) -> io::Result<()> {
+    let Shown { time, subscribers } = shown;
     write!(
         out,
         "{{\"line\":{},\"client\":\"{}\",\"time\":\"{}\",\"request\":",
@@ -511,9 +536,9 @@ fn write_json(
             None => out.write_all(b"null")?,
         }
         write!(out, ",\"protocol\":{},\"start\":", c.protocol)?;
-        json_time(out, c.start_ns)?;
+        json_time(out, candidate_times, c.start_ns)?;
         out.write_all(b",\"end\":")?;
-        json_time(out, c.end_ns)?;
+        json_time(out, candidate_times, c.end_ns)?;
         write!(out, ",\"evidence\":\"{}\"}}", c.evidence.name())?;
     }
     writeln!(

@@ -1,0 +1,320 @@
+//! Mapping-log benchmarks: bytes per session (zstd, lz4, none; with and without
+//! destination) beside RFC 8158 IPFIX and syslog encodings of the same sessions;
+//! encode+compress+write rate; point-query latency; `attribute` lines per second.
+//! `cargo bench --bench maplog` (TRACENAT_BENCH_SESSIONS=N to size the log; default 2 M).
+
+use std::io::Write;
+use std::net::Ipv4Addr;
+use std::time::Instant;
+
+use tracenat::config::{BackpressurePolicy, LogVolume};
+use tracenat::engine::event::{Event, EventKind, EventSink};
+use tracenat::engine::rng::SplitMix64;
+use tracenat::maplog::block::{self, BlockContext, Codec};
+use tracenat::maplog::clock::ClockState;
+use tracenat::maplog::record::{self, Record};
+use tracenat::maplog::writer::{LogSettings, MapLog};
+use tracenat::reader::access_log::{AccessLogParser, JsonFields, LogFormat};
+use tracenat::reader::attribute::{self, AttributeOptions};
+use tracenat::reader::logdir::LogDir;
+use tracenat::reader::model::{MappingSource, Question};
+use tracenat::workload::Zipf;
+
+const SEC: u64 = 1_000_000_000;
+const T0: u64 = 1_764_000_000 * SEC;
+const SUBSCRIBERS: u32 = 20_000;
+const POOL: u32 = 64;
+
+/// Realistic synthetic sessions: 20 000 subscribers paired to 64 public addresses, random
+/// public ports (dynamic allocation), Zipf(1.0) destinations over 768 servers mostly on
+/// 443/80, bursty starts (bursts of 1–20 sessions), lifetimes of a few seconds to minutes
+/// plus the idle timeout. Returns created and ended events in time order.
+fn synthetic_events(sessions: usize) -> Vec<Event> {
+    let mut rng = SplitMix64::new(42);
+    let servers = Zipf::new(768, 1.0);
+    let mut events = Vec::with_capacity(sessions * 2);
+    let mut t = T0;
+    let mut made = 0;
+    while made < sessions {
+        t += rng.next_u64() % (2 * SEC / 1000); // ~1000 bursts/s
+        let subscriber = (rng.next_u64() % SUBSCRIBERS as u64) as u32;
+        let burst = 1 + rng.next_u64() % 20;
+        for b in 0..burst.min((sessions - made) as u64) {
+            let s = servers.sample(&mut rng) as u32;
+            let dest_ip = u32::from(Ipv4Addr::new(198, 51, 100, 0)) + (s % 256) + (s / 256) * 65536;
+            let dest_port = match rng.next_u64() % 10 {
+                0..=6 => 443,
+                7 | 8 => 80,
+                _ => 1024 + (rng.next_u64() % 60000) as u16,
+            };
+            let start = t + b * 1_000_000;
+            let life = (rng.next_u64() % 120 + 1) * SEC + 240 * SEC;
+            let e = Event {
+                kind: EventKind::SessionCreated,
+                ts_ns: start,
+                worker: 0,
+                protocol: if rng.next_u64().is_multiple_of(5) {
+                    17
+                } else {
+                    6
+                },
+                inside_ip: u32::from(Ipv4Addr::new(100, 64, 0, 0)) + subscriber,
+                inside_port: 32768 + (rng.next_u64() % 28000) as u16,
+                public_ip: u32::from(Ipv4Addr::new(203, 0, 113, 0)) + subscriber % POOL,
+                public_port: 1024 + (rng.next_u64() % 64512) as u16,
+                dest_ip,
+                dest_port,
+                block_first: 0,
+                block_last: 0,
+            };
+            events.push(e);
+            events.push(Event {
+                kind: EventKind::SessionEnded,
+                ts_ns: start + life,
+                ..e
+            });
+            made += 1;
+        }
+    }
+    events.sort_by_key(|e| e.ts_ns);
+    events
+}
+
+fn encoded_bytes(records: &[Record], codec: Codec) -> usize {
+    let mut scratch = Vec::new();
+    let ctx = BlockContext {
+        worker: 0,
+        sequence: 0,
+        prev_hash: [0; 32],
+        checkpoint: false,
+        clock: ClockState::default(),
+    };
+    records
+        .chunks(8192)
+        .map(|c| block::encode(c, &ctx, codec, &mut scratch).bytes.len())
+        .sum()
+}
+
+/// RFC 8158 NAT44 session create/delete records (timeStamp, ingressVRFID, source and
+/// post-NAT source address and port, protocol, destination and post-NAT destination
+/// address and port, natEvent): 38 bytes each, in 1400-byte messages with their headers.
+fn ipfix_bytes(events: &[Event]) -> usize {
+    const RECORD: usize = 38;
+    const MESSAGE: usize = 16 + 4; // message header + one set header
+    let per_message = (1400 - MESSAGE) / RECORD;
+    let mut buf = Vec::with_capacity(RECORD);
+    let mut total = 0;
+    for (i, e) in events.iter().enumerate() {
+        if i % per_message == 0 {
+            total += MESSAGE;
+        }
+        buf.clear();
+        buf.extend_from_slice(&(e.ts_ns / 1_000_000).to_be_bytes());
+        buf.extend_from_slice(&0u32.to_be_bytes());
+        buf.extend_from_slice(&e.inside_ip.to_be_bytes());
+        buf.extend_from_slice(&e.public_ip.to_be_bytes());
+        buf.push(e.protocol);
+        buf.extend_from_slice(&e.inside_port.to_be_bytes());
+        buf.extend_from_slice(&e.public_port.to_be_bytes());
+        buf.extend_from_slice(&e.dest_ip.to_be_bytes());
+        buf.extend_from_slice(&e.dest_ip.to_be_bytes());
+        buf.extend_from_slice(&e.dest_port.to_be_bytes());
+        buf.extend_from_slice(&e.dest_port.to_be_bytes());
+        buf.push(if e.kind == EventKind::SessionCreated {
+            4
+        } else {
+            5
+        });
+        total += buf.len();
+    }
+    total
+}
+
+/// A typical CGN syslog line per event (RFC 5424 header, key=value body), newline included.
+fn syslog_bytes(events: &[Event]) -> usize {
+    let mut line = String::new();
+    events
+        .iter()
+        .map(|e| {
+            line.clear();
+            let what = if e.kind == EventKind::SessionCreated { "SESSION_CREATE" } else { "SESSION_DELETE" };
+            let secs = e.ts_ns / SEC;
+            line.push_str(&format!(
+                "<134>1 2025-11-24T16:{:02}:{:02}.{:03}Z cgn-01 tracenat - NAT44 - [{what} proto={} src={} xsrc={} dst={}]\n",
+                secs / 60 % 60,
+                secs % 60,
+                e.ts_ns / 1_000_000 % 1000,
+                e.protocol,
+                e.inside(),
+                e.public(),
+                e.dest()
+            ));
+            line.len()
+        })
+        .sum()
+}
+
+fn main() {
+    let sessions: usize = std::env::var("TRACENAT_BENCH_SESSIONS")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(2_000_000);
+    println!(
+        "machine: {} cores; {sessions} synthetic sessions",
+        std::thread::available_parallelism().map_or(0, |n| n.get())
+    );
+    let events = synthetic_events(sessions);
+    let per_session = |bytes: usize| bytes as f64 / sessions as f64;
+
+    println!("\n== bytes per session (created + ended events) ==");
+    for (name, volume) in [
+        ("with destination", LogVolume::SessionsWithDestination),
+        ("without destination", LogVolume::SessionsWithoutDestination),
+    ] {
+        let records: Vec<Record> = events
+            .iter()
+            .filter_map(|e| record::keep(volume, e))
+            .collect();
+        for codec in [Codec::Zstd, Codec::Lz4, Codec::None] {
+            let t = Instant::now();
+            let bytes = encoded_bytes(&records, codec);
+            let rate = records.len() as f64 / t.elapsed().as_secs_f64() / 1e6;
+            println!(
+                "{name:<20} {:<5} {:>7.2} B/session  (encode+compress {rate:.2} M events/s, one core)",
+                codec.name(),
+                per_session(bytes)
+            );
+        }
+    }
+    println!(
+        "{:<26} {:>7.2} B/session",
+        "RFC 8158 IPFIX",
+        per_session(ipfix_bytes(&events))
+    );
+    println!(
+        "{:<26} {:>7.2} B/session",
+        "syslog lines",
+        per_session(syslog_bytes(&events))
+    );
+
+    println!("\n== writer pipeline: producer -> ring -> encode+compress -> io_uring -> disk ==");
+    let dir = std::env::temp_dir().join(format!("tracenat-bench-log-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    let settings = LogSettings {
+        dir: dir.clone(),
+        volume: LogVolume::SessionsWithDestination,
+        flush_interval_ns: SEC,
+        segment_size: 256 << 20,
+        segment_age_ns: 15 * 60 * SEC,
+        retention_ns: None,
+        policy: BackpressurePolicy::RefuseSessions,
+        direct_io: true,
+        codec: Codec::Zstd,
+        block_records: 8192,
+        batch_records: 1024,
+        batches_per_worker: 64,
+        record_time_only: true,
+        config_text: None,
+    };
+    let t = Instant::now();
+    let (log, mut producers) = MapLog::start(settings, 1, T0).expect("start log");
+    let p = &mut producers[0];
+    for e in &events {
+        while !p.has_room(1) {
+            std::thread::yield_now();
+        }
+        p.emit(e);
+    }
+    p.finish();
+    let report = log.close().expect("close log");
+    let secs = t.elapsed().as_secs_f64();
+    println!(
+        "{} events in {secs:.2} s: {:.2} M events/s ({}), {:.2} B/session on disk incl. checkpoints and index",
+        events.len(),
+        events.len() as f64 / secs / 1e6,
+        report.io,
+        per_session(report.bytes as usize)
+    );
+
+    println!("\n== point query (public IP:port at T ± 1 s) ==");
+    let mut rng = SplitMix64::new(5);
+    let picks: Vec<&Event> = (0..50)
+        .map(|_| &events[(rng.next_u64() % events.len() as u64) as usize])
+        .filter(|e| e.kind == EventKind::SessionCreated)
+        .collect();
+    let question = |e: &Event| Question {
+        public_ip: Ipv4Addr::from(e.public_ip),
+        public_port: Some(e.public_port),
+        from_ns: e.ts_ns + 500_000_000 - SEC,
+        to_ns: e.ts_ns + 500_000_000 + SEC,
+        dest_ip: None,
+        dest_port: None,
+        protocol: None,
+    };
+    let t = Instant::now();
+    let mut logdir = LogDir::open(&dir).expect("open log");
+    let open_ms = t.elapsed().as_secs_f64() * 1e3;
+    let mut worst = 0f64;
+    let mut total = 0f64;
+    for e in &picks {
+        let t = Instant::now();
+        let answer = logdir.answer(&question(e)).expect("query");
+        let ms = t.elapsed().as_secs_f64() * 1e3;
+        assert!(
+            answer
+                .candidates
+                .iter()
+                .any(|c| u32::from(*c.subscriber.ip()) == e.inside_ip)
+        );
+        worst = worst.max(ms);
+        total += ms;
+    }
+    println!(
+        "open: {open_ms:.1} ms; warm query: mean {:.2} ms, worst {worst:.2} ms over {} queries",
+        total / picks.len() as f64,
+        picks.len()
+    );
+
+    println!("\n== attribute ==");
+    let mut access = Vec::new();
+    let created: Vec<&Event> = events
+        .iter()
+        .filter(|e| e.kind == EventKind::SessionCreated)
+        .take(2_000)
+        .collect();
+    for e in &created {
+        let s = e.ts_ns / SEC;
+        writeln!(
+            access,
+            "{} - - [24/Nov/2025:16:{:02}:{:02} +0000] \"GET / HTTP/1.1\" 200 5 \"-\" \"bench\"",
+            e.public(),
+            s / 60 % 60,
+            s % 60
+        )
+        .unwrap();
+    }
+    let _ = access.len();
+    let mut parser = AccessLogParser::new(LogFormat::Combined, JsonFields::default());
+    let options = AttributeOptions {
+        skew_ns: SEC,
+        server: None,
+        json: false,
+    };
+    let t = Instant::now();
+    let summary = attribute::attribute(
+        &access[..],
+        &mut parser,
+        &mut logdir,
+        &options,
+        &mut std::io::sink(),
+    )
+    .expect("attribute");
+    let secs = t.elapsed().as_secs_f64();
+    println!(
+        "{} lines in {secs:.2} s: {:.0} lines/s ({} unique)",
+        summary.lines,
+        summary.lines as f64 / secs,
+        summary.unique
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}
