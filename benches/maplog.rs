@@ -7,9 +7,13 @@ use std::io::Write;
 use std::net::Ipv4Addr;
 use std::time::Instant;
 
-use tracenat::config::{BackpressurePolicy, LogVolume};
-use tracenat::engine::event::{Event, EventKind, EventSink};
+use std::net::SocketAddrV4;
+
+use tracenat::config::{BackpressurePolicy, Config, LogVolume};
+use tracenat::engine::counters::Activity;
+use tracenat::engine::event::{Event, EventKind, EventSink, VecSink};
 use tracenat::engine::rng::SplitMix64;
+use tracenat::engine::{Engine, Side};
 use tracenat::maplog::block::{self, BlockContext, Codec};
 use tracenat::maplog::clock::ClockState;
 use tracenat::maplog::record::{self, Record};
@@ -18,65 +22,77 @@ use tracenat::reader::access_log::{AccessLogParser, JsonFields, LogFormat};
 use tracenat::reader::attribute::{self, AttributeOptions};
 use tracenat::reader::logdir::LogDir;
 use tracenat::reader::model::{MappingSource, Question};
+use tracenat::wire::build::{FrameSpec, build};
 use tracenat::workload::Zipf;
 
 const SEC: u64 = 1_000_000_000;
 const T0: u64 = 1_764_000_000 * SEC;
 const SUBSCRIBERS: u32 = 20_000;
-const POOL: u32 = 64;
 
-/// Realistic synthetic sessions: 20 000 subscribers paired to 64 public addresses, random
-/// public ports (dynamic allocation), Zipf(1.0) destinations over 768 servers mostly on
-/// 443/80, bursty starts (bursts of 1–20 sessions), lifetimes of a few seconds to minutes
-/// plus the idle timeout. Returns created and ended events in time order.
+/// Realistic synthetic sessions, made by the engine itself: 20 000 subscribers sharing
+/// 64 public addresses with dynamic (random) port allocation; TCP and UDP flows to 768
+/// servers with Zipf(1.0) popularity, mostly on 443/80; bursty starts (bursts of 1–20
+/// flows from one subscriber); each flow sends one packet, so it ends at its idle timeout
+/// (TCP transitory 4 min, UDP 5 min). Returns the engine's created and ended events.
 fn synthetic_events(sessions: usize) -> Vec<Event> {
+    let cfg = Config::from_toml_str(&format!(
+        r#"
+[interfaces]
+inside = "in0"
+outside = "out0"
+[pool]
+public = ["203.0.113.0/26"]
+subscribers = ["100.64.0.0/16"]
+[limits]
+max-sessions = {}
+sessions-per-subscriber = 100000
+ports-per-subscriber = 60000
+"#,
+        (sessions as u32).clamp(1 << 16, 4_000_000)
+    ))
+    .expect("bench config");
+    let mut engine = Engine::for_all_workers(&cfg, T0, |_| VecSink::default())
+        .pop()
+        .expect("one worker");
     let mut rng = SplitMix64::new(42);
     let servers = Zipf::new(768, 1.0);
-    let mut events = Vec::with_capacity(sessions * 2);
     let mut t = T0;
     let mut made = 0;
+    let mut events = Vec::with_capacity(sessions * 2);
     while made < sessions {
         t += rng.next_u64() % (2 * SEC / 1000); // ~1000 bursts/s
-        let subscriber = (rng.next_u64() % SUBSCRIBERS as u64) as u32;
+        engine.advance(t);
+        let subscriber = Ipv4Addr::from(
+            u32::from(Ipv4Addr::new(100, 64, 0, 0)) + (rng.next_u64() % SUBSCRIBERS as u64) as u32,
+        );
         let burst = 1 + rng.next_u64() % 20;
-        for b in 0..burst.min((sessions - made) as u64) {
+        for _ in 0..burst {
             let s = servers.sample(&mut rng) as u32;
-            let dest_ip = u32::from(Ipv4Addr::new(198, 51, 100, 0)) + (s % 256) + (s / 256) * 65536;
-            let dest_port = match rng.next_u64() % 10 {
+            let server = Ipv4Addr::from(
+                u32::from(Ipv4Addr::new(198, 51, 100, 0)) + (s % 256) + (s / 256) * 65536,
+            );
+            let port = match rng.next_u64() % 10 {
                 0..=6 => 443,
                 7 | 8 => 80,
                 _ => 1024 + (rng.next_u64() % 60000) as u16,
             };
-            let start = t + b * 1_000_000;
-            let life = (rng.next_u64() % 120 + 1) * SEC + 240 * SEC;
-            let e = Event {
-                kind: EventKind::SessionCreated,
-                ts_ns: start,
-                worker: 0,
-                protocol: if rng.next_u64().is_multiple_of(5) {
-                    17
-                } else {
-                    6
-                },
-                inside_ip: u32::from(Ipv4Addr::new(100, 64, 0, 0)) + subscriber,
-                inside_port: 32768 + (rng.next_u64() % 28000) as u16,
-                public_ip: u32::from(Ipv4Addr::new(203, 0, 113, 0)) + subscriber % POOL,
-                public_port: 1024 + (rng.next_u64() % 64512) as u16,
-                dest_ip,
-                dest_port,
-                block_first: 0,
-                block_last: 0,
+            let src = SocketAddrV4::new(subscriber, 32768 + (rng.next_u64() % 28000) as u16);
+            let dst = SocketAddrV4::new(server, port);
+            let spec = if rng.next_u64().is_multiple_of(5) {
+                FrameSpec::udp(src, dst)
+            } else {
+                FrameSpec::tcp(src, dst, tracenat::wire::tcp::SYN)
             };
-            events.push(e);
-            events.push(Event {
-                kind: EventKind::SessionEnded,
-                ts_ns: start + life,
-                ..e
-            });
-            made += 1;
+            let mut frame = build(&spec);
+            let len = frame.len();
+            frame.resize(2048, 0);
+            engine.process(&mut frame, len, Side::Inside, t);
         }
+        made = engine.counters().get(Activity::SessionsCreated) as usize;
+        events.append(&mut engine.sink_mut().events);
     }
-    events.sort_by_key(|e| e.ts_ns);
+    engine.advance(t + 600 * SEC);
+    events.append(&mut engine.sink_mut().events);
     events
 }
 
@@ -164,6 +180,10 @@ fn main() {
         std::thread::available_parallelism().map_or(0, |n| n.get())
     );
     let events = synthetic_events(sessions);
+    let sessions = events
+        .iter()
+        .filter(|e| e.kind == EventKind::SessionCreated)
+        .count();
     let per_session = |bytes: usize| bytes as f64 / sessions as f64;
 
     println!("\n== bytes per session (created + ended events) ==");
@@ -229,11 +249,12 @@ fn main() {
     let report = log.close().expect("close log");
     let secs = t.elapsed().as_secs_f64();
     println!(
-        "{} events in {secs:.2} s: {:.2} M events/s ({}), {:.2} B/session on disk incl. checkpoints and index",
+        "{} events in {secs:.2} s: {:.2} M events/s ({}), {:.2} B/session on disk incl. checkpoints and index ({} blocks)",
         events.len(),
         events.len() as f64 / secs / 1e6,
         report.io,
-        per_session(report.bytes as usize)
+        per_session(report.bytes as usize),
+        report.blocks
     );
 
     println!("\n== point query (public IP:port at T ± 1 s) ==");
@@ -253,6 +274,11 @@ fn main() {
     };
     let t = Instant::now();
     let mut logdir = LogDir::open(&dir).expect("open log");
+    let checkpointed: u64 = tracenat::reader::logdir::stats(&logdir)
+        .iter()
+        .map(|w| w.checkpoint_records)
+        .sum();
+    println!("(log holds {checkpointed} checkpoint records)");
     let open_ms = t.elapsed().as_secs_f64() * 1e3;
     let mut worst = 0f64;
     let mut total = 0f64;
@@ -280,7 +306,7 @@ fn main() {
     let created: Vec<&Event> = events
         .iter()
         .filter(|e| e.kind == EventKind::SessionCreated)
-        .take(2_000)
+        .take(1_000_000)
         .collect();
     for e in &created {
         let s = e.ts_ns / SEC;

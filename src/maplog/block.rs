@@ -63,7 +63,8 @@ pub struct BlockHeader {
     pub raw_len: u32,
     pub clock_max_error_us: u32,
     pub clock_est_error_us: u32,
-    /// Smallest and largest (public address << 16 | public port) among the records.
+    /// Smallest and largest (public address << 16 | public port) among the records (a
+    /// block record counts with its first port).
     pub key_min: u64,
     pub key_max: u64,
     /// Bit `h(public address) % 256` set for every public address in the block.
@@ -271,7 +272,12 @@ fn summarise(records: &[Record]) -> (u64, u64, [u8; 32]) {
     let mut filter = [0u8; 32];
     let (mut min, mut max) = (u64::MAX, 0u64);
     for r in records.iter().filter(|r| r.public_ip != 0) {
-        let key = (r.public_ip as u64) << 16 | r.public_port as u64;
+        let port = if r.kind.has_block() {
+            r.block_first
+        } else {
+            r.public_port
+        };
+        let key = (r.public_ip as u64) << 16 | port as u64;
         min = min.min(key);
         max = max.max(key);
         let bit = address_bit(r.public_ip);

@@ -144,73 +144,158 @@ pub fn attribute<R: BufRead, W: Write>(
     options: &AttributeOptions,
     out: &mut W,
 ) -> Result<Summary, ReaderError> {
-    let mut out = BufWriter::with_capacity(1 << 16, out);
-    let mut buf: Vec<u8> = Vec::with_capacity(4096);
-    let mut scratch: Vec<Ipv4Addr> = Vec::new();
-    let mut time_text = TimeText::new(options.json);
-    let mut candidate_times = TimeText::new(true);
-    let mut summary = Summary::default();
+    let mut run = Run {
+        out: BufWriter::with_capacity(1 << 16, out),
+        options,
+        scratch: Vec::new(),
+        time_text: TimeText::new(options.json),
+        candidate_times: TimeText::new(true),
+        summary: Summary::default(),
+    };
+    let mut chunk = Chunk::default();
     let mut line_no = 0u64;
-    loop {
-        buf.clear();
-        if input.read_until(b'\n', &mut buf).map_err(input_error)? == 0 {
-            break;
-        }
-        line_no += 1;
-        let lossy;
-        let text = match std::str::from_utf8(&buf) {
-            Ok(text) => text,
-            Err(_) => {
-                lossy = String::from_utf8_lossy(&buf);
-                &*lossy
-            }
-        };
-        if text.trim_ascii().is_empty() {
-            continue;
-        }
-        summary.lines += 1;
-        match parser.parse(line_no, text) {
-            Err(error) => {
-                summary.unparsed += 1;
-                if summary.unparsed <= MAX_UNPARSED_SHOWN {
-                    write_unparsed(&mut out, options, line_no, &error, summary.unparsed)
-                        .map_err(output_error)?;
-                }
-            }
-            Ok(record) => {
-                let question = question_for(&record, options);
-                let answer = source.answer(&question)?;
-                match answer.verdict {
-                    Verdict::Unique => summary.unique += 1,
-                    Verdict::Ambiguous => summary.ambiguous += 1,
-                    Verdict::None => summary.none += 1,
-                }
-                subscribers(&answer.candidates, &mut scratch);
-                if options.json {
-                    let time = time_text.get(record.time_ns);
-                    let shown = Shown {
-                        time,
-                        subscribers: &scratch,
-                    };
-                    write_json(
-                        &mut out,
-                        &record,
-                        shown,
-                        &mut candidate_times,
-                        &question,
-                        &answer,
-                    )
-                } else {
-                    let time = time_text.get(record.time_ns);
-                    write_text(&mut out, options, &record, time, &answer, &scratch)
-                }
-                .map_err(output_error)?;
-            }
-        }
+    while chunk.read(&mut input, &mut line_no)? {
+        run.chunk(&chunk, parser, source)?;
     }
-    write_summary(&mut out, options, &summary, parser.format().name()).map_err(output_error)?;
-    out.flush().map_err(output_error)?;
-    Ok(summary)
+    write_summary(&mut run.out, options, &run.summary, parser.format().name())
+        .map_err(output_error)?;
+    run.out.flush().map_err(output_error)?;
+    Ok(run.summary)
+}
+
+/// Lines answered together: one sweep over the log serves the whole chunk.
+const CHUNK_LINES: usize = 1 << 16;
+
+/// A chunk of an access log's lines, kept in one buffer.
+#[derive(Default)]
+struct Chunk {
+    text: String,
+    /// (line number, start, end) of each non-blank line in `text`.
+    lines: Vec<(u64, usize, usize)>,
+}
+
+impl Chunk {
+    /// Reads up to [`CHUNK_LINES`] non-blank lines; false at the end of the input.
+    fn read(&mut self, input: &mut impl BufRead, line_no: &mut u64) -> Result<bool, ReaderError> {
+        self.text.clear();
+        self.lines.clear();
+        let mut buf = Vec::with_capacity(4096);
+        while self.lines.len() < CHUNK_LINES {
+            buf.clear();
+            if input.read_until(b'\n', &mut buf).map_err(input_error)? == 0 {
+                break;
+            }
+            *line_no += 1;
+            let start = self.text.len();
+            // Lines that are not UTF-8 are read with replacement characters.
+            self.text.push_str(&String::from_utf8_lossy(&buf));
+            if self.text[start..].trim_ascii().is_empty() {
+                self.text.truncate(start);
+                continue;
+            }
+            self.lines.push((*line_no, start, self.text.len()));
+        }
+        Ok(!self.lines.is_empty())
+    }
+}
+
+/// State carried from chunk to chunk.
+struct Run<'o, W: Write> {
+    out: BufWriter<W>,
+    options: &'o AttributeOptions,
+    scratch: Vec<Ipv4Addr>,
+    time_text: TimeText,
+    candidate_times: TimeText,
+    summary: Summary,
+}
+
+impl<W: Write> Run<'_, W> {
+    fn chunk(
+        &mut self,
+        chunk: &Chunk,
+        parser: &mut AccessLogParser,
+        source: &mut impl MappingSource,
+    ) -> Result<(), ReaderError> {
+        let parsed: Vec<_> = chunk
+            .lines
+            .iter()
+            .map(|&(no, start, end)| (no, parser.parse(no, &chunk.text[start..end])))
+            .collect();
+        let questions: Vec<Question> = parsed
+            .iter()
+            .filter_map(|(_, p)| p.as_ref().ok())
+            .map(|record| question_for(record, self.options))
+            .collect();
+        let mut answers = source.answer_all(&questions)?.into_iter();
+        let mut asked = questions.iter();
+        for (line_no, result) in &parsed {
+            self.summary.lines += 1;
+            match result {
+                Err(error) => self.unparsed(*line_no, error)?,
+                Ok(record) => {
+                    let (Some(question), Some(answer)) = (asked.next(), answers.next()) else {
+                        return Err(ReaderError::Log("a source gave too few answers".into()));
+                    };
+                    self.answered(record, question, &answer)?;
+                }
+            }
+        }
+        Ok(())
+    }
+
+    fn unparsed(&mut self, line_no: u64, error: &dyn fmt::Display) -> Result<(), ReaderError> {
+        self.summary.unparsed += 1;
+        if self.summary.unparsed <= MAX_UNPARSED_SHOWN {
+            write_unparsed(
+                &mut self.out,
+                self.options,
+                line_no,
+                error,
+                self.summary.unparsed,
+            )
+            .map_err(output_error)?;
+        }
+        Ok(())
+    }
+
+    fn answered(
+        &mut self,
+        record: &AccessRecord<'_>,
+        question: &Question,
+        answer: &Answer,
+    ) -> Result<(), ReaderError> {
+        match answer.verdict {
+            Verdict::Unique => self.summary.unique += 1,
+            Verdict::Ambiguous => self.summary.ambiguous += 1,
+            Verdict::None => self.summary.none += 1,
+        }
+        subscribers(&answer.candidates, &mut self.scratch);
+        let time = self.time_text.get(record.time_ns);
+        if self.options.json {
+            let shown = Shown {
+                time,
+                subscribers: &self.scratch,
+            };
+            write_json(
+                &mut self.out,
+                record,
+                shown,
+                &mut self.candidate_times,
+                question,
+                answer,
+            )
+        } else {
+            write_text(
+                &mut self.out,
+                self.options,
+                record,
+                time,
+                answer,
+                &self.scratch,
+            )
+        }
+        .map_err(output_error)
+    }
 }
 
 /// The request time's text, kept while consecutive requests share it (they mostly do:

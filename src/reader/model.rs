@@ -123,4 +123,13 @@ impl Answer {
 /// Anything that answers questions: the log directory, or a fake in tests.
 pub trait MappingSource {
     fn answer(&mut self, question: &Question) -> Result<Answer, crate::reader::ReaderError>;
+
+    /// Answers many questions at once (a chunk of an access log); a source that can share
+    /// work between them (one pass over the log) overrides this.
+    fn answer_all(
+        &mut self,
+        questions: &[Question],
+    ) -> Result<Vec<Answer>, crate::reader::ReaderError> {
+        questions.iter().map(|q| self.answer(q)).collect()
+    }
 }

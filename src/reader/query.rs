@@ -1,22 +1,31 @@
-//! Answers a [`Question`] from a log directory.
+//! Answers [`Question`]s from a log directory.
 //!
 //! A public port belongs to one subscriber at a time: from the first session that creates
 //! its mapping to the end of the last session on it. To know who held it at T, the reader
 //! starts at the segment open at the window's start — whose checkpoint lists every mapping
 //! and block live at that moment — and reads forward to the window's end. So a point query
 //! reads one checkpoint and the blocks of at most one segment's age, never the whole log.
+//!
+//! Questions are answered in batches: one sweep over the log's span of the batch follows
+//! every endpoint the batch asks about, so `attribute` costs one pass per chunk of an
+//! access log rather than one query per line. A single query is a batch of one.
 
-use std::collections::HashMap;
 use std::net::{Ipv4Addr, SocketAddrV4};
 
-use crate::config::Config;
+use hashbrown::{HashMap, HashSet};
+
+use crate::config::{Config, LogVolume};
 use crate::engine::ports::Deterministic;
+use crate::maplog::block::BlockHeader;
 use crate::maplog::dir;
 use crate::maplog::record::{Record, RecordKind};
-use crate::maplog::segment::Segment;
+use crate::maplog::segment::{BlockRef, Segment};
 use crate::reader::ReaderError;
 use crate::reader::logdir::LogDir;
 use crate::reader::model::{Answer, Candidate, ClockNote, Evidence, MappingSource, Question};
+
+/// The IP protocols a mapping can have.
+const PROTOCOLS: [u8; 3] = [1, 6, 17];
 
 /// A session seen on a mapping, with its destination.
 #[derive(Debug, Clone)]
@@ -35,6 +44,7 @@ struct Holding {
     ports: Option<(u16, u16)>,
     start: Option<u64>,
     end: Option<u64>,
+    active: bool,
     open: u32,
     sessions: Vec<SessionSeen>,
     /// Held before the records read: its earlier sessions' destinations are unknown.
@@ -42,35 +52,11 @@ struct Holding {
 }
 
 impl Holding {
-    fn overlaps(&self, from: u64, to: u64) -> bool {
-        self.start.is_none_or(|s| s <= to) && self.end.is_none_or(|e| e >= from)
-    }
-}
-
-/// (protocol, first port): mappings by protocol and port, blocks with protocol 0.
-type Key = (u8, u16);
-
-/// Follows the records about one public address through time.
-#[derive(Default)]
-struct Tracker {
-    active: HashMap<Key, Holding>,
-    finished: Vec<Holding>,
-}
-
-impl Tracker {
-    fn key(r: &Record) -> Key {
-        if r.kind.has_block() {
-            (0, r.block_first)
-        } else {
-            (r.protocol, r.public_port)
-        }
-    }
-
-    fn holding(r: &Record, start: Option<u64>, earlier_unknown: bool) -> Holding {
+    fn new(r: &Record, start: Option<u64>, earlier_unknown: bool) -> Holding {
         let block = r.kind.has_block();
         Holding {
             protocol: if block { 0 } else { r.protocol },
-            subscriber: SocketAddrV4::new(Ipv4Addr::from(r.inside_ip), r.inside_port),
+            subscriber: r.inside(),
             public: SocketAddrV4::new(
                 Ipv4Addr::from(r.public_ip),
                 if block { 0 } else { r.public_port },
@@ -78,39 +64,152 @@ impl Tracker {
             ports: block.then_some((r.block_first, r.block_last)),
             start,
             end: None,
+            active: true,
             open: 0,
             sessions: Vec::new(),
             earlier_unknown,
         }
     }
 
-    fn finish(&mut self, key: Key, end: u64) {
-        if let Some(mut h) = self.active.remove(&key) {
-            h.end = Some(end);
-            self.finished.push(h);
+    fn overlaps(&self, from: u64, to: u64) -> bool {
+        self.start.is_none_or(|s| s <= to) && self.end.is_none_or(|e| e >= from)
+    }
+}
+
+/// (public address, protocol, port): mappings by protocol and port; blocks have protocol
+/// 0 and their first port.
+type Key = (u32, u8, u16);
+
+fn key_of(r: &Record) -> Key {
+    if r.kind.has_block() {
+        (r.public_ip, 0, r.block_first)
+    } else {
+        (r.public_ip, r.protocol, r.public_port)
+    }
+}
+
+/// What a batch asks about: whole addresses (questions without a port) and endpoints.
+#[derive(Default)]
+struct Interest {
+    addresses: HashSet<u32>,
+    /// Address → ports asked about on it.
+    ports: HashMap<u32, Vec<u16>>,
+}
+
+impl Interest {
+    fn of(questions: &[Question]) -> Interest {
+        let mut interest = Interest::default();
+        for q in questions {
+            let ip = u32::from(q.public_ip);
+            match q.public_port {
+                None => {
+                    interest.addresses.insert(ip);
+                }
+                Some(port) => interest.ports.entry(ip).or_default().push(port),
+            }
+        }
+        interest
+    }
+
+    fn wants(&self, r: &Record) -> bool {
+        if self.addresses.contains(&r.public_ip) {
+            return true;
+        }
+        let Some(ports) = self.ports.get(&r.public_ip) else {
+            return false;
+        };
+        if r.kind.has_block() {
+            ports
+                .iter()
+                .any(|p| r.block_first <= *p && *p <= r.block_last)
+        } else {
+            ports.contains(&r.public_port)
         }
     }
 
+    /// False only if the block certainly holds nothing of interest. Checkpoint blocks are
+    /// sorted by endpoint, so their key range narrows them to the one that matters.
+    fn may_be_in(&self, h: &BlockHeader) -> bool {
+        let addresses = self.addresses.iter().chain(self.ports.keys());
+        let mut any_address = false;
+        for &ip in addresses {
+            if h.may_hold_address(ip) {
+                any_address = true;
+                break;
+            }
+        }
+        if !any_address || !h.is_checkpoint() || !self.addresses.is_empty() {
+            return any_address;
+        }
+        self.ports.iter().any(|(&ip, ports)| {
+            ports.iter().any(|&p| {
+                let key = (ip as u64) << 16 | p as u64;
+                let contains = (h.key_min..=h.key_max).contains(&key);
+                // A port block covering `p` sorts by its first port, so it may be the last
+                // entry of a checkpoint block that ends below `p` on the same address.
+                let may_end_with_its_block = h.key_max >> 16 == ip as u64 && h.key_max <= key;
+                contains || may_end_with_its_block
+            })
+        })
+    }
+}
+
+/// Follows every endpoint of interest through the records, in time order.
+#[derive(Default)]
+struct Tracker {
+    holdings: HashMap<Key, Vec<Holding>>,
+    keys_by_address: HashMap<u32, Vec<Key>>,
+    active: HashSet<Key>,
+}
+
+impl Tracker {
+    /// The holding of `key` that is still active, if any.
+    fn current(&mut self, key: Key) -> Option<&mut Holding> {
+        self.holdings
+            .get_mut(&key)
+            .and_then(|list| list.last_mut())
+            .filter(|h| h.active)
+    }
+
+    fn begin(&mut self, key: Key, holding: Holding) -> &mut Holding {
+        self.active.insert(key);
+        let list = self.holdings.entry(key).or_insert_with(|| {
+            self.keys_by_address.entry(key.0).or_default().push(key);
+            Vec::new()
+        });
+        list.push(holding);
+        list.last_mut().expect("just pushed")
+    }
+
+    fn finish(&mut self, key: Key, end: u64) {
+        if let Some(h) = self.current(key) {
+            h.active = false;
+            h.end = Some(end);
+        }
+        self.active.remove(&key);
+    }
+
     fn apply(&mut self, r: &Record) {
-        let key = Self::key(r);
+        let key = key_of(r);
         match r.kind {
             RecordKind::LiveMapping | RecordKind::LiveBlock => {
-                let mut h = Self::holding(r, Some(r.ts_ns), true);
-                h.open = r.open_sessions;
-                self.active.insert(key, h);
+                if self.current(key).is_none() {
+                    let mut h = Holding::new(r, Some(r.ts_ns), true);
+                    h.open = r.open_sessions;
+                    self.begin(key, h);
+                }
             }
             RecordKind::SessionCreated => {
                 if self
-                    .active
-                    .get(&key)
+                    .current(key)
                     .is_some_and(|h| h.subscriber != r.inside())
                 {
                     self.finish(key, r.ts_ns); // missed end: never merge two subscribers
                 }
-                let h = self
-                    .active
-                    .entry(key)
-                    .or_insert_with(|| Self::holding(r, Some(r.ts_ns), false));
+                let h = match self.current(key) {
+                    Some(_) => self.current(key).expect("active"),
+                    None => self.begin(key, Holding::new(r, Some(r.ts_ns), false)),
+                };
                 h.open += 1;
                 if r.dest_ip != 0 {
                     h.sessions.push(SessionSeen {
@@ -121,12 +220,15 @@ impl Tracker {
                 }
             }
             RecordKind::SessionEnded => {
-                let h = self.active.entry(key).or_insert_with(|| {
-                    // Began before anything read: its start is unknown.
-                    let mut h = Self::holding(r, None, true);
-                    h.open = 1;
-                    h
-                });
+                let h = match self.current(key) {
+                    Some(_) => self.current(key).expect("active"),
+                    None => {
+                        // Began before anything read: its start is unknown.
+                        let h = self.begin(key, Holding::new(r, None, true));
+                        h.open = 1;
+                        h
+                    }
+                };
                 if let Some(s) = h
                     .sessions
                     .iter_mut()
@@ -141,76 +243,48 @@ impl Tracker {
             }
             RecordKind::BlockAllocated => {
                 self.finish(key, r.ts_ns);
-                self.active
-                    .insert(key, Self::holding(r, Some(r.ts_ns), false));
+                self.begin(key, Holding::new(r, Some(r.ts_ns), false));
             }
             RecordKind::BlockReleased => {
-                self.active
-                    .entry(key)
-                    .or_insert_with(|| Self::holding(r, None, true));
+                if self.current(key).is_none() {
+                    self.begin(key, Holding::new(r, None, true));
+                }
                 self.finish(key, r.ts_ns);
             }
             RecordKind::RefusedPortsExhausted | RecordKind::RefusedSubscriberLimit => {}
         }
     }
 
-    /// A new segment's checkpoint says what is live when it opened: anything the tracker
-    /// still holds that is not in it ended by then (e.g. the NAT restarted).
-    fn reconcile(&mut self, checkpoint: &[Record], at_ns: u64) {
-        let live: Vec<Key> = checkpoint.iter().map(Self::key).collect();
-        let gone: Vec<Key> = self
-            .active
-            .keys()
-            .filter(|k| !live.contains(k))
-            .copied()
-            .collect();
-        for key in gone {
-            self.finish(key, at_ns);
+    /// The keys whose holdings can answer `q`.
+    fn keys_for(&self, q: &Question) -> Vec<Key> {
+        let ip = u32::from(q.public_ip);
+        let on_address = self.keys_by_address.get(&ip).map_or(&[][..], |k| k);
+        let protocol_ok = |k: &Key| k.1 == 0 || q.protocol.is_none_or(|p| p == k.1);
+        match q.public_port {
+            None => on_address.iter().copied().filter(protocol_ok).collect(),
+            Some(port) => {
+                let mut keys: Vec<Key> = PROTOCOLS
+                    .iter()
+                    .map(|&p| (ip, p, port))
+                    .filter(|k| self.holdings.contains_key(k))
+                    .filter(protocol_ok)
+                    .collect();
+                keys.extend(on_address.iter().filter(|k| k.1 == 0 && k.2 <= port));
+                keys
+            }
         }
     }
 
-    fn candidates(self, q: &Question) -> Vec<Candidate> {
+    fn candidates(&self, q: &Question) -> Vec<Candidate> {
         let mut out = Vec::new();
-        for h in self.finished.into_iter().chain(self.active.into_values()) {
-            if !h.overlaps(q.from_ns, q.to_ns) {
-                continue;
-            }
-            let evidence = if h.ports.is_some() {
-                Evidence::Block
-            } else {
-                Evidence::Mapping
-            };
-            let as_candidate = |dest, start, end, evidence| Candidate {
-                subscriber: h.subscriber,
-                public: h.public,
-                ports: h.ports,
-                dest,
-                protocol: h.protocol,
-                start_ns: start,
-                end_ns: end,
-                evidence,
-            };
-            let matching: Vec<&SessionSeen> = h
-                .sessions
-                .iter()
-                .filter(|s| s.start <= q.to_ns && s.end.is_none_or(|e| e >= q.from_ns))
-                .filter(|s| q.dest_ip.is_none_or(|ip| *s.dest.ip() == ip))
-                .filter(|s| q.dest_port.is_none_or(|p| s.dest.port() == p))
-                .collect();
-            for s in &matching {
-                out.push(as_candidate(
-                    Some(s.dest),
-                    Some(s.start),
-                    s.end,
-                    Evidence::Session,
-                ));
-            }
-            // Without a session to show, the holding itself is the evidence — unless the
-            // question names a destination and every session on it is known not to match.
-            let dests_known = !h.earlier_unknown && !h.sessions.is_empty();
-            let excluded = q.dest_ip.is_some() && dests_known;
-            if matching.is_empty() && !excluded {
-                out.push(as_candidate(None, h.start, h.end, evidence));
+        for key in self.keys_for(q) {
+            for h in &self.holdings[&key] {
+                let in_block = h
+                    .ports
+                    .is_none_or(|(lo, hi)| q.public_port.is_none_or(|p| lo <= p && p <= hi));
+                if in_block && h.overlaps(q.from_ns, q.to_ns) {
+                    holding_candidates(h, q, &mut out);
+                }
             }
         }
         out.sort_by_key(|c| (c.start_ns, *c.subscriber.ip(), c.subscriber.port()));
@@ -218,98 +292,180 @@ impl Tracker {
     }
 }
 
-fn wanted(r: &Record, q: &Question) -> bool {
-    if r.public_ip != u32::from(q.public_ip) {
-        return false;
+/// The evidence one holding gives about `q`: its matching sessions, else the holding.
+fn holding_candidates(h: &Holding, q: &Question, out: &mut Vec<Candidate>) {
+    let as_candidate = |dest, start, end, evidence| Candidate {
+        subscriber: h.subscriber,
+        public: h.public,
+        ports: h.ports,
+        dest,
+        protocol: h.protocol,
+        start_ns: start,
+        end_ns: end,
+        evidence,
+    };
+    let before = out.len();
+    for s in &h.sessions {
+        let in_window = s.start <= q.to_ns && s.end.is_none_or(|e| e >= q.from_ns);
+        let to_dest = q.dest_ip.is_none_or(|ip| *s.dest.ip() == ip)
+            && q.dest_port.is_none_or(|p| s.dest.port() == p);
+        if in_window && to_dest {
+            out.push(as_candidate(
+                Some(s.dest),
+                Some(s.start),
+                s.end,
+                Evidence::Session,
+            ));
+        }
     }
-    if r.kind.has_block() {
-        return q
-            .public_port
-            .is_none_or(|p| r.block_first <= p && p <= r.block_last);
+    // Without a session to show, the holding itself is the evidence — unless the question
+    // names a destination and every session on it is known not to match.
+    let dests_known = !h.earlier_unknown && !h.sessions.is_empty();
+    let excluded = q.dest_ip.is_some() && dests_known;
+    if out.len() == before && !excluded {
+        let evidence = if h.ports.is_some() {
+            Evidence::Block
+        } else {
+            Evidence::Mapping
+        };
+        out.push(as_candidate(None, h.start, h.end, evidence));
     }
-    let session_kind = matches!(
-        r.kind,
-        RecordKind::SessionCreated | RecordKind::SessionEnded | RecordKind::LiveMapping
-    );
-    session_kind
-        && q.public_port.is_none_or(|p| r.public_port == p)
-        && q.protocol.is_none_or(|p| r.protocol == p)
+}
+
+/// The clock state of the blocks whose records were used, by time span.
+#[derive(Default)]
+struct ClockSpans(Vec<(u64, u64, ClockNote)>);
+
+impl ClockSpans {
+    fn note(&mut self, h: &BlockHeader) {
+        let note = ClockNote {
+            unsynchronised: !h.clock_synchronised(),
+            max_error_us: h.clock_max_error_us,
+        };
+        self.0.push((h.first_ts_ns, h.last_ts_ns, note));
+    }
+
+    fn over(&self, from: u64, to: u64) -> ClockNote {
+        self.0
+            .iter()
+            .filter(|(first, last, _)| *first <= to && *last >= from)
+            .fold(ClockNote::default(), |acc, (_, _, n)| ClockNote {
+                unsynchronised: acc.unsynchronised || n.unsynchronised,
+                max_error_us: acc.max_error_us.max(n.max_error_us),
+            })
+    }
+}
+
+fn read(seg: &Segment, b: &BlockRef, out: &mut Vec<Record>) -> Result<(), ReaderError> {
+    seg.read_block(b, out).map_err(|e| {
+        ReaderError::Log(format!(
+            "{}: block {} at offset {}: {e} (run `tracenat log verify`)",
+            seg.path.display(),
+            b.header.sequence,
+            b.offset
+        ))
+    })
+}
+
+/// Reads one worker's records over `[from, to]` into the tracker, starting at the
+/// segment (and checkpoint) open at `from`.
+fn sweep_worker(
+    segments: &[Segment],
+    interest: &Interest,
+    from: u64,
+    to: u64,
+    tracker: &mut Tracker,
+    clock: &mut ClockSpans,
+) -> Result<(), ReaderError> {
+    let start = segments
+        .iter()
+        .rposition(|s| s.header.created_ns <= from)
+        .unwrap_or(0);
+    let mut records = Vec::new();
+    for (i, seg) in segments.iter().enumerate().skip(start) {
+        if i > start && seg.header.created_ns > to {
+            break;
+        }
+        let relevant = |b: &&BlockRef| interest.may_be_in(&b.header);
+        let (checkpoint, regular): (Vec<&BlockRef>, Vec<&BlockRef>) = seg
+            .blocks
+            .iter()
+            .filter(relevant)
+            .partition(|b| b.header.is_checkpoint());
+        let mut live = HashSet::new();
+        for b in checkpoint {
+            records.clear();
+            read(seg, b, &mut records)?;
+            let wanted = records.iter().filter(|r| interest.wants(r));
+            if i == start {
+                wanted.for_each(|r| tracker.apply(r));
+            } else {
+                live.extend(wanted.map(key_of));
+            }
+        }
+        if i > start {
+            tracker.reconcile(&live, seg.header.created_ns);
+        }
+        for b in regular.into_iter().filter(|b| b.header.first_ts_ns <= to) {
+            records.clear();
+            read(seg, b, &mut records)?;
+            let mut used = false;
+            for r in records
+                .iter()
+                .filter(|r| r.ts_ns <= to && interest.wants(r))
+            {
+                tracker.apply(r);
+                used = true;
+            }
+            if used {
+                clock.note(&b.header);
+            }
+        }
+    }
+    Ok(())
+}
+
+impl Tracker {
+    /// A later segment's checkpoint says what was live when it opened: anything still
+    /// held here that is not in it ended by then (e.g. the NAT restarted).
+    fn reconcile(&mut self, live: &HashSet<Key>, at_ns: u64) {
+        let gone: Vec<Key> = self
+            .active
+            .iter()
+            .filter(|k| !live.contains(*k))
+            .copied()
+            .collect();
+        for key in gone {
+            self.finish(key, at_ns);
+        }
+    }
 }
 
 impl LogDir {
-    fn answer_worker(
-        segments: &[Segment],
-        q: &Question,
-        clock: &mut ClockNote,
-    ) -> Result<Vec<Candidate>, ReaderError> {
-        let start = segments
-            .iter()
-            .rposition(|s| s.header.created_ns <= q.from_ns)
-            .unwrap_or(0);
-        let mut tracker = Tracker::default();
-        let mut records = Vec::new();
-        let ip = u32::from(q.public_ip);
-        for (i, seg) in segments.iter().enumerate().skip(start) {
-            if i > start && seg.header.created_ns > q.to_ns {
-                break;
-            }
-            let mut checkpoint = Vec::new();
-            for b in seg.blocks.iter().filter(|b| b.header.is_checkpoint()) {
-                records.clear();
-                read(seg, b, &mut records)?;
-                checkpoint.extend(records.iter().filter(|r| wanted(r, q)).copied());
-            }
-            if i == start {
-                checkpoint.iter().for_each(|r| tracker.apply(r));
-            } else {
-                tracker.reconcile(&checkpoint, seg.header.created_ns);
-            }
-            for b in &seg.blocks {
-                let h = &b.header;
-                if h.is_checkpoint() || h.first_ts_ns > q.to_ns || !h.may_hold_address(ip) {
-                    continue;
-                }
-                records.clear();
-                read(seg, b, &mut records)?;
-                let before = tracker.finished.len() + tracker.active.len();
-                for r in records
-                    .iter()
-                    .filter(|r| r.ts_ns <= q.to_ns && wanted(r, q))
-                {
-                    tracker.apply(r);
-                }
-                if tracker.finished.len() + tracker.active.len() != before || h.count > 0 {
-                    clock.unsynchronised |= !h.clock_synchronised();
-                    clock.max_error_us = clock.max_error_us.max(h.clock_max_error_us);
-                }
-            }
-        }
-        Ok(tracker.candidates(q))
-    }
-
-    /// Deterministic NAT: the configuration in force at the time says who had the port.
-    fn answer_deterministic(&self, q: &Question) -> Result<Vec<Candidate>, ReaderError> {
+    /// The configuration in force at `at_ns`, when the log holds them.
+    fn config_at(&self, at_ns: u64) -> Result<Option<(u64, Config)>, ReaderError> {
         let configs = dir::configs(&self.root).map_err(|source| ReaderError::Io {
             path: self.root.join(dir::CONFIGS),
             source,
         })?;
-        let Some((activated, text)) = configs.iter().rev().find(|(ts, _)| *ts <= q.to_ns) else {
+        let Some((activated, text)) = configs.into_iter().rev().find(|(ts, _)| *ts <= at_ns) else {
+            return Ok(None);
+        };
+        let config = Config::from_toml_str(&text)
+            .map_err(|e| ReaderError::Log(format!("stored configuration {activated}: {e}")))?;
+        Ok(Some((activated, config)))
+    }
+
+    /// Deterministic NAT: the configuration in force at the time says who had the port.
+    fn answer_deterministic(&self, q: &Question) -> Result<Vec<Candidate>, ReaderError> {
+        let Some((activated, config)) = self.config_at(q.from_ns)? else {
             return Ok(Vec::new());
         };
-        let config = Config::from_toml_str(text)
-            .map_err(|e| ReaderError::Log(format!("stored configuration {activated}: {e}")))?;
+        if config.logging.volume != LogVolume::Deterministic {
+            return Ok(Vec::new());
+        }
         let Some(det) = Deterministic::from_config(&config) else {
             return Ok(Vec::new());
-        };
-        let candidate = |subscriber: Ipv4Addr, first: u16, last: u16| Candidate {
-            subscriber: SocketAddrV4::new(subscriber, 0),
-            public: SocketAddrV4::new(q.public_ip, 0),
-            ports: Some((first, last)),
-            dest: None,
-            protocol: 0,
-            start_ns: Some(*activated),
-            end_ns: None,
-            evidence: Evidence::Deterministic,
         };
         let held = match q.public_port {
             Some(port) => det
@@ -321,44 +477,49 @@ impl LogDir {
         };
         Ok(held
             .into_iter()
-            .map(|(sub, lo, hi)| candidate(sub, lo, hi))
+            .map(|(sub, lo, hi)| Candidate {
+                subscriber: SocketAddrV4::new(sub, 0),
+                public: SocketAddrV4::new(q.public_ip, 0),
+                ports: Some((lo, hi)),
+                dest: None,
+                protocol: 0,
+                start_ns: Some(activated),
+                end_ns: None,
+                evidence: Evidence::Deterministic,
+            })
             .collect())
     }
-
-    fn is_deterministic(&self) -> bool {
-        dir::configs(&self.root)
-            .ok()
-            .and_then(|c| c.last().cloned())
-            .and_then(|(_, text)| Config::from_toml_str(&text).ok())
-            .is_some_and(|c| c.logging.volume == crate::config::LogVolume::Deterministic)
-    }
-}
-
-fn read(
-    seg: &Segment,
-    b: &crate::maplog::segment::BlockRef,
-    out: &mut Vec<Record>,
-) -> Result<(), ReaderError> {
-    seg.read_block(b, out).map_err(|e| {
-        ReaderError::Log(format!(
-            "{}: block {} at offset {}: {e} (run `tracenat log verify`)",
-            seg.path.display(),
-            b.header.sequence,
-            b.offset
-        ))
-    })
 }
 
 impl MappingSource for LogDir {
     fn answer(&mut self, q: &Question) -> Result<Answer, ReaderError> {
-        let mut clock = ClockNote::default();
-        let mut candidates = Vec::new();
-        if self.is_deterministic() {
-            candidates = self.answer_deterministic(q)?;
+        let mut answers = self.answer_all(std::slice::from_ref(q))?;
+        Ok(answers.pop().expect("one answer per question"))
+    }
+
+    fn answer_all(&mut self, questions: &[Question]) -> Result<Vec<Answer>, ReaderError> {
+        if questions.is_empty() {
+            return Ok(Vec::new());
         }
+        let from = questions.iter().map(|q| q.from_ns).min().unwrap_or(0);
+        let to = questions.iter().map(|q| q.to_ns).max().unwrap_or(0);
+        let interest = Interest::of(questions);
+        let mut trackers = Vec::new();
+        let mut clock = ClockSpans::default();
         for w in &self.workers {
-            candidates.extend(Self::answer_worker(&w.segments, q, &mut clock)?);
+            let mut tracker = Tracker::default();
+            sweep_worker(&w.segments, &interest, from, to, &mut tracker, &mut clock)?;
+            trackers.push(tracker);
         }
-        Ok(Answer::new(candidates, clock))
+        questions
+            .iter()
+            .map(|q| {
+                let mut candidates = self.answer_deterministic(q)?;
+                for t in &trackers {
+                    candidates.extend(t.candidates(q));
+                }
+                Ok(Answer::new(candidates, clock.over(q.from_ns, q.to_ns)))
+            })
+            .collect()
     }
 }
