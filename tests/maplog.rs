@@ -1436,7 +1436,6 @@ fn sigkill_loses_nothing_durable() {
 /// `durable_through_ns` is the max over workers of what each has written, but a slow
 /// worker can still hold older records in its batch or ring.
 #[test]
-#[ignore = "bug: writer.rs sync_all takes the max of written_through_ns over workers; a quiet worker's older records are claimed durable"]
 fn durable_through_covers_every_worker() {
     let tmp = tempfile::tempdir().unwrap();
     let dir = tmp.path().join("log");
@@ -1485,7 +1484,6 @@ fn durable_through_covers_every_worker() {
 /// A rotation that fails on a full disk must be retried like any other write, not stop
 /// the writer or lose the closing segment.
 #[test]
-#[ignore = "bug: writer.rs close_segment drops the segment (and its staged blocks) when closing fails; drain propagates the error and kills the writer"]
 fn full_disk_during_rotation_is_retried() {
     let Some(fs_) = Tmpfs::mount("512k") else {
         return;
@@ -1527,7 +1525,6 @@ fn full_disk_during_rotation_is_retried() {
 /// (up to a flush interval later), leaves that file empty. The log must still open, for
 /// reading and for writing.
 #[test]
-#[ignore = "bug: a 0-byte segment (crash between rotate's LogFile::create and the first flush) makes Segment::open fail, so LogDir::open and MapLog::start refuse the whole log"]
 fn empty_segment_left_by_a_crash_at_rotation_is_recovered() {
     let tmp = tempfile::tempdir().unwrap();
     let dir = tmp.path().join("log");
@@ -1545,7 +1542,14 @@ fn empty_segment_left_by_a_crash_at_rotation_is_recovered() {
 
     let log = LogDir::open(&dir);
     assert!(log.is_ok(), "reading: {:?}", log.err());
-    let got = read_events(&log.unwrap(), 1);
+    let log = log.unwrap();
+    let damage = log.damage();
+    assert_eq!(damage.len(), 1, "the empty file is listed: {damage:?}");
+    assert!(
+        damage[0].contains(&empty.display().to_string()),
+        "{damage:?}"
+    );
+    let got = read_events(&log, 1);
     assert_eq!(got, events);
 
     let more = vec![synthetic_events(0, 200, T0 + 7200 * SEC, 32)];
@@ -1561,7 +1565,14 @@ fn empty_segment_left_by_a_crash_at_rotation_is_recovered() {
     );
     let (log, producers) = started.unwrap();
     producers.into_iter().for_each(|mut p| p.finish());
-    log.close().unwrap();
+    let report = log.close().unwrap();
+    assert_eq!(report.recovered.len(), 1, "{:?}", report.recovered);
+    assert!(
+        report.recovered[0].contains(&empty.display().to_string()),
+        "{:?}",
+        report.recovered
+    );
+    assert!(!empty.exists(), "the empty segment is removed");
     write_log(
         replay_settings(&dir, "sessions-with-destination", 10),
         &more,

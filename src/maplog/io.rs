@@ -102,6 +102,9 @@ pub struct LogFile {
     mode: IoMode,
     /// A Direct write has succeeded, so a later `EINVAL` is a real error, not a refusal.
     direct_verified: bool,
+    /// [`finish`](Self::finish) succeeded and nothing was appended since: `close` has no
+    /// more I/O to do.
+    finished: bool,
 }
 
 impl LogFile {
@@ -162,6 +165,7 @@ impl LogFile {
             base,
             mode,
             direct_verified: false,
+            finished: false,
         })
     }
 
@@ -193,6 +197,7 @@ impl LogFile {
     /// nothing reaches the file before [`flush`](Self::flush).
     pub fn append(&mut self, bytes: &[u8]) -> io::Result<()> {
         self.staging.push(bytes);
+        self.finished = false;
         Ok(())
     }
 
@@ -214,16 +219,28 @@ impl LogFile {
         self.sink.datasync()
     }
 
-    /// Flushes, cuts the file to its logical length (O_DIRECT pads the tail page), makes that
-    /// durable with fdatasync and closes the file, reporting a close(2) error too.
-    ///
-    /// On error the `LogFile` is consumed; the file holds what was written so far and can be
-    /// reopened with [`open_append`](Self::open_append).
-    pub fn close(mut self) -> io::Result<()> {
+    /// Everything [`close`](Self::close) does before closing the descriptor: flushes, cuts
+    /// the file to its logical length (O_DIRECT pads the tail page) and makes that durable
+    /// with fdatasync. On error nothing is lost and it can simply be called again, so a
+    /// caller that must not drop data (disk full) finishes first and closes after.
+    pub fn finish(&mut self) -> io::Result<()> {
         self.flush()?;
         // Truncate before the final datasync so the shortened size is durable as well.
         self.sink.file.set_len(self.len())?;
         self.sink.datasync()?;
+        self.finished = true;
+        Ok(())
+    }
+
+    /// [`finish`](Self::finish) (unless it already succeeded with nothing appended since),
+    /// then closes the file, reporting a close(2) error too.
+    ///
+    /// On error the `LogFile` is consumed; the file holds what was written so far and can be
+    /// reopened with [`open_append`](Self::open_append).
+    pub fn close(mut self) -> io::Result<()> {
+        if !self.finished {
+            self.finish()?;
+        }
         let Sink { file, ring, .. } = self.sink;
         drop(ring);
         close_fd(file)
@@ -874,6 +891,33 @@ mod tests {
         let mut expected = first;
         expected.extend_from_slice(&second);
         assert_eq!(std::fs::read(&path).unwrap(), expected);
+    }
+
+    #[test]
+    fn finish_is_retried_after_an_error_then_close_does_no_io() {
+        for direct in [false, true] {
+            let dir = disk_dir();
+            let path = dir.path().join("log");
+            let mut log = LogFile::create(&path, direct).unwrap();
+            let mut expected = Vec::new();
+            append_many(&mut log, &mut expected, 11);
+            log.append(b"unflushed").unwrap();
+            expected.extend_from_slice(b"unflushed");
+            log.sink.inject_errno = Some(libc::ENOSPC);
+            let err = log.finish().unwrap_err();
+            assert_eq!(err.raw_os_error(), Some(libc::ENOSPC));
+            assert_eq!(
+                log.len(),
+                expected.len() as u64,
+                "a failed finish loses nothing"
+            );
+            log.finish().unwrap();
+            assert_eq!(std::fs::read(&path).unwrap(), expected, "direct={direct}");
+            // Any I/O now would hit this error: close must not do any.
+            log.sink.inject_errno = Some(libc::EIO);
+            log.close().unwrap();
+            assert_eq!(std::fs::read(&path).unwrap(), expected, "direct={direct}");
+        }
     }
 
     #[test]

@@ -79,6 +79,10 @@ pub enum SegmentError {
     Io(#[from] std::io::Error),
     #[error("bad segment header: {0}")]
     BadHeader(&'static str),
+    /// Shorter than a header, or nothing but zeros: the file was created but its header
+    /// never reached the disk (a crash in the middle of a rotation). It holds nothing.
+    #[error("{len}-byte segment file without a header (rotation interrupted by a crash)")]
+    Empty { len: u64 },
 }
 
 /// A block found in a segment.
@@ -131,6 +135,9 @@ impl Segment {
             Some(unsafe { Mmap::map(&file)? })
         };
         let bytes: &[u8] = map.as_deref().unwrap_or(&[]);
+        if never_written(bytes) {
+            return Err(SegmentError::Empty { len });
+        }
         let header = SegmentHeader::parse(bytes)?;
         let (blocks, tail, damage) = match read_index(bytes) {
             Some(blocks) => (blocks, Tail::Closed, Vec::new()),
@@ -173,6 +180,13 @@ impl Segment {
     pub fn last_ts_ns(&self) -> Option<u64> {
         self.blocks.iter().map(|b| b.header.last_ts_ns).max()
     }
+}
+
+/// A file left by a crash between creating a segment and writing its header: too short
+/// for one, or all zeros (the size reached the disk, the data did not). Not zeros after a
+/// zero header: that is damage to report, not a file to throw away.
+fn never_written(bytes: &[u8]) -> bool {
+    bytes.len() < SEGMENT_HEADER_LEN || bytes.iter().all(|&b| b == 0)
 }
 
 /// Walks block headers from the segment header on. Stops being "valid" at the first bad

@@ -23,10 +23,10 @@ use crossbeam_queue::ArrayQueue;
 use super::block::{self, BlockContext, Codec, Hash};
 use super::clock::{self, ClockState};
 use super::dir;
-use super::io::LogFile;
+use super::io::{Backend, IoMode, LogFile};
 use super::live::LiveSet;
 use super::record::{self, Record};
-use super::segment::{self, BlockRef, Segment, SegmentHeader, Tail};
+use super::segment::{self, BlockRef, Segment, SegmentError, SegmentHeader, Tail};
 use crate::config::{BackpressurePolicy, Config, LogVolume};
 use crate::engine::event::{Event, EventSink};
 
@@ -108,10 +108,13 @@ pub struct LogStats {
     pub records_lost: AtomicU64,
     /// Records kept by growing a batch past its size (`refuse-sessions`, writer behind).
     pub records_overflowed: AtomicU64,
-    /// Every record with a timestamp up to this is on disk and synced (ns; 0 before the
-    /// first sync). What a crash can lose is only what came after.
+    /// Every record with a timestamp up to this that was emitted before the writer began
+    /// the sync that published it is on disk and synced (ns; 0 before the first sync; never
+    /// decreases). What a crash can lose is only what came after. A record emitted later
+    /// with an older timestamp (a worker whose clock lags) is covered once it is synced.
     pub durable_through_ns: AtomicU64,
     pub last_error: Mutex<Option<String>>,
+    /// How the open segment files are written, e.g. "io_uring, O_DIRECT".
     pub io_mode: Mutex<String>,
 }
 
@@ -121,6 +124,12 @@ impl LogStats {
     }
     pub fn get(counter: &AtomicU64) -> u64 {
         counter.load(Ordering::Relaxed)
+    }
+
+    /// Counts a failed write and keeps its message for the operator.
+    fn note_error(&self, path: &Path, e: &io::Error) {
+        Self::add(&self.write_errors, 1);
+        *self.last_error.lock().unwrap() = Some(format!("{}: {e}", path.display()));
     }
 }
 
@@ -146,6 +155,10 @@ pub struct Producer {
     batch_records: usize,
     to_writer: Arc<ArrayQueue<Vec<Record>>>,
     free: Arc<ArrayQueue<Vec<Record>>>,
+    /// Oldest timestamp in `current` (`u64::MAX` when empty), and where it is published for
+    /// the writer, which must not claim it durable.
+    oldest: u64,
+    oldest_held: Arc<AtomicU64>,
     flush_interval_ns: u64,
     last_handoff_ns: u64,
     shared: Arc<Shared>,
@@ -164,8 +177,27 @@ impl Producer {
         // The ring holds every batch a worker has, so it always has room.
         let pushed = self.to_writer.push(full);
         debug_assert!(pushed.is_ok());
+        self.holds_nothing();
         self.shared.wake_writer();
         true
+    }
+
+    /// After a hand-off. Release, after the push: a writer that reads this finds the batch
+    /// in the ring.
+    fn holds_nothing(&mut self) {
+        self.oldest = u64::MAX;
+        self.oldest_held.store(u64::MAX, Ordering::Release);
+    }
+
+    /// Keeps a record in the current batch, publishing its timestamp if it is the oldest
+    /// there: once per batch when timestamps rise, so the hot path stays store-free.
+    /// Release, so that a writer reading it also sees the batches handed off before.
+    fn hold(&mut self, record: Record) {
+        if record.ts_ns < self.oldest {
+            self.oldest = record.ts_ns;
+            self.oldest_held.store(record.ts_ns, Ordering::Release);
+        }
+        self.current.push(record);
     }
 
     /// Called by the driver every loop: hands a partial batch over once `flush_interval`
@@ -184,6 +216,7 @@ impl Producer {
         if !self.current.is_empty() {
             let full = std::mem::take(&mut self.current);
             let _ = self.to_writer.push(full);
+            self.holds_nothing();
             self.shared.wake_writer();
         }
     }
@@ -211,7 +244,7 @@ impl EventSink for Producer {
                 }
             }
         }
-        self.current.push(record);
+        self.hold(record);
     }
 }
 
@@ -259,11 +292,13 @@ impl MapLog {
             for _ in 1..settings.batches_per_worker {
                 let _ = free.push(Vec::with_capacity(settings.batch_records));
             }
+            let oldest_held = Arc::new(AtomicU64::new(u64::MAX));
             logs.push(WorkerLog::open(
                 &settings,
                 w,
                 to_writer.clone(),
                 free.clone(),
+                oldest_held.clone(),
                 &mut recovered,
             )?);
             producers.push(Producer {
@@ -273,19 +308,20 @@ impl MapLog {
                 batch_records: settings.batch_records,
                 to_writer,
                 free,
+                oldest: u64::MAX,
+                oldest_held,
                 flush_interval_ns: settings.flush_interval_ns,
                 last_handoff_ns: now_ns,
                 shared: shared.clone(),
             });
         }
-        let io = logs.first().map(|l| l.io_description()).unwrap_or_default();
-        *shared.stats.io_mode.lock().unwrap() = io.clone();
+        // The writer thread says what the first segment file really uses once it opens it.
+        *shared.stats.io_mode.lock().unwrap() = String::from("(no segment open yet)");
         let writer = Writer {
             settings,
             logs,
             shared: shared.clone(),
             report: WriterReport {
-                io,
                 recovered,
                 ..WriterReport::default()
             },
@@ -342,37 +378,64 @@ struct Writer {
     report: WriterReport,
 }
 
+/// What one pass over the rings did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Drain {
+    /// Not tried: the disk is failing, batches wait in the rings.
+    Skipped,
+    /// A write failed (recorded); what was not written waits for a retry.
+    Failed,
+    /// Every ring was emptied; `busy` if there was anything.
+    Done { busy: bool },
+}
+
+/// How long a writer whose disk fails keeps retrying once asked to stop, before it gives up
+/// and reports the error (about ten retries).
+const SHUTDOWN_RETRY_NS: u64 = 1_000_000_000;
+
 impl Writer {
     fn run(mut self) -> Result<WriterReport, LogError> {
         let mut last_sync = clock::wall_clock_ns();
         let mut failing = false;
+        let mut give_up_at = None;
         loop {
             let shutting_down = self.shared.shutdown.load(Ordering::Acquire);
-            let mut busy = false;
+            // Before draining: see `publish_durable`.
+            self.look_at_producers();
             // While the disk fails, batches stay in the rings: that is the back-pressure.
-            if !failing {
-                for log in &mut self.logs {
-                    busy |= log.drain(&self.settings, &self.shared.stats)?;
-                }
-            }
+            let drain = if failing {
+                Drain::Skipped
+            } else {
+                self.drain_all()
+            };
+            let drained = matches!(drain, Drain::Done { .. });
+            failing |= drain == Drain::Failed;
             let now = clock::wall_clock_ns();
             let due = now.saturating_sub(last_sync) >= self.settings.flush_interval_ns;
             if due || shutting_down || failing {
-                failing = !self.sync_all(shutting_down);
+                let synced = self.sync_all(shutting_down);
+                if synced && drained {
+                    self.publish_durable();
+                }
+                // A failed drain is retried after a pause even if the sync went well.
+                failing = !synced || drain == Drain::Failed;
                 last_sync = now;
             }
-            if shutting_down && !failing && self.logs.iter().all(|l| l.to_writer.is_empty()) {
-                break;
+            if shutting_down && !failing && drained && self.nothing_queued() {
+                if self.close_all() {
+                    break;
+                }
+                failing = true;
             }
             if shutting_down && failing {
-                // Nothing can be written; report rather than spin forever at shutdown.
-                let message = self.shared.stats.last_error.lock().unwrap().clone();
-                return Err(LogError::Io {
-                    path: self.settings.dir.clone(),
-                    source: io::Error::other(message.unwrap_or_default()),
-                });
+                // The disk stays unwritable: report rather than retry forever at shutdown.
+                if now >= *give_up_at.get_or_insert(now + SHUTDOWN_RETRY_NS) {
+                    return Err(self.last_error());
+                }
+            } else {
+                give_up_at = None;
             }
-            if !busy {
+            if drain != (Drain::Done { busy: true }) {
                 thread::park_timeout(std::time::Duration::from_millis(if failing {
                     100
                 } else {
@@ -380,46 +443,101 @@ impl Writer {
                 }));
             }
         }
-        for log in &mut self.logs {
-            log.close(&self.settings, &self.shared.stats)?;
-        }
         let s = &self.shared.stats;
         self.report.records = LogStats::get(&s.records_written);
         self.report.blocks = LogStats::get(&s.blocks_written);
         self.report.bytes = LogStats::get(&s.bytes_written);
+        self.report.io = s.io_mode.lock().unwrap().clone();
         Ok(self.report)
+    }
+
+    fn last_error(&self) -> LogError {
+        let message = self.shared.stats.last_error.lock().unwrap().clone();
+        LogError::Io {
+            path: self.settings.dir.clone(),
+            source: io::Error::other(message.unwrap_or_default()),
+        }
+    }
+
+    fn look_at_producers(&mut self) {
+        for log in &mut self.logs {
+            log.producer_oldest_seen = log.producer_oldest.load(Ordering::Acquire);
+        }
+    }
+
+    /// Moves every ring's batches into blocks. Stops at the first I/O error (recorded).
+    fn drain_all(&mut self) -> Drain {
+        let stats = &self.shared.stats;
+        let mut busy = false;
+        for log in &mut self.logs {
+            match log.drain(&self.settings, stats) {
+                Ok(any) => busy |= any,
+                Err(e) => {
+                    stats.note_error(&log.path, &e);
+                    return Drain::Failed;
+                }
+            }
+        }
+        Drain::Done { busy }
+    }
+
+    fn nothing_queued(&self) -> bool {
+        self.logs.iter().all(|l| l.nothing_queued())
     }
 
     /// Cuts pending blocks (unless blocks follow record time only) and syncs every file.
     /// False if a write failed (disk full…): the caller retries later.
     fn sync_all(&mut self, final_sync: bool) -> bool {
         let stats = &self.shared.stats;
+        let cut = final_sync || !self.settings.record_time_only;
         let mut ok = true;
-        let written_through = self
+        for log in &mut self.logs {
+            match log.sync(cut, &self.settings, stats) {
+                Ok(()) => LogStats::add(&stats.syncs, 1),
+                Err(e) => {
+                    stats.note_error(&log.path, &e);
+                    ok = false;
+                }
+            }
+        }
+        ok
+    }
+
+    /// After a sync of every file that followed a full drain of every ring. Each record a
+    /// worker emitted before `look_at_producers` is, by then: in its producer's batch (no
+    /// older than what was seen there), waiting in the writer (pending, or a batch cut
+    /// short by an error), or written, hence synced now. So everything older than all of
+    /// those is durable. Capped by the newest record written: nothing beyond is claimed.
+    fn publish_durable(&self) {
+        let not_durable = self
+            .logs
+            .iter()
+            .map(WorkerLog::oldest_not_written)
+            .min()
+            .unwrap_or(u64::MAX);
+        let written = self
             .logs
             .iter()
             .map(|l| l.written_through_ns)
             .max()
             .unwrap_or(0);
+        let durable = written.min(not_durable.saturating_sub(1));
+        self.shared
+            .stats
+            .durable_through_ns
+            .fetch_max(durable, Ordering::Relaxed);
+    }
+
+    /// Writes what is left and closes every segment. False after an I/O error (recorded);
+    /// calling it again continues where it stopped.
+    fn close_all(&mut self) -> bool {
+        let stats = &self.shared.stats;
+        let mut ok = true;
         for log in &mut self.logs {
-            let result = (|| {
-                if final_sync || !self.settings.record_time_only {
-                    log.cut_block(&self.settings, stats)?;
-                }
-                log.sync()
-            })();
-            if let Err(e) = result {
-                LogStats::add(&stats.write_errors, 1);
-                *stats.last_error.lock().unwrap() = Some(e.to_string());
+            if let Err(e) = log.close(&self.settings, stats) {
+                stats.note_error(&log.path, &e);
                 ok = false;
-            } else {
-                LogStats::add(&stats.syncs, 1);
             }
-        }
-        if ok {
-            stats
-                .durable_through_ns
-                .fetch_max(written_through, Ordering::Relaxed);
         }
         ok
     }
@@ -434,13 +552,25 @@ struct Retained {
 }
 
 /// One worker's chain of segments, as the writer keeps it.
+///
+/// Every step that does I/O can fail (disk full) and be called again: records stay in
+/// `pending` or `unfinished` until their block is appended, and a segment stays open until
+/// its close fully succeeded.
 struct WorkerLog {
     worker: u16,
     dir: PathBuf,
     to_writer: Arc<ArrayQueue<Vec<Record>>>,
     free: Arc<ArrayQueue<Vec<Record>>>,
+    /// The producer's oldest held timestamp, and what it was before the last drain.
+    producer_oldest: Arc<AtomicU64>,
+    producer_oldest_seen: u64,
+    /// A batch taken from the ring whose remaining records could not be moved to `pending`
+    /// because cutting a block failed; it is finished before the ring is read again.
+    unfinished: Option<Vec<Record>>,
     file: Option<LogFile>,
     path: PathBuf,
+    /// The open segment's index is appended but closing it failed: it takes no more blocks.
+    index_appended: bool,
     segment_sequence: u64,
     segment_created_ns: u64,
     blocks: Vec<BlockRef>,
@@ -452,6 +582,8 @@ struct WorkerLog {
     live: LiveSet,
     retained: VecDeque<Retained>,
     scratch: Vec<u8>,
+    /// What `LogStats::io_mode` was last told about this worker's file.
+    io_noted: Option<(Backend, IoMode)>,
 }
 
 impl WorkerLog {
@@ -460,6 +592,7 @@ impl WorkerLog {
         worker: u16,
         to_writer: Arc<ArrayQueue<Vec<Record>>>,
         free: Arc<ArrayQueue<Vec<Record>>>,
+        producer_oldest: Arc<AtomicU64>,
         recovered: &mut Vec<String>,
     ) -> Result<WorkerLog, LogError> {
         let dir = dir::worker_dir(&settings.dir, worker);
@@ -469,8 +602,12 @@ impl WorkerLog {
             dir: dir.clone(),
             to_writer,
             free,
+            producer_oldest,
+            producer_oldest_seen: u64::MAX,
+            unfinished: None,
             file: None,
             path: PathBuf::new(),
+            index_appended: false,
             segment_sequence: 0,
             segment_created_ns: 0,
             blocks: Vec::new(),
@@ -481,28 +618,61 @@ impl WorkerLog {
             live: LiveSet::default(),
             retained: VecDeque::new(),
             scratch: Vec::new(),
+            io_noted: None,
         };
-        for path in dir::segments(&dir).map_err(io_err(&dir))? {
-            let seg = Segment::open(&path).map_err(|e| LogError::Corrupt {
-                path: path.clone(),
-                message: e.to_string(),
-            })?;
+        let paths = dir::segments(&dir).map_err(io_err(&dir))?;
+        for (i, path) in paths.iter().enumerate() {
+            let seg = match Segment::open(path) {
+                Ok(seg) => seg,
+                Err(e @ SegmentError::Empty { .. }) if i + 1 == paths.len() => {
+                    Self::remove_unwritten(path, &dir, &e, recovered)?;
+                    break;
+                }
+                Err(e) => {
+                    return Err(LogError::Corrupt {
+                        path: path.clone(),
+                        message: e.to_string(),
+                    });
+                }
+            };
             if let Tail::Open { valid_len } = seg.tail {
                 Self::finish_interrupted(&seg, valid_len, settings, recovered)?;
             }
-            log.segment_sequence = seg.header.sequence + 1;
-            if let Some(last) = seg.blocks.last() {
-                log.next_block_sequence = last.header.sequence + 1;
-            }
-            log.prev_hash = seg.last_hash();
-            log.retained.push_back(Retained {
-                path: path.clone(),
-                sequence: seg.header.sequence,
-                last_ts_ns: seg.last_ts_ns().unwrap_or(seg.header.created_ns),
-                last_hash: log.prev_hash,
-            });
+            log.continue_after(&seg);
         }
         Ok(log)
+    }
+
+    /// The chain goes on after `seg`, which retention will delete in its time.
+    fn continue_after(&mut self, seg: &Segment) {
+        self.segment_sequence = seg.header.sequence + 1;
+        if let Some(last) = seg.blocks.last() {
+            self.next_block_sequence = last.header.sequence + 1;
+        }
+        self.prev_hash = seg.last_hash();
+        self.retained.push_back(Retained {
+            path: seg.path.clone(),
+            sequence: seg.header.sequence,
+            last_ts_ns: seg.last_ts_ns().unwrap_or(seg.header.created_ns),
+            last_hash: self.prev_hash,
+        });
+    }
+
+    /// The last segment was created but never got its header (a crash during rotation): it
+    /// holds nothing, so it is removed and its sequence number used again. The removal is
+    /// made durable first, so a crash cannot leave two files with that number.
+    fn remove_unwritten(
+        path: &Path,
+        dir: &Path,
+        why: &SegmentError,
+        recovered: &mut Vec<String>,
+    ) -> Result<(), LogError> {
+        fs::remove_file(path).map_err(io_err(path))?;
+        fs::File::open(dir)
+            .and_then(|d| d.sync_all())
+            .map_err(io_err(dir))?;
+        recovered.push(format!("{}: {why}; removed", path.display()));
+        Ok(())
     }
 
     /// A segment the previous run did not close (crash, kill -9, power loss): cut the torn
@@ -537,28 +707,45 @@ impl WorkerLog {
         Ok(())
     }
 
-    fn io_description(&self) -> String {
-        match &self.file {
-            Some(f) => format!("{}, {}", f.backend(), f.mode()),
-            None => String::from("(no segment open yet)"),
+    /// Tells the operator how this worker's file is written, when that changed: the first
+    /// write may fall back from O_DIRECT, a failed ring falls back to pwrite.
+    fn note_io(&mut self, stats: &LogStats) {
+        let Some(file) = &self.file else {
+            return;
+        };
+        let io = (file.backend(), file.mode());
+        if self.io_noted != Some(io) {
+            self.io_noted = Some(io);
+            *stats.io_mode.lock().unwrap() = format!("{}, {}", io.0, io.1);
         }
     }
 
-    /// Moves the batches waiting in the ring into pending records, cutting blocks as they
-    /// fill or span the flush interval of record time. True if there was anything.
-    fn drain(&mut self, settings: &LogSettings, stats: &LogStats) -> Result<bool, LogError> {
+    fn nothing_queued(&self) -> bool {
+        self.unfinished.is_none() && self.to_writer.is_empty()
+    }
+
+    /// Oldest timestamp of this worker that may not be on disk: records the writer holds
+    /// unwritten, and those its producer held when last looked at.
+    fn oldest_not_written(&self) -> u64 {
+        let waiting = self.pending.iter().chain(self.unfinished.iter().flatten());
+        waiting
+            .map(|r| r.ts_ns)
+            .min()
+            .unwrap_or(u64::MAX)
+            .min(self.producer_oldest_seen)
+    }
+
+    /// Moves the batches waiting in the ring (after any batch left unfinished by an error)
+    /// into pending records, cutting blocks as they fill or span the flush interval of
+    /// record time. True if there was anything. On error the records not yet moved are kept
+    /// in `unfinished` and their batch is not given back, so back-pressure holds.
+    fn drain(&mut self, settings: &LogSettings, stats: &LogStats) -> io::Result<bool> {
         let mut any = false;
-        while let Some(mut batch) = self.to_writer.pop() {
+        while let Some(mut batch) = self.unfinished.take().or_else(|| self.to_writer.pop()) {
             any = true;
-            for r in batch.drain(..) {
-                let spans_interval = self.pending.first().is_some_and(|first| {
-                    r.ts_ns.saturating_sub(first.ts_ns) >= settings.flush_interval_ns
-                });
-                if spans_interval || self.pending.len() >= settings.block_records {
-                    self.cut_block(settings, stats)
-                        .map_err(io_err(&self.path))?;
-                }
-                self.pending.push(r);
+            if let Err(e) = self.take_records(&mut batch, settings, stats) {
+                self.unfinished = Some(batch);
+                return Err(e);
             }
             // A batch grown by overflow is shrunk back so memory returns to normal.
             batch.shrink_to(settings.batch_records);
@@ -567,29 +754,75 @@ impl WorkerLog {
         Ok(any)
     }
 
+    /// Moves `batch`'s records into pending; on error the ones not moved stay in `batch`.
+    fn take_records(
+        &mut self,
+        batch: &mut Vec<Record>,
+        settings: &LogSettings,
+        stats: &LogStats,
+    ) -> io::Result<()> {
+        let mut moved = 0;
+        let mut result = Ok(());
+        for r in batch.iter() {
+            if self.block_full_before(r, settings) {
+                result = self.cut_block(settings, stats);
+                if result.is_err() {
+                    break;
+                }
+            }
+            self.pending.push(*r);
+            moved += 1;
+        }
+        batch.drain(..moved);
+        result
+    }
+
+    /// Pending records make a block before `next` joins them.
+    fn block_full_before(&self, next: &Record, settings: &LogSettings) -> bool {
+        let spans_interval = self.pending.first().is_some_and(|first| {
+            next.ts_ns.saturating_sub(first.ts_ns) >= settings.flush_interval_ns
+        });
+        spans_interval || self.pending.len() >= settings.block_records
+    }
+
     /// Writes the pending records as one block, rotating the segment first if it is due.
+    /// On error the records stay pending.
     fn cut_block(&mut self, settings: &LogSettings, stats: &LogStats) -> io::Result<()> {
         if self.pending.is_empty() {
             return Ok(());
         }
         let first_ts = self.pending.iter().map(|r| r.ts_ns).min().unwrap_or(0);
-        let too_old = first_ts.saturating_sub(self.segment_created_ns) >= settings.segment_age_ns;
-        let too_big = self
-            .file
-            .as_ref()
-            .is_some_and(|f| f.len() >= settings.segment_size);
-        if self.file.is_none() || too_old || too_big {
+        let rotate = self.rotation_due(settings, first_ts);
+        if rotate {
             self.rotate(settings, stats, first_ts)?;
         }
         let pending = std::mem::take(&mut self.pending);
-        self.append_block(&pending, false, settings, stats)?;
+        if let Err(e) = self.append_block(&pending, false, settings, stats) {
+            self.pending = pending;
+            return Err(e);
+        }
         self.live.apply(&pending);
         let newest = pending.iter().map(|r| r.ts_ns).max().unwrap_or(0);
         self.written_through_ns = self.written_through_ns.max(newest);
         LogStats::add(&stats.records_written, pending.len() as u64);
         self.pending = pending;
         self.pending.clear();
+        if rotate {
+            // After the block: a retention failure must not hold records back. Retried at
+            // the next rotation.
+            self.retire_old(settings, stats, first_ts)?;
+        }
         Ok(())
+    }
+
+    fn rotation_due(&self, settings: &LogSettings, first_ts: u64) -> bool {
+        let Some(file) = &self.file else {
+            return true;
+        };
+        // A segment whose close failed half-way must be closed before anything else.
+        self.index_appended
+            || first_ts.saturating_sub(self.segment_created_ns) >= settings.segment_age_ns
+            || file.len() >= settings.segment_size
     }
 
     fn append_block(
@@ -608,6 +841,7 @@ impl WorkerLog {
         };
         let encoded = block::encode(records, &ctx, settings.codec, &mut self.scratch);
         let file = self.file.as_mut().expect("a segment is open");
+        debug_assert!(!self.index_appended, "a block after the index");
         let offset = file.len() as usize;
         file.append(&encoded.bytes)?;
         self.blocks.push(BlockRef {
@@ -621,24 +855,35 @@ impl WorkerLog {
         Ok(())
     }
 
-    /// Closes the current segment and opens the next, which starts with a checkpoint of
-    /// everything live, so a reader can start there. Then applies retention.
+    /// Closes the current segment and opens the next. After an error, calling it again
+    /// carries on from the step that failed.
     fn rotate(&mut self, settings: &LogSettings, stats: &LogStats, now_ns: u64) -> io::Result<()> {
         self.close_segment()?;
+        self.open_segment(settings, stats, now_ns)
+    }
+
+    /// Opens the next segment, which starts with a checkpoint of everything live, so a
+    /// reader can start there. Once the file exists it is the open segment, even if writing
+    /// its start fails: the bytes stay staged and the next flush writes them.
+    fn open_segment(
+        &mut self,
+        settings: &LogSettings,
+        stats: &LogStats,
+        now_ns: u64,
+    ) -> io::Result<()> {
         let header = SegmentHeader {
             worker: self.worker,
             sequence: self.segment_sequence,
             created_ns: now_ns,
             prev_hash: self.prev_hash,
         };
-        self.path = self
+        let path = self
             .dir
             .join(segment::file_name(header.sequence, header.created_ns));
-        let mut file = LogFile::create(&self.path, settings.direct_io)?;
+        let mut file = LogFile::create(&path, settings.direct_io)?;
         file.append(&header.to_bytes())?;
-        // A crash must never leave a segment file without its header.
-        file.sync()?;
         self.file = Some(file);
+        self.path = path;
         self.segment_sequence += 1;
         self.segment_created_ns = now_ns;
         self.blocks.clear();
@@ -651,16 +896,28 @@ impl WorkerLog {
         for chunk in checkpoint.chunks(settings.block_records) {
             self.append_block(chunk, true, settings, stats)?;
         }
-        self.retire_old(settings, stats, now_ns)
+        // So that a crash leaves a header in the file; one that comes before this sync
+        // leaves an empty file, which `WorkerLog::open` removes.
+        let synced = self.file.as_mut().expect("just opened").sync();
+        self.note_io(stats);
+        synced
     }
 
+    /// Closes the current segment: appends its index, then flushes, truncates and syncs.
+    /// The file stays open until all of that succeeded, so a retry after an error (disk
+    /// full) loses nothing and does not append the index twice.
     fn close_segment(&mut self) -> io::Result<()> {
-        let Some(mut file) = self.file.take() else {
+        let Some(file) = self.file.as_mut() else {
             return Ok(());
         };
-        let index_offset = file.len();
-        file.append(&segment::closing_bytes(&self.blocks, index_offset))?;
-        file.close()?;
+        if !self.index_appended {
+            let index_offset = file.len();
+            file.append(&segment::closing_bytes(&self.blocks, index_offset))?;
+            self.index_appended = true;
+        }
+        file.finish()?;
+        let file = self.file.take().expect("checked above");
+        self.index_appended = false;
         self.retained.push_back(Retained {
             path: self.path.clone(),
             sequence: self.segment_sequence - 1,
@@ -672,11 +929,13 @@ impl WorkerLog {
                 .unwrap_or(self.segment_created_ns),
             last_hash: self.prev_hash,
         });
-        Ok(())
+        // Everything is on disk: a failing close(2) loses nothing and is only reported.
+        file.close()
     }
 
     /// Deletes closed segments whose newest record is older than the retention period,
     /// noting each in `retired.jsonl` (with its last hash, so the chain stays verifiable).
+    /// After an error, a retry may note a segment twice, which is harmless.
     fn retire_old(
         &mut self,
         settings: &LogSettings,
@@ -704,24 +963,33 @@ impl WorkerLog {
                 .open(&retired_list)?;
             f.write_all(line.as_bytes())?;
             f.sync_data()?;
-            fs::remove_file(&oldest.path)?;
+            match fs::remove_file(&oldest.path) {
+                Err(e) if e.kind() != io::ErrorKind::NotFound => return Err(e),
+                _ => {}
+            }
             self.retained.pop_front();
             LogStats::add(&stats.segments_retired, 1);
         }
         Ok(())
     }
 
-    fn sync(&mut self) -> io::Result<()> {
-        match &mut self.file {
-            Some(f) => f.sync(),
-            None => Ok(()),
+    /// Cuts pending records into a block if `cut`, then syncs the open file.
+    fn sync(&mut self, cut: bool, settings: &LogSettings, stats: &LogStats) -> io::Result<()> {
+        if cut {
+            self.cut_block(settings, stats)?;
         }
+        let Some(file) = &mut self.file else {
+            return Ok(());
+        };
+        file.sync()?;
+        self.note_io(stats);
+        Ok(())
     }
 
-    fn close(&mut self, settings: &LogSettings, stats: &LogStats) -> Result<(), LogError> {
-        self.cut_block(settings, stats)
-            .and_then(|_| self.close_segment())
-            .map_err(io_err(&self.path))
+    /// Writes what is pending and closes the segment. Can be called again after an error.
+    fn close(&mut self, settings: &LogSettings, stats: &LogStats) -> io::Result<()> {
+        self.cut_block(settings, stats)?;
+        self.close_segment()
     }
 }
 

@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 use crate::maplog::block::{self, BlockError, Hash};
 use crate::maplog::dir;
 use crate::maplog::record::Record;
-use crate::maplog::segment::{BlockRef, Segment, Tail};
+use crate::maplog::segment::{BlockRef, Segment, SegmentError, Tail};
 use crate::maplog::writer::hex;
 use crate::reader::ReaderError;
 
@@ -18,6 +18,10 @@ pub struct WorkerSegments {
 pub struct LogDir {
     pub root: PathBuf,
     pub workers: Vec<WorkerSegments>,
+    /// The reader's position when answering an access log chunk by chunk.
+    pub(crate) sweep: Option<Vec<crate::reader::query::Cursor>>,
+    /// Segment files without a header (a rotation interrupted by a crash), skipped.
+    pub skipped: Vec<String>,
 }
 
 impl LogDir {
@@ -28,13 +32,18 @@ impl LogDir {
         };
         dir::check(root).map_err(io(root))?;
         let mut workers = Vec::new();
+        let mut skipped = Vec::new();
         for w in dir::workers(root).map_err(io(root))? {
             let wdir = dir::worker_dir(root, w);
             let mut segments = Vec::new();
             for path in dir::segments(&wdir).map_err(io(&wdir))? {
-                let seg = Segment::open(&path)
-                    .map_err(|e| ReaderError::Log(format!("{}: {e}", path.display())))?;
-                segments.push(seg);
+                match Segment::open(&path) {
+                    Ok(seg) => segments.push(seg),
+                    Err(e @ SegmentError::Empty { .. }) => {
+                        skipped.push(format!("{}: {e}", path.display()));
+                    }
+                    Err(e) => return Err(ReaderError::Log(format!("{}: {e}", path.display()))),
+                }
             }
             workers.push(WorkerSegments {
                 worker: w,
@@ -44,6 +53,8 @@ impl LogDir {
         Ok(LogDir {
             root: root.to_owned(),
             workers,
+            sweep: None,
+            skipped,
         })
     }
 
@@ -63,6 +74,7 @@ impl LogDir {
                     )
                 })
             })
+            .chain(self.skipped.iter().cloned())
             .collect()
     }
 }

@@ -16,7 +16,7 @@ use hashbrown::{HashMap, HashSet};
 
 use crate::config::{Config, LogVolume};
 use crate::engine::ports::Deterministic;
-use crate::maplog::block::BlockHeader;
+use crate::maplog::block::{BlockHeader, EndpointFilter};
 use crate::maplog::dir;
 use crate::maplog::record::{Record, RecordKind};
 use crate::maplog::segment::{BlockRef, Segment};
@@ -91,6 +91,8 @@ fn key_of(r: &Record) -> Key {
 /// What a batch asks about: whole addresses (questions without a port) and endpoints.
 #[derive(Default)]
 struct Interest {
+    /// Follow every endpoint (a long access log asks about most of them anyway).
+    all: bool,
     addresses: HashSet<u32>,
     /// Address → ports asked about on it.
     ports: HashMap<u32, Vec<u16>>,
@@ -111,8 +113,15 @@ impl Interest {
         interest
     }
 
+    fn everything() -> Interest {
+        Interest {
+            all: true,
+            ..Interest::default()
+        }
+    }
+
     fn wants(&self, r: &Record) -> bool {
-        if self.addresses.contains(&r.public_ip) {
+        if self.all || self.addresses.contains(&r.public_ip) {
             return true;
         }
         let Some(ports) = self.ports.get(&r.public_ip) else {
@@ -127,9 +136,19 @@ impl Interest {
         }
     }
 
-    /// False only if the block certainly holds nothing of interest. Checkpoint blocks are
-    /// sorted by endpoint, so their key range narrows them to the one that matters.
-    fn may_be_in(&self, h: &BlockHeader) -> bool {
+    /// False only if the block certainly holds nothing of interest. A block's endpoint
+    /// filter rules out most blocks for questions with a port; checkpoint blocks are sorted
+    /// by endpoint, so their key range narrows them to the one that matters.
+    fn may_be_in(&self, h: &BlockHeader, filter: Option<EndpointFilter>) -> bool {
+        if self.all {
+            return true;
+        }
+        if let (Some(filter), true) = (filter, self.addresses.is_empty()) {
+            return self.ports.iter().any(|(&ip, ports)| {
+                filter.may_hold_block_of(ip)
+                    || ports.iter().any(|&p| filter.may_hold_endpoint(ip, p))
+            });
+        }
         let addresses = self.addresses.iter().chain(self.ports.keys());
         let mut any_address = false;
         for &ip in addresses {
@@ -159,6 +178,8 @@ impl Interest {
 struct Tracker {
     holdings: HashMap<Key, Vec<Holding>>,
     keys_by_address: HashMap<u32, Vec<Key>>,
+    /// Port-block keys by address: a question's port may lie in any of them.
+    block_keys_by_address: HashMap<u32, Vec<Key>>,
     active: HashSet<Key>,
 }
 
@@ -175,6 +196,12 @@ impl Tracker {
         self.active.insert(key);
         let list = self.holdings.entry(key).or_insert_with(|| {
             self.keys_by_address.entry(key.0).or_default().push(key);
+            if key.1 == 0 {
+                self.block_keys_by_address
+                    .entry(key.0)
+                    .or_default()
+                    .push(key);
+            }
             Vec::new()
         });
         list.push(holding);
@@ -269,7 +296,8 @@ impl Tracker {
                     .filter(|k| self.holdings.contains_key(k))
                     .filter(protocol_ok)
                     .collect();
-                keys.extend(on_address.iter().filter(|k| k.1 == 0 && k.2 <= port));
+                let blocks = self.block_keys_by_address.get(&ip).map_or(&[][..], |k| k);
+                keys.extend(blocks.iter().filter(|k| k.2 <= port));
                 keys
             }
         }
@@ -367,65 +395,144 @@ fn read(seg: &Segment, b: &BlockRef, out: &mut Vec<Record>) -> Result<(), Reader
     })
 }
 
-/// Reads one worker's records over `[from, to]` into the tracker, starting at the
-/// segment (and checkpoint) open at `from`.
-fn sweep_worker(
-    segments: &[Segment],
-    interest: &Interest,
-    from: u64,
-    to: u64,
-    tracker: &mut Tracker,
-    clock: &mut ClockSpans,
-) -> Result<(), ReaderError> {
-    let start = segments
-        .iter()
-        .rposition(|s| s.header.created_ns <= from)
-        .unwrap_or(0);
-    let mut records = Vec::new();
-    for (i, seg) in segments.iter().enumerate().skip(start) {
-        if i > start && seg.header.created_ns > to {
-            break;
-        }
-        let relevant = |b: &&BlockRef| interest.may_be_in(&b.header);
-        let (checkpoint, regular): (Vec<&BlockRef>, Vec<&BlockRef>) = seg
-            .blocks
+/// A position in one worker's log and the state of everything read up to it, so that a
+/// later batch of questions further on in time continues instead of starting over.
+pub(crate) struct Cursor {
+    tracker: Tracker,
+    clock: ClockSpans,
+    /// Windows starting at or after this are answered completely from the state kept.
+    valid_from: u64,
+    segment: usize,
+    /// Next block of `segment` to read.
+    block: usize,
+    /// Records decoded from the last block read but not yet applied (later than asked).
+    pending: Vec<Record>,
+    applied: usize,
+}
+
+impl Cursor {
+    /// Positions at the segment open at `from`, with its checkpoint applied.
+    fn start(segments: &[Segment], interest: &Interest, from: u64) -> Result<Cursor, ReaderError> {
+        let segment = segments
             .iter()
-            .filter(relevant)
-            .partition(|b| b.header.is_checkpoint());
-        let mut live = HashSet::new();
-        for b in checkpoint {
-            records.clear();
-            read(seg, b, &mut records)?;
-            let wanted = records.iter().filter(|r| interest.wants(r));
-            if i == start {
-                wanted.for_each(|r| tracker.apply(r));
-            } else {
-                live.extend(wanted.map(key_of));
+            .rposition(|s| s.header.created_ns <= from)
+            .unwrap_or(0);
+        let mut cursor = Cursor {
+            tracker: Tracker::default(),
+            clock: ClockSpans::default(),
+            valid_from: from,
+            segment,
+            block: 0,
+            pending: Vec::new(),
+            applied: 0,
+        };
+        if let Some(seg) = segments.get(segment) {
+            let live = checkpoint_of(seg, interest)?;
+            live.iter().for_each(|r| cursor.tracker.apply(r));
+        }
+        Ok(cursor)
+    }
+
+    /// Applies every record up to `to`.
+    fn advance(
+        &mut self,
+        segments: &[Segment],
+        interest: &Interest,
+        to: u64,
+    ) -> Result<(), ReaderError> {
+        loop {
+            while let Some(r) = self.pending.get(self.applied) {
+                if r.ts_ns > to {
+                    return Ok(());
+                }
+                self.tracker.apply(r);
+                self.applied += 1;
             }
-        }
-        if i > start {
-            tracker.reconcile(&live, seg.header.created_ns);
-        }
-        for b in regular.into_iter().filter(|b| b.header.first_ts_ns <= to) {
-            records.clear();
-            read(seg, b, &mut records)?;
-            let mut used = false;
-            for r in records
-                .iter()
-                .filter(|r| r.ts_ns <= to && interest.wants(r))
+            let Some(seg) = segments.get(self.segment) else {
+                return Ok(());
+            };
+            let Some(b) = seg.blocks.get(self.block) else {
+                // On to the next segment, whose checkpoint says what was still live.
+                let Some(next) = segments.get(self.segment + 1) else {
+                    return Ok(());
+                };
+                if next.header.created_ns > to {
+                    return Ok(());
+                }
+                let live: HashSet<Key> =
+                    checkpoint_of(next, interest)?.iter().map(key_of).collect();
+                self.tracker.reconcile(&live, next.header.created_ns);
+                self.segment += 1;
+                self.block = 0;
+                continue;
+            };
+            let h = &b.header;
+            if !h.is_checkpoint() && h.first_ts_ns > to {
+                return Ok(());
+            }
+            self.block += 1;
+            if h.is_checkpoint()
+                || !interest.may_be_in(h, EndpointFilter::of(h, seg.block_bytes(b)))
             {
-                tracker.apply(r);
-                used = true;
+                continue;
             }
-            if used {
-                clock.note(&b.header);
+            self.pending.clear();
+            self.applied = 0;
+            read(seg, b, &mut self.pending)?;
+            self.pending.retain(|r| interest.wants(r));
+            if !self.pending.is_empty() {
+                self.clock.note(h);
             }
         }
     }
-    Ok(())
+
+    /// Forgets what ended before `cutoff`: windows from `cutoff` on stay answerable.
+    fn forget_before(&mut self, cutoff: u64) {
+        // Forgetting walks every holding: do it once per KEEP_BEHIND of progress.
+        if cutoff < self.valid_from.saturating_add(KEEP_BEHIND_NS) {
+            return;
+        }
+        self.tracker.forget_before(cutoff);
+        self.clock.0.retain(|(_, last, _)| *last >= cutoff);
+        self.valid_from = cutoff;
+    }
+}
+
+/// The checkpoint records of a segment that interest us.
+fn checkpoint_of(seg: &Segment, interest: &Interest) -> Result<Vec<Record>, ReaderError> {
+    let mut out = Vec::new();
+    let mut records = Vec::new();
+    for b in seg.blocks.iter().filter(|b| b.header.is_checkpoint()) {
+        if !interest.may_be_in(&b.header, None) {
+            continue;
+        }
+        records.clear();
+        read(seg, b, &mut records)?;
+        out.extend(records.iter().filter(|r| interest.wants(r)));
+    }
+    Ok(out)
 }
 
 impl Tracker {
+    /// Drops holdings and sessions that ended before `cutoff`.
+    fn forget_before(&mut self, cutoff: u64) {
+        let ended_before = |end: Option<u64>| end.is_some_and(|e| e < cutoff);
+        self.holdings.retain(|_, list| {
+            list.retain(|h| h.active || !ended_before(h.end));
+            for h in list.iter_mut() {
+                h.sessions.retain(|s| !ended_before(s.end));
+            }
+            !list.is_empty()
+        });
+        let holdings = &self.holdings;
+        for index in [&mut self.keys_by_address, &mut self.block_keys_by_address] {
+            index.retain(|_, keys| {
+                keys.retain(|k| holdings.contains_key(k));
+                !keys.is_empty()
+            });
+        }
+    }
+
     /// A later segment's checkpoint says what was live when it opened: anything still
     /// held here that is not in it ended by then (e.g. the NAT restarted).
     fn reconcile(&mut self, live: &HashSet<Key>, at_ns: u64) {
@@ -503,23 +610,65 @@ impl MappingSource for LogDir {
         }
         let from = questions.iter().map(|q| q.from_ns).min().unwrap_or(0);
         let to = questions.iter().map(|q| q.to_ns).max().unwrap_or(0);
-        let interest = Interest::of(questions);
-        let mut trackers = Vec::new();
-        let mut clock = ClockSpans::default();
-        for w in &self.workers {
-            let mut tracker = Tracker::default();
-            sweep_worker(&w.segments, &interest, from, to, &mut tracker, &mut clock)?;
-            trackers.push(tracker);
-        }
-        questions
+        let cursors = if questions.len() >= STREAM_BATCH {
+            self.streaming_cursors(from, to)?
+        } else {
+            let interest = Interest::of(questions);
+            let mut cursors = Vec::new();
+            for w in &self.workers {
+                let mut cursor = Cursor::start(&w.segments, &interest, from)?;
+                cursor.advance(&w.segments, &interest, to)?;
+                cursors.push(cursor);
+            }
+            cursors
+        };
+        let answers = questions
             .iter()
             .map(|q| {
                 let mut candidates = self.answer_deterministic(q)?;
-                for t in &trackers {
-                    candidates.extend(t.candidates(q));
+                let mut clock = ClockNote::default();
+                for c in &cursors {
+                    candidates.extend(c.tracker.candidates(q));
+                    let note = c.clock.over(q.from_ns, q.to_ns);
+                    clock.unsynchronised |= note.unsynchronised;
+                    clock.max_error_us = clock.max_error_us.max(note.max_error_us);
                 }
-                Ok(Answer::new(candidates, clock.over(q.from_ns, q.to_ns)))
+                Ok(Answer::new(candidates, clock))
             })
-            .collect()
+            .collect();
+        if questions.len() >= STREAM_BATCH {
+            self.sweep = Some(cursors);
+        }
+        answers
+    }
+}
+
+/// Batches this large (chunks of an access log) keep their sweep for the next batch.
+const STREAM_BATCH: usize = 1024;
+/// What a kept sweep remembers before a batch's earliest window: access logs are not
+/// strictly in time order, and consecutive chunks overlap.
+const KEEP_BEHIND_NS: u64 = 300 * 1_000_000_000;
+
+impl LogDir {
+    /// The kept sweep, moved on to `to`, or a new one if the batch starts before it.
+    fn streaming_cursors(&mut self, from: u64, to: u64) -> Result<Vec<Cursor>, ReaderError> {
+        let interest = Interest::everything();
+        let kept = self
+            .sweep
+            .take()
+            .filter(|c| c.iter().all(|c| c.valid_from <= from));
+        let mut cursors = match kept {
+            Some(c) => c,
+            None => self
+                .workers
+                .iter()
+                .map(|w| Cursor::start(&w.segments, &interest, from.saturating_sub(KEEP_BEHIND_NS)))
+                .collect::<Result<_, _>>()?,
+        };
+        for (c, w) in cursors.iter_mut().zip(&self.workers) {
+            c.advance(&w.segments, &interest, to)?;
+            c.forget_before(from.saturating_sub(KEEP_BEHIND_NS));
+        }
+        Ok(cursors)
     }
 }
