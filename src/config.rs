@@ -1189,6 +1189,13 @@ fn check_log_volume(config: &Config) -> Result<(), ConfigError> {
             "\"deterministic\" logs no mappings, which is only traceable with allocation.mode = \"deterministic\"",
         ));
     }
+    let block_allocation = matches!(config.allocation.mode, AllocationMode::PortBlock { .. });
+    if config.logging.volume == LogVolume::PortBlocks && !block_allocation {
+        return Err(invalid(
+            "logging.volume",
+            "\"port-blocks\" logs only port blocks, which exist only with allocation.mode = \"port-block\"",
+        ));
+    }
     Ok(())
 }
 
@@ -1517,6 +1524,7 @@ subscribers = ["100.64.0.0/24"]
                 "logging.flush-interval",
             ),
             ("[logging]\nvolume = \"deterministic\"", "logging.volume"),
+            ("[logging]\nvolume = \"port-blocks\"", "logging.volume"),
         ];
         for (extra, key) in cases {
             assert_eq!(rejected_key(&minimal_with(extra)), *key, "for {extra:?}");

@@ -37,10 +37,14 @@ struct Traced {
 /// 30 subscribers open 3 connections each to one server over ten minutes, through two
 /// workers with a small segment age so several segments and checkpoints are involved.
 fn traced_capture(name: &str) -> Traced {
+    traced_capture_with(name, Cfg::new())
+}
+
+fn traced_capture_with(name: &str, cfg: Cfg) -> Traced {
     let dir = std::env::temp_dir().join(format!("tracenat-e2e-{name}-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(&dir).unwrap();
-    let cfg = Cfg::new()
+    let cfg = cfg
         .with("workers.count", "2")
         .with("logging.segment-age", "\"60s\"");
     std::fs::write(dir.join("nat.toml"), cfg.toml()).unwrap();
@@ -78,6 +82,22 @@ fn traced_capture(name: &str) -> Traced {
         .collect::<Vec<_>>();
     assert_eq!(sessions.len(), 90);
     Traced { dir, log, sessions }
+}
+
+fn query_json(t: &Traced, public: &str, ts: u64) -> (Option<i32>, Value) {
+    let at = format!("{}.{:09}", ts / SEC, ts % SEC);
+    let q = tracenat(&[
+        "log",
+        "query",
+        "--dir",
+        t.log.to_str().unwrap(),
+        "--public",
+        public,
+        "--at",
+        &at,
+        "--json",
+    ]);
+    (q.status.code(), serde_json::from_str(&stdout(&q)).unwrap())
 }
 
 /// Common log format time, in UTC, to the second (what servers write).
@@ -232,4 +252,63 @@ fn query_verify_decode_and_stats_agree_with_the_replay() {
     let stats: Value = serde_json::from_str(&stdout(&s)).unwrap();
     assert_eq!(stats["records"].as_u64(), Some(replayed.len() as u64));
     let _ = std::fs::remove_dir_all(&t.dir);
+}
+
+#[test]
+fn port_block_volume_answers_from_blocks() {
+    let cfg = Cfg::new()
+        .with("allocation.mode", "\"port-block\"")
+        .with("allocation.block-size", "64")
+        .with("logging.volume", "\"port-blocks\"");
+    let t = traced_capture_with("blocks", cfg);
+    let decoded = tracenat(&[
+        "log",
+        "decode",
+        "--dir",
+        t.log.to_str().unwrap(),
+        "--format",
+        "json",
+    ]);
+    assert!(
+        !stdout(&decoded).contains("session_created"),
+        "port-blocks volume keeps no sessions"
+    );
+    for (ts, inside, public) in t.sessions.iter().step_by(7) {
+        let (code, answer) = query_json(&t, &public.to_string(), ts + 100 * MS);
+        assert_eq!(code, Some(0), "{answer}");
+        let c = &answer["candidates"][0];
+        assert_eq!(c["evidence"], "block");
+        assert_eq!(c["subscriber"], inside.ip().to_string());
+        let (lo, hi) = (
+            c["ports"][0].as_u64().unwrap(),
+            c["ports"][1].as_u64().unwrap(),
+        );
+        assert!((lo..=hi).contains(&(public.port() as u64)), "{c}");
+        assert_eq!(hi - lo + 1, 64);
+    }
+}
+
+#[test]
+fn deterministic_volume_answers_from_the_stored_config() {
+    let cfg = Cfg::new()
+        .with("allocation.mode", "\"deterministic\"")
+        .with("allocation.ports-per-subscriber", "1000")
+        .with("pool.subscribers", "[\"100.64.1.0/24\"]")
+        .with("logging.volume", "\"deterministic\"");
+    let t = traced_capture_with("det", cfg);
+    let stats = tracenat(&["log", "stats", "--dir", t.log.to_str().unwrap(), "--json"]);
+    let stats: Value = serde_json::from_str(&stdout(&stats)).unwrap();
+    assert_eq!(stats["records"], 0, "deterministic volume logs no mappings");
+    for (ts, inside, public) in &t.sessions {
+        let (code, answer) = query_json(&t, &public.to_string(), *ts);
+        assert_eq!(code, Some(0), "{answer}");
+        let c = &answer["candidates"][0];
+        assert_eq!(c["evidence"], "deterministic");
+        assert_eq!(c["subscriber"], inside.ip().to_string());
+    }
+    // Without a port: every subscriber whose range is on that address.
+    let address = t.sessions[0].2.ip().to_string();
+    let (code, answer) = query_json(&t, &address, t.sessions[0].0);
+    assert_eq!(code, Some(3), "{answer}");
+    assert!(answer["candidates"].as_array().unwrap().len() > 1);
 }

@@ -9,7 +9,7 @@ use tracenat::config::parse_duration;
 use tracenat::reader::access_log::{AccessLogParser, JsonFields, LogFormat};
 use tracenat::reader::attribute::{self, AttributeOptions};
 use tracenat::reader::logdir::{self, LogDir};
-use tracenat::reader::model::{Answer, Candidate, MappingSource, Question, Verdict};
+use tracenat::reader::model::{Answer, Candidate, MappingSource, Question, Verdict, endpoint_text};
 use tracenat::reader::time::{format_time, parse_time};
 
 use super::args::{
@@ -161,11 +161,7 @@ fn candidate_line(c: &Candidate) -> String {
         Some((lo, hi)) => format!("{}:{lo}-{hi}", c.public.ip()),
         None => c.public.to_string(),
     };
-    let subscriber = if c.subscriber.port() == 0 {
-        c.subscriber.ip().to_string()
-    } else {
-        c.subscriber.to_string()
-    };
+    let subscriber = endpoint_text(c.subscriber);
     let dest = c.dest.map(|d| format!(" to {d}")).unwrap_or_default();
     format!(
         "subscriber {subscriber:<21} public {public:<21} {:<4} {} .. {}{dest}  [{}]",
@@ -178,8 +174,8 @@ fn candidate_line(c: &Candidate) -> String {
 
 fn candidate_json(c: &Candidate) -> serde_json::Value {
     serde_json::json!({
-        "subscriber": c.subscriber.to_string(),
-        "public": c.public.to_string(),
+        "subscriber": endpoint_text(c.subscriber),
+        "public": endpoint_text(c.public),
         "ports": c.ports.map(|(lo, hi)| [lo, hi]),
         "dest": c.dest.map(|d| d.to_string()),
         "protocol": c.protocol,

@@ -3,11 +3,12 @@
 
 use std::path::{Path, PathBuf};
 
+use crate::config::{Config, LogVolume};
+use crate::engine::ports::Deterministic;
 use crate::maplog::block::{self, BlockError, Hash};
 use crate::maplog::dir;
 use crate::maplog::record::Record;
 use crate::maplog::segment::{BlockRef, Segment, SegmentError, Tail};
-use crate::maplog::writer::hex;
 use crate::reader::ReaderError;
 
 pub struct WorkerSegments {
@@ -22,6 +23,16 @@ pub struct LogDir {
     pub(crate) sweep: Option<Vec<crate::reader::query::Cursor>>,
     /// Segment files without a header (a rotation interrupted by a crash), skipped.
     pub skipped: Vec<String>,
+    /// The configurations stored with the log, by activation time, oldest first.
+    pub configs: Vec<StoredConfig>,
+}
+
+/// A configuration the NAT ran with, from its activation time on.
+pub struct StoredConfig {
+    pub activated_ns: u64,
+    pub config: Config,
+    /// Its RFC 7422 mapping, when it logged in deterministic mode.
+    pub deterministic: Option<Deterministic>,
 }
 
 impl LogDir {
@@ -50,11 +61,25 @@ impl LogDir {
                 segments,
             });
         }
+        let mut configs = Vec::new();
+        for (activated, text) in dir::configs(root).map_err(io(root))? {
+            match Config::from_toml_str(&text) {
+                Ok(config) => configs.push(StoredConfig {
+                    activated_ns: activated,
+                    deterministic: (config.logging.volume == LogVolume::Deterministic)
+                        .then(|| Deterministic::from_config(&config))
+                        .flatten(),
+                    config,
+                }),
+                Err(e) => skipped.push(format!("stored configuration {activated}: {e}")),
+            }
+        }
         Ok(LogDir {
             root: root.to_owned(),
             workers,
             sweep: None,
             skipped,
+            configs,
         })
     }
 
@@ -214,7 +239,10 @@ pub fn verify(log: &LogDir) -> Vec<Problem> {
             expected_segment = Some(seg.header.sequence + 1);
             let anchor_ok = match expected {
                 Some((hash, _)) => seg.header.prev_hash == hash,
-                None => seg.header.prev_hash == [0; 32] || retired.contains(&seg.header.prev_hash),
+                None => {
+                    seg.header.prev_hash == [0; 32]
+                        || retired.contains(&(w.worker, seg.header.prev_hash))
+                }
             };
             if !anchor_ok {
                 problems.push(at(
@@ -275,21 +303,22 @@ pub fn verify(log: &LogDir) -> Vec<Problem> {
     problems
 }
 
-/// Last hashes of segments retention deleted: a chain may legitimately start at one.
-fn retired_anchors(root: &Path) -> Vec<Hash> {
+/// (worker, last hash) of segments retention deleted: a worker's chain may legitimately
+/// start at one of its own.
+fn retired_anchors(root: &Path) -> Vec<(u16, Hash)> {
     let Ok(text) = std::fs::read_to_string(root.join(dir::RETIRED)) else {
         return Vec::new();
     };
     text.lines()
         .filter_map(|line| serde_json::from_str::<serde_json::Value>(line).ok())
-        .filter_map(|v| v["last_hash"].as_str().map(str::to_owned))
-        .filter_map(|h| {
+        .filter_map(|v| {
+            let worker = u16::try_from(v["worker"].as_u64()?).ok()?;
+            let h = v["last_hash"].as_str()?;
             let bytes: Vec<u8> = (0..h.len())
                 .step_by(2)
                 .filter_map(|i| u8::from_str_radix(h.get(i..i + 2)?, 16).ok())
                 .collect();
-            bytes.try_into().ok()
+            Some((worker, bytes.try_into().ok()?))
         })
-        .filter(|h: &Hash| hex(h).len() == 64)
         .collect()
 }

@@ -43,6 +43,15 @@ impl Evidence {
     }
 }
 
+/// `IP:PORT`, or `IP` alone when the port is 0 (evidence without a port).
+pub fn endpoint_text(endpoint: SocketAddrV4) -> String {
+    if endpoint.port() == 0 {
+        endpoint.ip().to_string()
+    } else {
+        endpoint.to_string()
+    }
+}
+
 /// One subscriber endpoint that held the public endpoint during (part of) the window.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Candidate {

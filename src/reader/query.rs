@@ -14,10 +14,7 @@ use std::net::{Ipv4Addr, SocketAddrV4};
 
 use hashbrown::{HashMap, HashSet};
 
-use crate::config::{Config, LogVolume};
-use crate::engine::ports::Deterministic;
 use crate::maplog::block::{BlockHeader, EndpointFilter};
-use crate::maplog::dir;
 use crate::maplog::record::{Record, RecordKind};
 use crate::maplog::segment::{BlockRef, Segment};
 use crate::reader::ReaderError;
@@ -176,25 +173,29 @@ impl Interest {
 /// Follows every endpoint of interest through the records, in time order.
 #[derive(Default)]
 struct Tracker {
+    /// Every holding of each key, oldest first; the last may still be active.
     holdings: HashMap<Key, Vec<Holding>>,
     keys_by_address: HashMap<u32, Vec<Key>>,
     /// Port-block keys by address: a question's port may lie in any of them.
     block_keys_by_address: HashMap<u32, Vec<Key>>,
-    active: HashSet<Key>,
+}
+
+/// The active (last) holding of a key's list, if it is still active.
+fn active(list: &mut [Holding]) -> Option<&mut Holding> {
+    list.last_mut().filter(|h| h.active)
+}
+
+fn finish(list: &mut [Holding], end: u64) {
+    if let Some(h) = active(list) {
+        h.active = false;
+        h.end = Some(end);
+    }
 }
 
 impl Tracker {
-    /// The holding of `key` that is still active, if any.
-    fn current(&mut self, key: Key) -> Option<&mut Holding> {
-        self.holdings
-            .get_mut(&key)
-            .and_then(|list| list.last_mut())
-            .filter(|h| h.active)
-    }
-
-    fn begin(&mut self, key: Key, holding: Holding) -> &mut Holding {
-        self.active.insert(key);
-        let list = self.holdings.entry(key).or_insert_with(|| {
+    /// The holdings of `key`, created (and indexed) on first use: one hash lookup.
+    fn list(&mut self, key: Key) -> &mut Vec<Holding> {
+        self.holdings.entry(key).or_insert_with(|| {
             self.keys_by_address.entry(key.0).or_default().push(key);
             if key.1 == 0 {
                 self.block_keys_by_address
@@ -203,120 +204,104 @@ impl Tracker {
                     .push(key);
             }
             Vec::new()
-        });
-        list.push(holding);
-        list.last_mut().expect("just pushed")
-    }
-
-    fn finish(&mut self, key: Key, end: u64) {
-        if let Some(h) = self.current(key) {
-            h.active = false;
-            h.end = Some(end);
-        }
-        self.active.remove(&key);
+        })
     }
 
     fn apply(&mut self, r: &Record) {
-        let key = key_of(r);
+        let ts = r.ts_ns;
+        let list = self.list(key_of(r));
         match r.kind {
             RecordKind::LiveMapping | RecordKind::LiveBlock => {
-                if self.current(key).is_none() {
-                    let mut h = Holding::new(r, Some(r.ts_ns), true);
+                if active(list).is_none() {
+                    let mut h = Holding::new(r, Some(ts), true);
                     h.open = r.open_sessions;
-                    self.begin(key, h);
+                    list.push(h);
                 }
             }
             RecordKind::SessionCreated => {
-                if self
-                    .current(key)
-                    .is_some_and(|h| h.subscriber != r.inside())
-                {
-                    self.finish(key, r.ts_ns); // missed end: never merge two subscribers
+                let same = active(list).is_some_and(|h| h.subscriber == r.inside());
+                if !same {
+                    finish(list, ts); // a missed end: never merge two subscribers
+                    list.push(Holding::new(r, Some(ts), false));
                 }
-                let h = match self.current(key) {
-                    Some(_) => self.current(key).expect("active"),
-                    None => self.begin(key, Holding::new(r, Some(r.ts_ns), false)),
-                };
+                let h = list.last_mut().expect("an active holding");
                 h.open += 1;
                 if r.dest_ip != 0 {
                     h.sessions.push(SessionSeen {
                         dest: r.dest(),
-                        start: r.ts_ns,
+                        start: ts,
                         end: None,
                     });
                 }
             }
             RecordKind::SessionEnded => {
-                let h = match self.current(key) {
-                    Some(_) => self.current(key).expect("active"),
-                    None => {
-                        // Began before anything read: its start is unknown.
-                        let h = self.begin(key, Holding::new(r, None, true));
-                        h.open = 1;
-                        h
-                    }
-                };
+                if active(list).is_none() {
+                    // Began before anything read: its start is unknown.
+                    let mut h = Holding::new(r, None, true);
+                    h.open = 1;
+                    list.push(h);
+                }
+                let h = list.last_mut().expect("an active holding");
+                let dest = r.dest();
                 if let Some(s) = h
                     .sessions
                     .iter_mut()
-                    .find(|s| s.end.is_none() && s.dest == r.dest())
+                    .find(|s| s.end.is_none() && s.dest == dest)
                 {
-                    s.end = Some(r.ts_ns);
+                    s.end = Some(ts);
                 }
                 h.open = h.open.saturating_sub(1);
                 if h.open == 0 {
-                    self.finish(key, r.ts_ns);
+                    finish(list, ts);
                 }
             }
             RecordKind::BlockAllocated => {
-                self.finish(key, r.ts_ns);
-                self.begin(key, Holding::new(r, Some(r.ts_ns), false));
+                finish(list, ts);
+                list.push(Holding::new(r, Some(ts), false));
             }
             RecordKind::BlockReleased => {
-                if self.current(key).is_none() {
-                    self.begin(key, Holding::new(r, None, true));
+                if active(list).is_none() {
+                    list.push(Holding::new(r, None, true));
                 }
-                self.finish(key, r.ts_ns);
+                finish(list, ts);
             }
             RecordKind::RefusedPortsExhausted | RecordKind::RefusedSubscriberLimit => {}
         }
     }
 
-    /// The keys whose holdings can answer `q`.
-    fn keys_for(&self, q: &Question) -> Vec<Key> {
+    /// The holdings that can answer `q`: its endpoint's under each protocol, and the port
+    /// blocks on its address (or, without a port, everything on the address).
+    fn holdings_for<'a>(&'a self, q: &'a Question) -> impl Iterator<Item = &'a Holding> + 'a {
         let ip = u32::from(q.public_ip);
-        let on_address = self.keys_by_address.get(&ip).map_or(&[][..], |k| k);
-        let protocol_ok = |k: &Key| k.1 == 0 || q.protocol.is_none_or(|p| p == k.1);
-        match q.public_port {
-            None => on_address.iter().copied().filter(protocol_ok).collect(),
-            Some(port) => {
-                let mut keys: Vec<Key> = PROTOCOLS
-                    .iter()
-                    .map(|&p| (ip, p, port))
-                    .filter(|k| self.holdings.contains_key(k))
-                    .filter(protocol_ok)
-                    .collect();
-                let blocks = self.block_keys_by_address.get(&ip).map_or(&[][..], |k| k);
-                keys.extend(blocks.iter().filter(|k| k.2 <= port));
-                keys
-            }
-        }
+        let keys = |index: &'a HashMap<u32, Vec<Key>>| index.get(&ip).map_or(&[][..], |k| k);
+        let protocol_ok = move |k: &Key| k.1 == 0 || q.protocol.is_none_or(|p| p == k.1);
+        let (endpoint, blocks, whole_address) = match q.public_port {
+            Some(port) => (
+                Some(PROTOCOLS.map(|p| (ip, p, port))),
+                keys(&self.block_keys_by_address),
+                &[][..],
+            ),
+            None => (None, &[][..], keys(&self.keys_by_address)),
+        };
+        endpoint
+            .into_iter()
+            .flatten()
+            .chain(blocks.iter().copied())
+            .chain(whole_address.iter().copied())
+            .filter(protocol_ok)
+            .filter_map(|k| self.holdings.get(&k))
+            .flatten()
     }
 
-    fn candidates(&self, q: &Question) -> Vec<Candidate> {
-        let mut out = Vec::new();
-        for key in self.keys_for(q) {
-            for h in &self.holdings[&key] {
-                let in_block = h
-                    .ports
-                    .is_none_or(|(lo, hi)| q.public_port.is_none_or(|p| lo <= p && p <= hi));
-                if in_block && h.overlaps(q.from_ns, q.to_ns) {
-                    holding_candidates(h, q, &mut out);
-                }
+    fn candidates(&self, q: &Question, out: &mut Vec<Candidate>) {
+        for h in self.holdings_for(q) {
+            let in_block = h
+                .ports
+                .is_none_or(|(lo, hi)| q.public_port.is_none_or(|p| lo <= p && p <= hi));
+            if in_block && h.overlaps(q.from_ns, q.to_ns) {
+                holding_candidates(h, q, out);
             }
         }
-        out.sort_by_key(|c| (c.start_ns, *c.subscriber.ip(), c.subscriber.port()));
-        out
     }
 }
 
@@ -536,65 +521,44 @@ impl Tracker {
     /// A later segment's checkpoint says what was live when it opened: anything still
     /// held here that is not in it ended by then (e.g. the NAT restarted).
     fn reconcile(&mut self, live: &HashSet<Key>, at_ns: u64) {
-        let gone: Vec<Key> = self
-            .active
-            .iter()
-            .filter(|k| !live.contains(*k))
-            .copied()
-            .collect();
-        for key in gone {
-            self.finish(key, at_ns);
+        for (key, list) in self.holdings.iter_mut() {
+            if !live.contains(key) {
+                finish(list, at_ns);
+            }
         }
     }
 }
 
 impl LogDir {
-    /// The configuration in force at `at_ns`, when the log holds them.
-    fn config_at(&self, at_ns: u64) -> Result<Option<(u64, Config)>, ReaderError> {
-        let configs = dir::configs(&self.root).map_err(|source| ReaderError::Io {
-            path: self.root.join(dir::CONFIGS),
-            source,
-        })?;
-        let Some((activated, text)) = configs.into_iter().rev().find(|(ts, _)| *ts <= at_ns) else {
-            return Ok(None);
-        };
-        let config = Config::from_toml_str(&text)
-            .map_err(|e| ReaderError::Log(format!("stored configuration {activated}: {e}")))?;
-        Ok(Some((activated, config)))
-    }
-
     /// Deterministic NAT: the configuration in force at the time says who had the port.
-    fn answer_deterministic(&self, q: &Question) -> Result<Vec<Candidate>, ReaderError> {
-        let Some((activated, config)) = self.config_at(q.from_ns)? else {
-            return Ok(Vec::new());
-        };
-        if config.logging.volume != LogVolume::Deterministic {
-            return Ok(Vec::new());
-        }
-        let Some(det) = Deterministic::from_config(&config) else {
-            return Ok(Vec::new());
-        };
-        let held = match q.public_port {
-            Some(port) => det
-                .reverse(q.public_ip, port)
-                .and_then(|sub| Some((sub, det.forward(sub)?)))
-                .map(|(sub, (_, lo, hi))| vec![(sub, lo, hi)])
-                .unwrap_or_default(),
-            None => det.subscribers_on(q.public_ip),
-        };
-        Ok(held
-            .into_iter()
-            .map(|(sub, lo, hi)| Candidate {
+    /// Deterministic NAT: each configuration in force during the window says who had the
+    /// port while it was.
+    fn answer_deterministic(&self, q: &Question, out: &mut Vec<Candidate>) {
+        for (i, stored) in self.configs.iter().enumerate() {
+            let until = self.configs.get(i + 1).map(|next| next.activated_ns);
+            let in_force = stored.activated_ns <= q.to_ns && until.is_none_or(|u| u > q.from_ns);
+            let Some(det) = stored.deterministic.as_ref().filter(|_| in_force) else {
+                continue;
+            };
+            let held = match q.public_port {
+                Some(port) => det
+                    .reverse(q.public_ip, port)
+                    .and_then(|sub| Some((sub, det.forward(sub)?)))
+                    .map(|(sub, (_, lo, hi))| vec![(sub, lo, hi)])
+                    .unwrap_or_default(),
+                None => det.subscribers_on(q.public_ip),
+            };
+            out.extend(held.into_iter().map(|(sub, lo, hi)| Candidate {
                 subscriber: SocketAddrV4::new(sub, 0),
                 public: SocketAddrV4::new(q.public_ip, 0),
                 ports: Some((lo, hi)),
                 dest: None,
                 protocol: 0,
-                start_ns: Some(activated),
-                end_ns: None,
+                start_ns: Some(stored.activated_ns),
+                end_ns: until,
                 evidence: Evidence::Deterministic,
-            })
-            .collect())
+            }));
+        }
     }
 }
 
@@ -625,14 +589,16 @@ impl MappingSource for LogDir {
         let answers = questions
             .iter()
             .map(|q| {
-                let mut candidates = self.answer_deterministic(q)?;
+                let mut candidates = Vec::new();
+                self.answer_deterministic(q, &mut candidates);
                 let mut clock = ClockNote::default();
                 for c in &cursors {
-                    candidates.extend(c.tracker.candidates(q));
+                    c.tracker.candidates(q, &mut candidates);
                     let note = c.clock.over(q.from_ns, q.to_ns);
                     clock.unsynchronised |= note.unsynchronised;
                     clock.max_error_us = clock.max_error_us.max(note.max_error_us);
                 }
+                candidates.sort_by_key(|c| (c.start_ns, *c.subscriber.ip(), c.subscriber.port()));
                 Ok(Answer::new(candidates, clock))
             })
             .collect();
