@@ -29,9 +29,16 @@ const T0: u64 = 1_700_000_000 * SEC;
 // Helpers
 
 fn config(logging: &str) -> Config {
+    // Logging only port blocks needs port-block allocation.
+    let mode = if logging.contains("port-blocks") {
+        "port-block"
+    } else {
+        "dynamic"
+    };
     let text = format!(
         "[interfaces]\ninside = \"tn-in\"\noutside = \"tn-out\"\n\
          [pool]\npublic = [\"203.0.113.0/28\"]\nsubscribers = [\"100.64.0.0/16\"]\n\
+         [allocation]\nmode = \"{mode}\"\n\
          [logging]\n{logging}\n"
     );
     Config::from_toml_str(&text).unwrap_or_else(|e| panic!("config rejected: {e}\n{text}"))
