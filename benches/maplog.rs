@@ -31,12 +31,20 @@ const SUBSCRIBERS: u32 = 20_000;
 
 /// Realistic synthetic sessions, made by the engine itself: 20 000 subscribers sharing
 /// 64 public addresses with dynamic (random) port allocation; TCP and UDP flows to 768
-/// servers with Zipf(1.0) popularity, mostly on 443/80; bursty starts (bursts of 1–20
-/// flows from one subscriber); each flow sends one packet, so it ends at its idle timeout
-/// (TCP transitory 4 min, UDP 5 min). Returns the engine's created and ended events.
-fn synthetic_events(sessions: usize) -> Vec<Event> {
-    let cfg = Config::from_toml_str(&format!(
-        r#"
+/// servers with Zipf(1.0) popularity, mostly on 443/80; bursty starts (about 1000 bursts
+/// a second of 1–20 flows from one subscriber); each flow sends one packet, so it ends at
+/// its idle timeout (TCP transitory 4 min, UDP 5 min).
+struct Traffic {
+    engine: Engine<VecSink>,
+    rng: SplitMix64,
+    servers: Zipf,
+    now: u64,
+}
+
+impl Traffic {
+    fn new(live_sessions: u32) -> Traffic {
+        let cfg = Config::from_toml_str(&format!(
+            r#"
 [interfaces]
 inside = "in0"
 outside = "out0"
@@ -44,30 +52,36 @@ outside = "out0"
 public = ["203.0.113.0/26"]
 subscribers = ["100.64.0.0/16"]
 [limits]
-max-sessions = {}
+max-sessions = {live_sessions}
 sessions-per-subscriber = 100000
 ports-per-subscriber = 60000
-"#,
-        (sessions as u32).clamp(1 << 16, 4_000_000)
-    ))
-    .expect("bench config");
-    let mut engine = Engine::for_all_workers(&cfg, T0, |_| VecSink::default())
-        .pop()
-        .expect("one worker");
-    let mut rng = SplitMix64::new(42);
-    let servers = Zipf::new(768, 1.0);
-    let mut t = T0;
-    let mut made = 0;
-    let mut events = Vec::with_capacity(sessions * 2);
-    while made < sessions {
-        t += rng.next_u64() % (2 * SEC / 1000); // ~1000 bursts/s
-        engine.advance(t);
+"#
+        ))
+        .expect("bench config");
+        Traffic {
+            engine: Engine::for_all_workers(&cfg, T0, |_| VecSink::default())
+                .pop()
+                .expect("one worker"),
+            rng: SplitMix64::new(42),
+            servers: Zipf::new(768, 1.0),
+            now: T0,
+        }
+    }
+
+    fn sessions_created(&self) -> usize {
+        self.engine.counters().get(Activity::SessionsCreated) as usize
+    }
+
+    /// One burst of new flows; the engine's events go to `out`.
+    fn burst(&mut self, out: &mut Vec<Event>) {
+        let rng = &mut self.rng;
+        self.now += rng.next_u64() % (2 * SEC / 1000);
+        self.engine.advance(self.now);
         let subscriber = Ipv4Addr::from(
             u32::from(Ipv4Addr::new(100, 64, 0, 0)) + (rng.next_u64() % SUBSCRIBERS as u64) as u32,
         );
-        let burst = 1 + rng.next_u64() % 20;
-        for _ in 0..burst {
-            let s = servers.sample(&mut rng) as u32;
+        for _ in 0..1 + rng.next_u64() % 20 {
+            let s = self.servers.sample(rng) as u32;
             let server = Ipv4Addr::from(
                 u32::from(Ipv4Addr::new(198, 51, 100, 0)) + (s % 256) + (s / 256) * 65536,
             );
@@ -86,13 +100,25 @@ ports-per-subscriber = 60000
             let mut frame = build(&spec);
             let len = frame.len();
             frame.resize(2048, 0);
-            engine.process(&mut frame, len, Side::Inside, t);
+            self.engine.process(&mut frame, len, Side::Inside, self.now);
         }
-        made = engine.counters().get(Activity::SessionsCreated) as usize;
-        events.append(&mut engine.sink_mut().events);
+        out.append(&mut self.engine.sink_mut().events);
     }
-    engine.advance(t + 600 * SEC);
-    events.append(&mut engine.sink_mut().events);
+
+    /// Lets every open session time out.
+    fn drain(&mut self, out: &mut Vec<Event>) {
+        self.engine.advance(self.now + 600 * SEC);
+        out.append(&mut self.engine.sink_mut().events);
+    }
+}
+
+fn synthetic_events(sessions: usize) -> Vec<Event> {
+    let mut traffic = Traffic::new((sessions as u32).clamp(1 << 16, 4_000_000));
+    let mut events = Vec::with_capacity(sessions * 2);
+    while traffic.sessions_created() < sessions {
+        traffic.burst(&mut events);
+    }
+    traffic.drain(&mut events);
     events
 }
 
@@ -170,7 +196,146 @@ fn syslog_bytes(events: &[Event]) -> usize {
         .sum()
 }
 
+fn bench_settings(dir: &std::path::Path) -> LogSettings {
+    LogSettings {
+        dir: dir.to_owned(),
+        volume: LogVolume::SessionsWithDestination,
+        flush_interval_ns: SEC,
+        segment_size: 256 << 20,
+        segment_age_ns: 15 * 60 * SEC,
+        retention_ns: None,
+        policy: BackpressurePolicy::RefuseSessions,
+        direct_io: true,
+        codec: Codec::Zstd,
+        block_records: 8192,
+        batch_records: 1024,
+        batches_per_worker: 64,
+        record_time_only: true,
+        config_text: None,
+    }
+}
+
+/// Point queries on a log of `sessions` sessions (TRACENAT_BENCH_BIG=N), generated and
+/// written in a stream: warm (page cache full) and cold (log files evicted from it).
+fn big_log(sessions: usize) {
+    println!("\n== point query on a {sessions}-session log ==");
+    let dir = std::env::temp_dir().join(format!("tracenat-bench-big-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    let t = Instant::now();
+    let (log, mut producers) = MapLog::start(bench_settings(&dir), 1, T0).expect("start log");
+    let p = &mut producers[0];
+    let mut traffic = Traffic::new(4_000_000);
+    let mut events = Vec::new();
+    let mut picks = Vec::new();
+    let mut rng = SplitMix64::new(77);
+    let mut feed = |events: &mut Vec<Event>, picks: &mut Vec<Event>| {
+        for e in events.drain(..) {
+            if e.kind == EventKind::SessionCreated
+                && rng.next_u64().is_multiple_of((sessions as u64 / 40).max(1))
+            {
+                picks.push(e);
+            }
+            while !p.has_room(1) {
+                std::thread::yield_now();
+            }
+            p.emit(&e);
+        }
+    };
+    while traffic.sessions_created() < sessions {
+        traffic.burst(&mut events);
+        if events.len() >= 1 << 16 {
+            feed(&mut events, &mut picks);
+        }
+    }
+    traffic.drain(&mut events);
+    feed(&mut events, &mut picks);
+    p.finish();
+    let report = log.close().expect("close log");
+    println!(
+        "written in {:.0} s: {} records, {:.2} GB, {:.2} B/session",
+        t.elapsed().as_secs_f64(),
+        report.records,
+        report.bytes as f64 / 1e9,
+        report.bytes as f64 / sessions as f64
+    );
+    for pass in ["cold", "warm"] {
+        if pass == "cold" {
+            evict_from_page_cache(&dir);
+        }
+        let t = Instant::now();
+        let mut logdir = LogDir::open(&dir).expect("open log");
+        let open_ms = t.elapsed().as_secs_f64() * 1e3;
+        let mut times: Vec<f64> = picks
+            .iter()
+            .map(|e| {
+                let t = Instant::now();
+                let answer = logdir.answer(&point_question(e)).expect("query");
+                assert!(
+                    answer
+                        .candidates
+                        .iter()
+                        .any(|c| u32::from(*c.subscriber.ip()) == e.inside_ip)
+                );
+                t.elapsed().as_secs_f64() * 1e3
+            })
+            .collect();
+        times.sort_by(f64::total_cmp);
+        println!(
+            "{pass}: open {open_ms:.0} ms; query median {:.2} ms, p90 {:.2} ms, max {:.2} ms ({} queries)",
+            times[times.len() / 2],
+            times[times.len() * 9 / 10],
+            times[times.len() - 1],
+            times.len()
+        );
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// Drops the log's files from the page cache, so the next reads come from the disk.
+fn evict_from_page_cache(dir: &std::path::Path) {
+    for entry in walk(dir) {
+        if let Ok(f) = std::fs::File::open(&entry) {
+            use std::os::fd::AsRawFd;
+            // SAFETY: a plain advisory call on an open descriptor.
+            unsafe { libc::posix_fadvise(f.as_raw_fd(), 0, 0, libc::POSIX_FADV_DONTNEED) };
+        }
+    }
+}
+
+fn walk(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
+    let mut out = Vec::new();
+    for entry in std::fs::read_dir(dir).into_iter().flatten().flatten() {
+        let path = entry.path();
+        if path.is_dir() {
+            out.extend(walk(&path));
+        } else {
+            out.push(path);
+        }
+    }
+    out
+}
+
+/// "Who had this public IP:port half a second after the session began, ± 1 s?"
+fn point_question(e: &Event) -> Question {
+    Question {
+        public_ip: Ipv4Addr::from(e.public_ip),
+        public_port: Some(e.public_port),
+        from_ns: e.ts_ns + 500_000_000 - SEC,
+        to_ns: e.ts_ns + 500_000_000 + SEC,
+        dest_ip: None,
+        dest_port: None,
+        protocol: None,
+    }
+}
+
 fn main() {
+    if let Some(n) = std::env::var("TRACENAT_BENCH_BIG")
+        .ok()
+        .and_then(|s| s.parse().ok())
+    {
+        big_log(n);
+        return;
+    }
     let sessions: usize = std::env::var("TRACENAT_BENCH_SESSIONS")
         .ok()
         .and_then(|s| s.parse().ok())
@@ -220,22 +385,7 @@ fn main() {
     println!("\n== writer pipeline: producer -> ring -> encode+compress -> io_uring -> disk ==");
     let dir = std::env::temp_dir().join(format!("tracenat-bench-log-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
-    let settings = LogSettings {
-        dir: dir.clone(),
-        volume: LogVolume::SessionsWithDestination,
-        flush_interval_ns: SEC,
-        segment_size: 256 << 20,
-        segment_age_ns: 15 * 60 * SEC,
-        retention_ns: None,
-        policy: BackpressurePolicy::RefuseSessions,
-        direct_io: true,
-        codec: Codec::Zstd,
-        block_records: 8192,
-        batch_records: 1024,
-        batches_per_worker: 64,
-        record_time_only: true,
-        config_text: None,
-    };
+    let settings = bench_settings(&dir);
     let t = Instant::now();
     let (log, mut producers) = MapLog::start(settings, 1, T0).expect("start log");
     let p = &mut producers[0];
@@ -263,15 +413,6 @@ fn main() {
         .map(|_| &events[(rng.next_u64() % events.len() as u64) as usize])
         .filter(|e| e.kind == EventKind::SessionCreated)
         .collect();
-    let question = |e: &Event| Question {
-        public_ip: Ipv4Addr::from(e.public_ip),
-        public_port: Some(e.public_port),
-        from_ns: e.ts_ns + 500_000_000 - SEC,
-        to_ns: e.ts_ns + 500_000_000 + SEC,
-        dest_ip: None,
-        dest_port: None,
-        protocol: None,
-    };
     let t = Instant::now();
     let mut logdir = LogDir::open(&dir).expect("open log");
     let checkpointed: u64 = tracenat::reader::logdir::stats(&logdir)
@@ -284,7 +425,7 @@ fn main() {
     let mut total = 0f64;
     for e in &picks {
         let t = Instant::now();
-        let answer = logdir.answer(&question(e)).expect("query");
+        let answer = logdir.answer(&point_question(e)).expect("query");
         let ms = t.elapsed().as_secs_f64() * 1e3;
         assert!(
             answer

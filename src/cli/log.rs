@@ -423,8 +423,17 @@ fn write_stats(out: &mut impl Write, workers: &[logdir::WorkerStats]) -> io::Res
 
 fn verify(c: DirArg) -> Result<ExitCode, Failure> {
     let log = open(&c)?;
-    let problems = logdir::verify(&log);
     let blocks: u64 = logdir::stats(&log).iter().map(|s| s.blocks).sum();
+    let bar = (io::stdout().is_terminal() && io::stderr().is_terminal() && blocks > 10_000)
+        .then(|| indicatif::ProgressBar::new(blocks));
+    let problems = logdir::verify_with_progress(&log, |n| {
+        if let Some(bar) = &bar {
+            bar.inc(n);
+        }
+    });
+    if let Some(bar) = bar {
+        bar.finish_and_clear();
+    }
     let mut out = io::stdout().lock();
     let written = (|| {
         if problems.is_empty() {

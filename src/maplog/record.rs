@@ -144,31 +144,26 @@ impl Record {
         SocketAddrV4::new(Ipv4Addr::from(self.dest_ip), self.dest_port)
     }
 
-    /// One JSON object on one line, the same shape as replay's `events.jsonl` plus `worker`.
+    /// One JSON object on one line: for event records exactly replay's `events.jsonl`
+    /// line; checkpoint records in the same shape, with their block or session count.
     pub fn to_json(&self, worker: u16) -> String {
-        let mut s = format!(
-            "{{\"kind\":\"{}\",\"ts_ns\":{},\"worker\":{},\"protocol\":{},\"inside\":\"{}\",\"public\":\"{}\"",
+        if let Some(event) = self.to_event(worker) {
+            return event.to_json();
+        }
+        let extra = match self.kind {
+            RecordKind::LiveBlock => {
+                format!(",\"block\":[{},{}]", self.block_first, self.block_last)
+            }
+            _ => format!(",\"open_sessions\":{}", self.open_sessions),
+        };
+        format!(
+            "{{\"kind\":\"{}\",\"ts_ns\":{},\"worker\":{worker},\"protocol\":{},\"inside\":\"{}\",\"public\":\"{}\"{extra}}}",
             self.kind.name(),
             self.ts_ns,
-            worker,
             self.protocol,
             self.inside(),
             self.public()
-        );
-        if self.dest_ip != 0 {
-            s.push_str(&format!(",\"dest\":\"{}\"", self.dest()));
-        }
-        if self.kind.has_block() {
-            s.push_str(&format!(
-                ",\"block\":[{},{}]",
-                self.block_first, self.block_last
-            ));
-        }
-        if self.kind == RecordKind::LiveMapping {
-            s.push_str(&format!(",\"open_sessions\":{}", self.open_sessions));
-        }
-        s.push('}');
-        s
+        )
     }
 }
 

@@ -211,6 +211,11 @@ impl std::fmt::Display for Problem {
 /// retention deleted, through `retired.jsonl`), that block and segment numbers have no
 /// gaps, and that segments are properly closed. Returns problems in log order.
 pub fn verify(log: &LogDir) -> Vec<Problem> {
+    verify_with_progress(log, |_| {})
+}
+
+/// [`verify`], calling `progress(1)` after each block (for a progress bar).
+pub fn verify_with_progress(log: &LogDir, mut progress: impl FnMut(u64)) -> Vec<Problem> {
     let retired = retired_anchors(&log.root);
     let mut problems = Vec::new();
     let mut scratch = Vec::new();
@@ -278,6 +283,7 @@ pub fn verify(log: &LogDir) -> Vec<Problem> {
                 }
                 prev = block::block_hash(seg.block_bytes(b));
                 next_seq = Some(h.sequence + 1);
+                progress(1);
             }
             for d in &seg.damage {
                 problems.push(at(
