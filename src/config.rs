@@ -93,6 +93,28 @@ pub struct Interfaces {
     /// to it is passed to the kernel.
     pub inside_address: Option<Ipv4Addr>,
     pub outside_address: Option<Ipv4Addr>,
+    /// Next hop on each side: the router towards the subscribers and the upstream router.
+    /// Their MAC addresses come from the kernel's neighbour table unless given.
+    pub inside_gateway: Option<Ipv4Addr>,
+    pub outside_gateway: Option<Ipv4Addr>,
+    pub inside_gateway_mac: Option<[u8; 6]>,
+    pub outside_gateway_mac: Option<[u8; 6]>,
+}
+
+/// The AF_XDP packet path (`tracenat run`).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Dataplane {
+    /// Frames received or sent per ring operation.
+    pub burst: u16,
+    /// UMEM frames per worker (shared by its inside and outside sockets).
+    pub frames: u32,
+    /// Ask for zero-copy sockets (the driver may refuse; copy mode is then used).
+    pub zero_copy: bool,
+    /// Sleep briefly in poll(2) when idle instead of spinning.
+    pub idle_backoff: bool,
+    /// Where `tracenat run` serves Prometheus metrics (and `tracenat stats` reads them);
+    /// loopback only.
+    pub metrics: Option<std::net::SocketAddr>,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -201,6 +223,7 @@ pub struct Config {
     pub filtering: Filtering,
     pub ttl: Ttl,
     pub logging: Logging,
+    pub dataplane: Dataplane,
 }
 
 // ---------------------------------------------------------------------------
@@ -495,6 +518,17 @@ mod raw {
         pub filtering: Filtering,
         pub ttl: Ttl,
         pub logging: Logging,
+        pub dataplane: Dataplane,
+    }
+
+    #[derive(Debug, Default, Deserialize)]
+    #[serde(default, deny_unknown_fields, rename_all = "kebab-case")]
+    pub struct Dataplane {
+        pub burst: Option<i64>,
+        pub frames: Option<i64>,
+        pub zero_copy: Option<bool>,
+        pub idle_backoff: Option<bool>,
+        pub metrics: Option<String>,
     }
 
     #[derive(Debug, Default, Deserialize)]
@@ -504,6 +538,10 @@ mod raw {
         pub outside: Option<String>,
         pub inside_address: Option<String>,
         pub outside_address: Option<String>,
+        pub inside_gateway: Option<String>,
+        pub outside_gateway: Option<String>,
+        pub inside_gateway_mac: Option<String>,
+        pub outside_gateway_mac: Option<String>,
     }
 
     // Integers are read as i64 so that range errors come from validation, which names the
@@ -715,6 +753,7 @@ fn build(raw: raw::File) -> Result<Config, ConfigError> {
         filtering: filtering(raw.filtering),
         ttl: ttl(raw.ttl)?,
         logging: logging(raw.logging)?,
+        dataplane: dataplane(raw.dataplane)?,
     };
     check_deterministic_capacity(&config)?;
     check_log_volume(&config)?;
@@ -756,6 +795,75 @@ fn interfaces(raw: raw::Interfaces) -> Result<Interfaces, ConfigError> {
         outside,
         inside_address: optional_address("interfaces.inside-address", raw.inside_address)?,
         outside_address: optional_address("interfaces.outside-address", raw.outside_address)?,
+        inside_gateway: optional_address("interfaces.inside-gateway", raw.inside_gateway)?,
+        outside_gateway: optional_address("interfaces.outside-gateway", raw.outside_gateway)?,
+        inside_gateway_mac: optional_mac("interfaces.inside-gateway-mac", raw.inside_gateway_mac)?,
+        outside_gateway_mac: optional_mac(
+            "interfaces.outside-gateway-mac",
+            raw.outside_gateway_mac,
+        )?,
+    })
+}
+
+/// A MAC address written `02:00:5e:10:00:01`.
+pub fn parse_mac(text: &str) -> Option<[u8; 6]> {
+    let mut mac = [0u8; 6];
+    let mut parts = text.split(':');
+    for byte in mac.iter_mut() {
+        let part = parts.next()?;
+        if part.len() != 2 {
+            return None;
+        }
+        *byte = u8::from_str_radix(part, 16).ok()?;
+    }
+    parts.next().is_none().then_some(mac)
+}
+
+fn optional_mac(key: &str, text: Option<String>) -> Result<Option<[u8; 6]>, ConfigError> {
+    text.map(|text| {
+        parse_mac(&text).ok_or_else(|| {
+            invalid(
+                key,
+                format!("{text:?} is not a MAC address (write it like \"02:00:5e:10:00:01\")"),
+            )
+        })
+    })
+    .transpose()
+}
+
+fn dataplane(raw: raw::Dataplane) -> Result<Dataplane, ConfigError> {
+    let metrics = match raw.metrics {
+        None => None,
+        Some(text) => {
+            let addr: std::net::SocketAddr = text.parse().map_err(|_| {
+                invalid(
+                    "dataplane.metrics",
+                    format!("{text:?} is not an address and port like \"127.0.0.1:9917\""),
+                )
+            })?;
+            if !addr.ip().is_loopback() {
+                return Err(invalid(
+                    "dataplane.metrics",
+                    format!("{addr} is not a loopback address; metrics are served on loopback only"),
+                ));
+            }
+            Some(addr)
+        }
+    };
+    let burst: u16 = integer("dataplane.burst", raw.burst.unwrap_or(64), 1..=1024)?;
+    let frames: u32 = integer("dataplane.frames", raw.frames.unwrap_or(8192), 256..=1 << 20)?;
+    if !frames.is_power_of_two() {
+        return Err(invalid(
+            "dataplane.frames",
+            format!("{frames} is not a power of two (the rings need one)"),
+        ));
+    }
+    Ok(Dataplane {
+        burst,
+        frames,
+        zero_copy: raw.zero_copy.unwrap_or(true),
+        idle_backoff: raw.idle_backoff.unwrap_or(true),
+        metrics,
     })
 }
 

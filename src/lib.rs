@@ -8,9 +8,11 @@
 pub mod config;
 pub mod engine;
 pub mod fuzzing;
+pub mod lab;
 pub mod maplog;
 pub mod pcap;
 pub mod reader;
 pub mod replay;
+pub mod rss;
 pub mod wire;
 pub mod workload;

@@ -32,6 +32,9 @@ pub enum Command {
     /// log, decode, statistics, verification.
     #[command(subcommand)]
     Log(LogCommand),
+    /// The veth lab: network namespaces with subscribers, the NAT and an "internet".
+    #[command(subcommand)]
+    Lab(super::lab::LabCommand),
 }
 
 #[derive(Debug, Subcommand)]

@@ -53,6 +53,7 @@ pub fn run(cli: Cli) -> Result<ExitCode, Failure> {
         Command::Config(ConfigCommand::Check { file }) => done(check_config(&file)),
         Command::Replay(command) => done(replay(command)),
         Command::Log(command) => log::run(command),
+        Command::Lab(command) => super::lab::run(command),
     }
 }
 

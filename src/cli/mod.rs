@@ -2,6 +2,7 @@
 
 mod args;
 mod commands;
+mod lab;
 mod log;
 
 pub use args::Cli;
