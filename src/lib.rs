@@ -6,6 +6,7 @@
 //! `config` is read once at start-up and turned into the engine's typed settings.
 
 pub mod config;
+pub mod dataplane;
 pub mod engine;
 pub mod fuzzing;
 pub mod lab;

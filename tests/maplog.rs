@@ -606,12 +606,10 @@ fn flipped_header_byte_is_named() {
             |_, _| seen += 1,
             |_, _, e| panic!("byte {at}: {e}"),
         );
+        // The segment index keeps a copy of every header: the damaged block's payload,
+        // whose CRC still holds, is read through it.
         let total: usize = f.events.iter().map(Vec::len).sum();
-        assert_eq!(
-            seen,
-            total - block.header.count as usize,
-            "byte {at}: only the damaged block is missing"
-        );
+        assert_eq!(seen, total, "byte {at}: the index's copy of the header serves");
     }
 }
 

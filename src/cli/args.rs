@@ -32,6 +32,10 @@ pub enum Command {
     /// log, decode, statistics, verification.
     #[command(subcommand)]
     Log(LogCommand),
+    /// Run the NAT on its interfaces (AF_XDP), logging every mapping.
+    Run(super::run::RunCommand),
+    /// Print the counters of a running NAT (Prometheus text).
+    Stats(super::run::StatsCommand),
     /// The veth lab: network namespaces with subscribers, the NAT and an "internet".
     #[command(subcommand)]
     Lab(super::lab::LabCommand),

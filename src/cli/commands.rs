@@ -54,6 +54,8 @@ pub fn run(cli: Cli) -> Result<ExitCode, Failure> {
         Command::Replay(command) => done(replay(command)),
         Command::Log(command) => log::run(command),
         Command::Lab(command) => super::lab::run(command),
+        Command::Run(command) => super::run::run(command),
+        Command::Stats(command) => super::run::stats(command),
     }
 }
 

@@ -4,6 +4,7 @@ mod args;
 mod commands;
 mod lab;
 mod log;
+mod run;
 
 pub use args::Cli;
 pub use commands::run;

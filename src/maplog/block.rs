@@ -99,6 +99,13 @@ impl BlockHeader {
         self.first_ts_ns <= to_ns && self.last_ts_ns >= from_ns
     }
 
+    /// The header as stored, CRC included.
+    pub fn to_bytes(&self) -> [u8; HEADER_LEN] {
+        let mut out = [0u8; HEADER_LEN];
+        self.write(&mut out);
+        out
+    }
+
     fn write(&self, out: &mut [u8]) {
         let mut w = Cursor { buf: out, pos: 0 };
         w.put(&BLOCK_MAGIC);

@@ -16,7 +16,9 @@ pub const SEGMENT_HEADER_LEN: usize = 64;
 const INDEX_MAGIC: [u8; 4] = *b"TNLI";
 const TRAILER_MAGIC: [u8; 8] = *b"TNLEND01";
 const TRAILER_LEN: usize = 16;
-const INDEX_ENTRY_LEN: usize = 24;
+/// Offset, then a copy of the block's header: opening a closed segment reads its index
+/// alone, not one page per block scattered over the file.
+const INDEX_ENTRY_LEN: usize = 8 + HEADER_LEN;
 
 /// The first 64 bytes of a segment file.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -157,14 +159,24 @@ impl Segment {
         self.map.as_deref().unwrap_or(&[])
     }
 
+    /// The bytes of a block as it is in the file (its own header says how long it is;
+    /// the index's copy when that header is damaged).
     pub fn block_bytes(&self, block: &BlockRef) -> &[u8] {
-        let end = (block.offset + block.header.total_len()).min(self.bytes().len());
+        let header = self.stored_header(block).unwrap_or(block.header);
+        let end = (block.offset + header.total_len()).min(self.bytes().len());
         &self.bytes()[block.offset..end]
+    }
+
+    /// The block's header as it is in the file; when that one is damaged, the copy in the
+    /// segment index (the payload CRC then decides whether the block is still good).
+    pub fn stored_header(&self, block: &BlockRef) -> Result<BlockHeader, BlockError> {
+        BlockHeader::parse(self.bytes().get(block.offset..).unwrap_or(&[]))
     }
 
     /// Decodes one block's records (appended to `out`), checking its payload CRC.
     pub fn read_block(&self, block: &BlockRef, out: &mut Vec<Record>) -> Result<(), BlockError> {
-        block::decode(&block.header, self.block_bytes(block), out)
+        let header = self.stored_header(block).unwrap_or(block.header);
+        block::decode(&header, self.block_bytes(block), out)
     }
 
     /// Hash of the last block: the next segment's `prev_hash`.
@@ -207,6 +219,16 @@ fn scan(bytes: &[u8]) -> (Vec<BlockRef>, Tail, Vec<Damage>) {
                 if bytes[at..].iter().all(|&b| b == 0) {
                     break; // O_DIRECT padding after the last block
                 }
+                if bytes[at..].starts_with(&INDEX_MAGIC) {
+                    // An index that does not fit the blocks (they were moved or removed):
+                    // no block follows it, only copies of their headers.
+                    damage.push(Damage {
+                        offset: at,
+                        len: bytes.len() - at,
+                        reason: "segment index does not match the blocks before it".into(),
+                    });
+                    break;
+                }
                 let next = next_block_after(bytes, at);
                 let end = next.unwrap_or(bytes.len());
                 damage.push(Damage {
@@ -238,16 +260,22 @@ fn whole_block_at(bytes: &[u8], at: usize) -> Result<BlockHeader, String> {
     Ok(header)
 }
 
+/// The next valid block after damage at `at` — or the index, if it comes first (the
+/// index holds copies of block headers, which must not be taken for blocks).
 fn next_block_after(bytes: &[u8], at: usize) -> Option<usize> {
+    let index = memchr::memmem::find(&bytes[at + 1..], &INDEX_MAGIC).map(|i| at + 1 + i);
     let mut from = at + 1;
     while let Some(i) = memchr::memmem::find(&bytes[from..], &block::BLOCK_MAGIC) {
         let candidate = from + i;
+        if index.is_some_and(|index| index < candidate) {
+            return index;
+        }
         if whole_block_at(bytes, candidate).is_ok() {
             return Some(candidate);
         }
         from = candidate + 1;
     }
-    None
+    index
 }
 
 /// The bytes that close a segment: an index of `blocks` then the trailer. `index_offset` is
@@ -258,8 +286,7 @@ pub fn closing_bytes(blocks: &[BlockRef], index_offset: u64) -> Vec<u8> {
     out.extend_from_slice(&(blocks.len() as u32).to_le_bytes());
     for b in blocks {
         out.extend_from_slice(&(b.offset as u64).to_le_bytes());
-        out.extend_from_slice(&b.header.first_ts_ns.to_le_bytes());
-        out.extend_from_slice(&b.header.last_ts_ns.to_le_bytes());
+        out.extend_from_slice(&b.header.to_bytes());
     }
     let crc = crc32c::crc32c(&out);
     out.extend_from_slice(&crc.to_le_bytes());
@@ -268,8 +295,9 @@ pub fn closing_bytes(blocks: &[BlockRef], index_offset: u64) -> Vec<u8> {
     out
 }
 
-/// Reads a closed segment's block list through its index; `None` if there is no trailer
-/// or anything in the index disagrees with the blocks (the caller then scans).
+/// Reads a closed segment's block list from its index; `None` if there is no trailer or
+/// the index does not hold together (the caller then walks the blocks). The headers are
+/// the index's copies: `verify` compares them with the blocks themselves.
 fn read_index(bytes: &[u8]) -> Option<Vec<BlockRef>> {
     let trailer = bytes.get(bytes.len().checked_sub(TRAILER_LEN)?..)?;
     if trailer[8..] != TRAILER_MAGIC {
@@ -293,11 +321,11 @@ fn read_index(bytes: &[u8]) -> Option<Vec<BlockRef>> {
     let mut expected_offset = SEGMENT_HEADER_LEN;
     for entry in index[8..body_len].chunks_exact(INDEX_ENTRY_LEN) {
         let offset = u64::from_le_bytes(entry[..8].try_into().ok()?) as usize;
-        // Blocks are contiguous: an index pointing elsewhere is not trusted.
-        if offset != expected_offset || offset + HEADER_LEN > index_offset {
+        let header = BlockHeader::parse(&entry[8..]).ok()?;
+        // Blocks are contiguous and end where the index begins: anything else is not trusted.
+        if offset != expected_offset {
             return None;
         }
-        let header = BlockHeader::parse(&bytes[offset..]).ok()?;
         expected_offset = offset + header.total_len();
         blocks.push(BlockRef { offset, header });
     }

@@ -259,13 +259,27 @@ pub fn verify_with_progress(log: &LogDir, mut progress: impl FnMut(u64)) -> Vec<
             let mut prev = seg.header.prev_hash;
             let mut next_seq = expected.map(|(_, s)| s);
             for b in &seg.blocks {
-                let h = &b.header;
+                // Check the block as it is in the file; its index copy must agree with it.
+                let stored = seg.stored_header(b);
+                match &stored {
+                    Err(e) => problems.push(at(
+                        b.offset,
+                        Some(b.header.sequence),
+                        format!("block header unreadable: {e}"),
+                    )),
+                    Ok(s) if *s != b.header => problems.push(at(
+                        b.offset,
+                        Some(s.sequence),
+                        "block header differs from the segment index's copy".into(),
+                    )),
+                    Ok(_) => {}
+                }
+                let h = &stored.unwrap_or(b.header);
                 if h.prev_hash != prev {
                     problems.push(at(
                         b.offset,
                         Some(h.sequence),
-                        "hash chain broken: the block before it was altered, removed or reordered"
-                            .into(),
+                        "hash chain broken: the block before it was altered, removed or reordered".into(),
                     ));
                 }
                 if let Some(want) = next_seq

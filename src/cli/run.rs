@@ -1,0 +1,121 @@
+//! `tracenat run` (the appliance) and `tracenat stats` (its counters while it runs).
+
+use std::io::{IsTerminal, Write};
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Instant;
+
+use clap::Args;
+
+use tracenat::config::Config;
+use tracenat::dataplane::metrics::{self, Snapshot};
+use tracenat::dataplane::run::{self, RunReport};
+
+use super::commands::Failure;
+
+#[derive(Debug, Args)]
+pub struct RunCommand {
+    /// Configuration file.
+    #[arg(long, value_name = "FILE")]
+    pub config: PathBuf,
+}
+
+#[derive(Debug, Args)]
+pub struct StatsCommand {
+    /// The running NAT's configuration (its dataplane.metrics address is read).
+    #[arg(long, value_name = "FILE", conflicts_with = "metrics")]
+    pub config: Option<PathBuf>,
+    /// The metrics address, e.g. 127.0.0.1:9917.
+    #[arg(long, value_name = "ADDR")]
+    pub metrics: Option<std::net::SocketAddr>,
+}
+
+/// Set by SIGINT and SIGTERM: stop, drain, flush the log, detach.
+static STOP: AtomicBool = AtomicBool::new(false);
+
+extern "C" fn on_signal(_: libc::c_int) {
+    STOP.store(true, Ordering::SeqCst);
+}
+
+fn install_signal_handlers() {
+    for signal in [libc::SIGINT, libc::SIGTERM] {
+        // SAFETY: the handler only stores to an atomic, which is async-signal-safe.
+        unsafe {
+            libc::signal(signal, on_signal as *const () as libc::sighandler_t);
+        }
+    }
+}
+
+pub fn run(command: RunCommand) -> Result<ExitCode, Failure> {
+    let config = Config::load(&command.config).map_err(Failure::Config)?;
+    let text = std::fs::read_to_string(&command.config).ok();
+    install_signal_handlers();
+    let terminal = std::io::stdout().is_terminal();
+    println!(
+        "tracenat: {} worker(s) on {} (inside) and {} (outside); Ctrl-C or SIGTERM stops",
+        config.workers.count, config.interfaces.inside, config.interfaces.outside
+    );
+    let mut earlier: Option<(Snapshot, Instant)> = None;
+    let report = run::run(&config, text, &STOP, |now| {
+        if let Some((before, at)) = &earlier
+            && terminal
+        {
+            print!("\r{}", now.status_line(before, at.elapsed().as_secs_f64()));
+            let _ = std::io::stdout().flush();
+        }
+        earlier = Some((now.clone(), Instant::now()));
+    })
+    .map_err(|e| Failure::Usage(e.to_string()))?;
+    if terminal {
+        println!();
+    }
+    print_report(&report);
+    Ok(ExitCode::SUCCESS)
+}
+
+fn print_report(r: &RunReport) {
+    let t = r.snapshot.total();
+    println!(
+        "xdp: inside {:?}, outside {:?}; sockets: {}",
+        r.started.xdp_modes[0],
+        r.started.xdp_modes[1],
+        if r.started.bind.zero_copy {
+            "zero-copy"
+        } else {
+            "copy mode"
+        }
+    );
+    println!(
+        "packets: {} in from inside, {} in from outside, {} out to inside, {} out to outside",
+        t.rx[0], t.rx[1], t.tx[0], t.tx[1]
+    );
+    println!(
+        "dropped: {} (by reason in `tracenat stats` while running); handoffs: {}",
+        t.engine.total_drops(),
+        r.snapshot.handoffs.iter().map(|h| h.2).sum::<u64>()
+    );
+    println!(
+        "mapping log: {} records in {} blocks, {} bytes ({}); all flushed",
+        r.log.records, r.log.blocks, r.log.bytes, r.log.io
+    );
+    let leaked: isize = r.leaked_frames.iter().sum();
+    println!("UMEM frames unaccounted for at exit: {leaked}");
+}
+
+pub fn stats(command: StatsCommand) -> Result<ExitCode, Failure> {
+    let addr = match (command.metrics, command.config) {
+        (Some(addr), _) => addr,
+        (None, Some(path)) => {
+            let config = Config::load(&path).map_err(Failure::Config)?;
+            config.dataplane.metrics.ok_or_else(|| {
+                Failure::Usage(format!("{}: dataplane.metrics is not set", path.display()))
+            })?
+        }
+        (None, None) => return Err(Failure::Usage("give --config FILE or --metrics ADDR".into())),
+    };
+    let text = metrics::fetch(addr)
+        .map_err(|e| Failure::Usage(format!("no tracenat answering on {addr}: {e}")))?;
+    print!("{text}");
+    Ok(ExitCode::SUCCESS)
+}

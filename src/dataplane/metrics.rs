@@ -1,0 +1,293 @@
+//! Counters while running: a snapshot of every worker's counters, the status line, and a
+//! Prometheus text endpoint on loopback (what `tracenat stats` reads).
+
+use std::io::{BufRead, BufReader, Write};
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::thread::JoinHandle;
+use std::time::Duration;
+
+use super::handoff::Rings;
+use super::worker::WorkerStats;
+use crate::engine::counters::{Activity, Counters};
+use crate::engine::DropReason;
+use crate::maplog::writer::LogStats;
+
+/// Everything the operator sees, at one moment.
+#[derive(Debug, Clone, Default)]
+pub struct Snapshot {
+    pub workers: Vec<WorkerSnapshot>,
+    /// (from, to, handed off, dropped because the ring was full).
+    pub handoffs: Vec<(u16, u16, u64, u64)>,
+    pub log: Option<LogSnapshot>,
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct WorkerSnapshot {
+    pub rx: [u64; 2],
+    pub tx: [u64; 2],
+    pub tx_ring_full: u64,
+    pub not_for_dataplane: u64,
+    pub no_free_frame: u64,
+    pub live_sessions: u64,
+    pub engine: Counters,
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct LogSnapshot {
+    pub records: u64,
+    pub bytes: u64,
+    pub write_errors: u64,
+    pub records_lost: u64,
+    pub durable_through_ns: u64,
+    pub io: String,
+}
+
+impl Snapshot {
+    pub fn take(stats: &[Arc<WorkerStats>], rings: &Rings, log: Option<&LogStats>) -> Snapshot {
+        let get = |a: &std::sync::atomic::AtomicU64| a.load(Ordering::Relaxed);
+        Snapshot {
+            workers: stats
+                .iter()
+                .map(|s| WorkerSnapshot {
+                    rx: [get(&s.rx[0]), get(&s.rx[1])],
+                    tx: [get(&s.tx[0]), get(&s.tx[1])],
+                    tx_ring_full: get(&s.tx_ring_full),
+                    not_for_dataplane: get(&s.not_for_dataplane),
+                    no_free_frame: get(&s.no_free_frame),
+                    live_sessions: get(&s.live_sessions),
+                    engine: s
+                        .engine
+                        .lock()
+                        .ok()
+                        .and_then(|c| c.clone())
+                        .unwrap_or_default(),
+                })
+                .collect(),
+            handoffs: rings.totals(),
+            log: log.map(|l| LogSnapshot {
+                records: get(&l.records_written),
+                bytes: get(&l.bytes_written),
+                write_errors: get(&l.write_errors),
+                records_lost: get(&l.records_lost),
+                durable_through_ns: get(&l.durable_through_ns),
+                io: l.io_mode.lock().map(|m| m.clone()).unwrap_or_default(),
+            }),
+        }
+    }
+
+    pub fn total(&self) -> WorkerSnapshot {
+        let mut t = WorkerSnapshot::default();
+        for w in &self.workers {
+            for i in 0..2 {
+                t.rx[i] += w.rx[i];
+                t.tx[i] += w.tx[i];
+            }
+            t.tx_ring_full += w.tx_ring_full;
+            t.not_for_dataplane += w.not_for_dataplane;
+            t.no_free_frame += w.no_free_frame;
+            t.live_sessions += w.live_sessions;
+            t.engine.merge(&w.engine);
+        }
+        t
+    }
+
+    /// One line for a terminal, from this snapshot and the one a second `earlier`.
+    pub fn status_line(&self, earlier: &Snapshot, seconds: f64) -> String {
+        let (now, then) = (self.total(), earlier.total());
+        let rate = |a: u64, b: u64| (a.saturating_sub(b)) as f64 / seconds.max(1e-9);
+        let pps_in = rate(now.rx[0] + now.rx[1], then.rx[0] + then.rx[1]);
+        let pps_out = rate(now.tx[0] + now.tx[1], then.tx[0] + then.tx[1]);
+        let handoffs: u64 = self.handoffs.iter().map(|h| h.2).sum();
+        let drops = top_drops(&now.engine, &then.engine);
+        let log_rate = match (&self.log, &earlier.log) {
+            (Some(a), Some(b)) => rate(a.records, b.records),
+            _ => 0.0,
+        };
+        format!(
+            "in {:>9.0} pps  out {:>9.0} pps  sessions {:>8}  drops/s {drops}  handoffs {handoffs}  log {:>7.0} rec/s",
+            pps_in, pps_out, now.live_sessions, log_rate
+        )
+    }
+
+    /// Prometheus text exposition format.
+    pub fn prometheus(&self) -> String {
+        let mut out = String::new();
+        let mut metric = |name: &str, kind: &str, help: &str, samples: Vec<(String, u64)>| {
+            out.push_str(&format!("# HELP tracenat_{name} {help}\n# TYPE tracenat_{name} {kind}\n"));
+            for (labels, v) in samples {
+                out.push_str(&format!("tracenat_{name}{{{labels}}} {v}\n"));
+            }
+        };
+        let per_side = |f: fn(&WorkerSnapshot) -> [u64; 2]| {
+            self.workers
+                .iter()
+                .enumerate()
+                .flat_map(|(w, s)| {
+                    ["inside", "outside"]
+                        .into_iter()
+                        .zip(f(s))
+                        .map(move |(side, v)| (format!("worker=\"{w}\",side=\"{side}\""), v))
+                })
+                .collect()
+        };
+        metric("rx_packets_total", "counter", "Frames received.", per_side(|s| s.rx));
+        metric("tx_packets_total", "counter", "Frames sent.", per_side(|s| s.tx));
+        let per_worker = |f: &dyn Fn(&WorkerSnapshot) -> u64| {
+            self.workers
+                .iter()
+                .enumerate()
+                .map(|(w, s)| (format!("worker=\"{w}\""), f(s)))
+                .collect::<Vec<_>>()
+        };
+        metric("sessions", "gauge", "Live sessions.", per_worker(&|s| s.live_sessions));
+        metric("tx_ring_full_total", "counter", "Frames dropped on a full tx ring.", per_worker(&|s| s.tx_ring_full));
+        metric("no_free_frame_total", "counter", "Handed-off frames dropped for want of a UMEM frame.", per_worker(&|s| s.no_free_frame));
+        metric("not_for_dataplane_total", "counter", "Frames for the kernel that reached the dataplane (dropped).", per_worker(&|s| s.not_for_dataplane));
+        let events = self
+            .workers
+            .iter()
+            .enumerate()
+            .flat_map(|(w, s)| {
+                Activity::ALL
+                    .iter()
+                    .map(move |a| (format!("worker=\"{w}\",event=\"{}\"", a.name()), s.engine.get(*a)))
+            })
+            .collect();
+        metric("events_total", "counter", "Engine activity by kind.", events);
+        let drops = self
+            .workers
+            .iter()
+            .enumerate()
+            .flat_map(|(w, s)| {
+                DropReason::ALL
+                    .iter()
+                    .map(move |r| (format!("worker=\"{w}\",reason=\"{}\"", r.name()), s.engine.drops(*r)))
+            })
+            .collect();
+        metric("drops_total", "counter", "Frames dropped, by reason.", drops);
+        let (sent, dropped): (Vec<_>, Vec<_>) = self
+            .handoffs
+            .iter()
+            .map(|(f, t, s, d)| {
+                let labels = format!("from=\"{f}\",to=\"{t}\"");
+                ((labels.clone(), *s), (labels, *d))
+            })
+            .unzip();
+        metric("handoffs_total", "counter", "Frames handed to the worker owning their state.", sent);
+        metric("handoff_dropped_total", "counter", "Handoffs dropped on a full ring.", dropped);
+        if let Some(l) = &self.log {
+            metric("log_records_total", "counter", "Mapping-log records written.", vec![(String::new(), l.records)]);
+            metric("log_bytes_total", "counter", "Mapping-log bytes written.", vec![(String::new(), l.bytes)]);
+            metric("log_write_errors_total", "counter", "Mapping-log write errors (retried).", vec![(String::new(), l.write_errors)]);
+            metric("log_records_lost_total", "counter", "Records dropped under on-backpressure = drop-records.", vec![(String::new(), l.records_lost)]);
+            metric("log_durable_through_seconds", "gauge", "Every record up to this time is synced.", vec![(String::new(), l.durable_through_ns / 1_000_000_000)]);
+        }
+        out
+    }
+}
+
+/// The three drop reasons that rose most, "reason=N" each, or "0".
+fn top_drops(now: &Counters, then: &Counters) -> String {
+    let mut rising: Vec<(u64, DropReason)> = DropReason::ALL
+        .iter()
+        .map(|&r| (now.drops(r).saturating_sub(then.drops(r)), r))
+        .filter(|(n, _)| *n > 0)
+        .collect();
+    rising.sort_by_key(|r| std::cmp::Reverse(r.0));
+    if rising.is_empty() {
+        return "0".into();
+    }
+    rising
+        .iter()
+        .take(3)
+        .map(|(n, r)| format!("{}={n}", r.name()))
+        .collect::<Vec<_>>()
+        .join(",")
+}
+
+/// A running metrics endpoint; stops when dropped.
+pub struct Server {
+    stop: Arc<AtomicBool>,
+    addr: SocketAddr,
+    thread: Option<JoinHandle<()>>,
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+        let _ = TcpStream::connect_timeout(&self.addr, Duration::from_millis(200));
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+/// Serves `GET /metrics` on `addr` (loopback, checked by the config).
+pub fn serve(
+    addr: SocketAddr,
+    stats: Vec<Arc<WorkerStats>>,
+    rings: Arc<Rings>,
+) -> std::io::Result<Server> {
+    let listener = TcpListener::bind(addr)?;
+    let stop = Arc::new(AtomicBool::new(false));
+    let flag = stop.clone();
+    let thread = std::thread::Builder::new()
+        .name("metrics".into())
+        .spawn(move || {
+            for stream in listener.incoming() {
+                if flag.load(Ordering::Relaxed) {
+                    break;
+                }
+                if let Ok(stream) = stream {
+                    let body = Snapshot::take(&stats, &rings, None).prometheus();
+                    let _ = answer(stream, &body);
+                }
+            }
+        })?;
+    Ok(Server {
+        stop,
+        addr,
+        thread: Some(thread),
+    })
+}
+
+fn answer(mut stream: TcpStream, body: &str) -> std::io::Result<()> {
+    stream.set_read_timeout(Some(Duration::from_secs(2)))?;
+    let mut reader = BufReader::new(&stream);
+    let mut request = String::new();
+    reader.read_line(&mut request)?;
+    // Read the rest of the request head, so closing does not reset the connection.
+    let mut line = String::new();
+    while reader.read_line(&mut line)? > 2 {
+        line.clear();
+    }
+    let (status, body) = if request.starts_with("GET /metrics") {
+        ("200 OK", body)
+    } else {
+        ("404 Not Found", "try /metrics\n")
+    };
+    write!(
+        stream,
+        "HTTP/1.1 {status}\r\nContent-Type: text/plain; version=0.0.4\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        body.len()
+    )
+}
+
+/// What `tracenat stats` does: fetches the metrics text from a running NAT.
+pub fn fetch(addr: SocketAddr) -> std::io::Result<String> {
+    let mut stream = TcpStream::connect_timeout(&addr, Duration::from_secs(2))?;
+    stream.set_read_timeout(Some(Duration::from_secs(5)))?;
+    let request = format!("GET /metrics HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n");
+    stream.write_all(request.as_bytes())?;
+    let mut response = String::new();
+    std::io::Read::read_to_string(&mut stream, &mut response)?;
+    match response.split_once("\r\n\r\n") {
+        Some((head, body)) if head.starts_with("HTTP/1.1 200") => Ok(body.to_owned()),
+        _ => Err(std::io::Error::other(format!(
+            "unexpected answer from {addr}: {}",
+            response.lines().next().unwrap_or("")
+        ))),
+    }
+}

@@ -1,0 +1,310 @@
+//! `tracenat run`: sets up the AF_XDP sockets and XDP steering on both interfaces, one
+//! pinned worker per queue, the mapping log, and the control loop (status line, metrics,
+//! next-hop refresh); on SIGINT/SIGTERM it stops the workers, drains the rings, flushes the
+//! mapping log and detaches.
+
+use std::net::Ipv4Addr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use super::handoff::Rings;
+use super::metrics::{self, Snapshot};
+use super::neigh::{self, SharedMac};
+use super::worker::{Link, Worker, WorkerStats};
+use super::xdp::bpf::{XdpLink, XdpMode, XdpProgram, XskMap};
+use super::xdp::xsk::{BindInfo, FramePool, Umem, XskConfig, XskSocket};
+use crate::config::Config;
+use crate::engine::ports::{self, Ownership};
+use crate::engine::{Engine, Side};
+use crate::maplog::clock::wall_clock_ns;
+use crate::maplog::writer::{LogSettings, MapLog, Producer, WriterReport};
+
+#[derive(Debug, thiserror::Error)]
+pub enum RunError {
+    #[error("{0}")]
+    Setup(String),
+    #[error("{what}: {source}")]
+    Xdp {
+        what: String,
+        source: super::xdp::xsk::XskError,
+    },
+    #[error("{0}")]
+    Log(#[from] crate::maplog::writer::LogError),
+}
+
+fn setup(message: impl Into<String>) -> RunError {
+    RunError::Setup(message.into())
+}
+
+/// How the dataplane came up, for the operator.
+#[derive(Debug, Clone)]
+pub struct Started {
+    pub xdp_modes: [XdpMode; 2],
+    pub bind: BindInfo,
+    pub log_io: String,
+}
+
+/// What a run did, reported when it ends.
+#[derive(Debug, Clone)]
+pub struct RunReport {
+    pub started: Started,
+    pub log: WriterReport,
+    pub snapshot: Snapshot,
+    /// Frames not accounted for when the workers stopped (should be 0 each).
+    pub leaked_frames: Vec<isize>,
+}
+
+/// The pieces that must outlive the workers: XDP programs stay attached until dropped.
+struct Steering {
+    _programs: Vec<XdpProgram>,
+    _maps: Vec<XskMap>,
+    links: Vec<XdpLink>,
+}
+
+struct Running {
+    threads: Vec<JoinHandle<Engine<Producer>>>,
+    stats: Vec<Arc<WorkerStats>>,
+    rings: Arc<Rings>,
+    gateways: [(Option<Ipv4Addr>, Arc<SharedMac>); 2],
+    started: Started,
+}
+
+/// Runs the NAT until `stop` is set. `on_tick` is called about once a second with the
+/// current counters (the CLI prints its status line there).
+pub fn run(
+    config: &Config,
+    config_text: Option<String>,
+    stop: &AtomicBool,
+    mut on_tick: impl FnMut(&Snapshot),
+) -> Result<RunReport, RunError> {
+    let log_dir = config.logging.dir.clone().ok_or_else(|| {
+        setup("logging.dir is not set: tracenat translates nothing it cannot log")
+    })?;
+    let mut settings = LogSettings::from_config(config, &log_dir);
+    settings.config_text = config_text;
+    let (maplog, producers) = MapLog::start(settings, config.workers.count, wall_clock_ns())?;
+    let worker_stop = Arc::new(AtomicBool::new(false));
+    let (running, steering) = start(config, producers, &worker_stop)?;
+    let metrics_server = match config.dataplane.metrics {
+        Some(addr) => Some(metrics::serve(addr, running.stats.clone(), running.rings.clone())
+            .map_err(|e| setup(format!("dataplane.metrics {addr}: {e}")))?),
+        None => None,
+    };
+    let mut last_refresh = Instant::now();
+    while !stop.load(Ordering::Relaxed) {
+        std::thread::sleep(Duration::from_millis(200));
+        if last_refresh.elapsed() >= Duration::from_secs(1) {
+            refresh_next_hops(&running.gateways);
+            let snapshot = Snapshot::take(&running.stats, &running.rings, Some(maplog.stats()));
+            on_tick(&snapshot);
+            last_refresh = Instant::now();
+        }
+    }
+    // Stop: workers drain their rings and hand the last records to the writer.
+    worker_stop.store(true, Ordering::Relaxed);
+    let mut engines = Vec::new();
+    for t in running.threads {
+        engines.push(t.join().map_err(|_| setup("a worker thread panicked"))?);
+    }
+    drop(steering.links);
+    for e in &mut engines {
+        e.sink_mut().finish();
+    }
+    let snapshot = Snapshot::take(&running.stats, &running.rings, Some(maplog.stats()));
+    let log = maplog.close()?;
+    drop(metrics_server);
+    let leaked_frames = running
+        .stats
+        .iter()
+        .map(|s| {
+            s.ledger
+                .lock()
+                .ok()
+                .and_then(|l| l.map(|l| l.app_held()))
+                .unwrap_or(0)
+        })
+        .collect();
+    Ok(RunReport {
+        started: Started {
+            log_io: log.io.clone(),
+            ..running.started
+        },
+        log,
+        snapshot,
+        leaked_frames,
+    })
+}
+
+fn refresh_next_hops(gateways: &[(Option<Ipv4Addr>, Arc<SharedMac>); 2]) {
+    for (ip, mac) in gateways {
+        if let Some(ip) = ip {
+            neigh::refresh(*ip, mac);
+        }
+    }
+}
+
+/// The next hop's MAC on one side: fixed in the config, or resolved now.
+fn next_hop(
+    side: &str,
+    gateway: Option<Ipv4Addr>,
+    fixed: Option<[u8; 6]>,
+) -> Result<(Option<Ipv4Addr>, Arc<SharedMac>), RunError> {
+    if let Some(mac) = fixed {
+        return Ok((None, Arc::new(SharedMac::new(mac))));
+    }
+    let ip = gateway.ok_or_else(|| {
+        setup(format!(
+            "interfaces.{side}-gateway is not set: the next hop on the {side} must be known (or give interfaces.{side}-gateway-mac)"
+        ))
+    })?;
+    let mac = neigh::resolve(ip, Duration::from_secs(3)).ok_or_else(|| {
+        setup(format!(
+            "interfaces.{side}-gateway {ip} does not answer ARP; is it up and on the {side} link?"
+        ))
+    })?;
+    Ok((Some(ip), Arc::new(SharedMac::new(mac))))
+}
+
+fn start(
+    config: &Config,
+    producers: Vec<Producer>,
+    stop: &Arc<AtomicBool>,
+) -> Result<(Running, Steering), RunError> {
+    let ifs = &config.interfaces;
+    let names = [ifs.inside.as_str(), ifs.outside.as_str()];
+    let macs = [mac_of(names[0])?, mac_of(names[1])?];
+    let gateways = [
+        next_hop("inside", ifs.inside_gateway, ifs.inside_gateway_mac)?,
+        next_hop("outside", ifs.outside_gateway, ifs.outside_gateway_mac)?,
+    ];
+    let workers = config.workers.count;
+    let xsk_config = XskConfig {
+        try_zero_copy: config.dataplane.zero_copy,
+        ..XskConfig::default()
+    };
+    let xdp = |what: String| move |source| RunError::Xdp { what, source };
+    let mut sockets = Vec::new();
+    for w in 0..workers {
+        let umem = Umem::new(config.dataplane.frames, 2048)
+            .map_err(xdp(format!("UMEM of worker {w}")))?;
+        let inside = XskSocket::new(&umem, names[0], w as u32, &xsk_config)
+            .map_err(xdp(format!("AF_XDP socket on {} queue {w}", names[0])))?;
+        let outside = XskSocket::new_shared(&inside, names[1], w as u32, &xsk_config)
+            .map_err(xdp(format!("AF_XDP socket on {} queue {w}", names[1])))?;
+        sockets.push((umem, [inside, outside]));
+    }
+    let steering = steer(config, &names, &sockets)?;
+    let bind = sockets[0].1[0].info();
+    let ownership = Arc::new(Ownership::new(config, ports::partitions(config)));
+    let rings = Arc::new(Rings::new(workers, 1024));
+    let now = wall_clock_ns();
+    let mut threads = Vec::new();
+    let mut all_stats = Vec::new();
+    let cores = core_affinity::get_core_ids().unwrap_or_default();
+    for ((w, (umem, sockets)), producer) in (0..workers).zip(sockets).zip(producers) {
+        let stats = Arc::new(WorkerStats::default());
+        all_stats.push(stats.clone());
+        let worker = Worker {
+            id: w,
+            engine: Engine::new(config, w, ownership.clone(), producer, now),
+            pool: FramePool::new(&umem),
+            umem,
+            sockets,
+            links: [
+                Link {
+                    mac: macs[0],
+                    next_hop: gateways[0].1.clone(),
+                },
+                Link {
+                    mac: macs[1],
+                    next_hop: gateways[1].1.clone(),
+                },
+            ],
+            handoff: rings.ends(w),
+            stats,
+            burst: config.dataplane.burst as usize,
+            idle_backoff: config.dataplane.idle_backoff,
+            arrived: Vec::with_capacity(config.dataplane.burst as usize),
+        };
+        let core = match config.workers.cores.get(w as usize) {
+            Some(&id) => Some(core_affinity::CoreId { id }),
+            None => cores.get(w as usize % cores.len().max(1)).copied(),
+        };
+        let stop = stop.clone();
+        let thread = std::thread::Builder::new()
+            .name(format!("worker-{w}"))
+            .spawn(move || {
+                if let Some(core) = core {
+                    core_affinity::set_for_current(core);
+                }
+                worker.run(&stop)
+            })
+            .map_err(|e| setup(format!("starting worker {w}: {e}")))?;
+        threads.push(thread);
+    }
+    let started = Started {
+        xdp_modes: [steering.links[0].mode(), steering.links[1].mode()],
+        bind,
+        log_io: String::new(),
+    };
+    Ok((
+        Running {
+            threads,
+            stats: all_stats,
+            rings,
+            gateways,
+            started,
+        },
+        steering,
+    ))
+}
+
+fn mac_of(ifname: &str) -> Result<[u8; 6], RunError> {
+    neigh::interface_mac(ifname).map_err(|e| {
+        setup(format!(
+            "interface {ifname}: {e} (does it exist in this network namespace?)"
+        ))
+    })
+}
+
+/// One XSKMAP and steering program per interface, with every worker's socket in it: what
+/// is not for the dataplane (ARP, IPv6, the NAT's own addresses) goes to the kernel.
+fn steer(
+    config: &Config,
+    names: &[&str; 2],
+    sockets: &[(Arc<Umem>, [XskSocket; 2])],
+) -> Result<Steering, RunError> {
+    let own: Vec<Ipv4Addr> = [
+        config.interfaces.inside_address,
+        config.interfaces.outside_address,
+    ]
+    .into_iter()
+    .flatten()
+    .collect();
+    let xdp = |what: String| move |source| RunError::Xdp { what, source };
+    let mut steering = Steering {
+        _programs: Vec::new(),
+        _maps: Vec::new(),
+        links: Vec::new(),
+    };
+    for (side, name) in [Side::Inside, Side::Outside].into_iter().zip(names) {
+        let map = XskMap::create(sockets.len() as u32)
+            .map_err(|e| xdp(format!("XSKMAP for {name}"))(e.into()))?;
+        for (queue, (_, pair)) in sockets.iter().enumerate() {
+            let fd = std::os::fd::AsRawFd::as_raw_fd(&pair[side as usize]);
+            map.set(queue as u32, fd)
+                .map_err(|e| xdp(format!("XSKMAP entry {queue} on {name}"))(e.into()))?;
+        }
+        let program = XdpProgram::load_steering(&map, &own)
+            .map_err(|e| xdp(format!("XDP program for {name}"))(e.into()))?;
+        let link = program
+            .attach(name)
+            .map_err(|e| xdp(format!("attaching XDP to {name}"))(e.into()))?;
+        steering.links.push(link);
+        steering._programs.push(program);
+        steering._maps.push(map);
+    }
+    Ok(steering)
+}

@@ -1,0 +1,303 @@
+//! One worker: a thread pinned to a core that owns an engine, a UMEM shared by its inside
+//! and outside AF_XDP sockets (queue `id` of each interface), and its mapping-log producer.
+//! It busy-polls both sockets in batches, translates frames in place and sends them out of
+//! the other socket without a copy; frames another worker owns go over a handoff ring.
+
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+
+use super::handoff::{Ends, HandedFrame};
+use super::neigh::SharedMac;
+use super::xdp::xsk::{Desc, FramePool, Ledger, Umem, XskSocket, poll_rx};
+use crate::engine::counters::Counters;
+use crate::engine::{Engine, Side, Verdict};
+use crate::maplog::clock::wall_clock_ns;
+use crate::maplog::writer::Producer;
+
+/// One side's link layer: our MAC, and the next hop's (refreshed by the control thread).
+pub struct Link {
+    pub mac: [u8; 6],
+    pub next_hop: Arc<SharedMac>,
+}
+
+/// Counters a worker publishes for the status line, `tracenat stats` and Prometheus.
+#[derive(Debug, Default)]
+pub struct WorkerStats {
+    pub rx: [AtomicU64; 2],
+    pub tx: [AtomicU64; 2],
+    /// Frames dropped because a tx ring was full.
+    pub tx_ring_full: AtomicU64,
+    /// Frames that had to go to the kernel but cannot once redirected (counted drops; the
+    /// XDP program passes ARP, IPv6 and the NAT's own addresses before they get here).
+    pub not_for_dataplane: AtomicU64,
+    pub handoff_received: AtomicU64,
+    /// Handed-off frames dropped because no UMEM frame was free.
+    pub no_free_frame: AtomicU64,
+    pub live_sessions: AtomicU64,
+    pub idle_polls: AtomicU64,
+    /// The engine's counters as of the last publication.
+    pub engine: Mutex<Option<Counters>>,
+    /// Where every UMEM frame was when the worker stopped (all accounted for).
+    pub ledger: Mutex<Option<Ledger>>,
+}
+
+pub struct Worker {
+    pub id: u16,
+    pub engine: Engine<Producer>,
+    pub umem: Arc<Umem>,
+    pub pool: FramePool,
+    /// Indexed by `Side as usize`: inside, outside.
+    pub sockets: [XskSocket; 2],
+    pub links: [Link; 2],
+    pub handoff: Ends,
+    pub stats: Arc<WorkerStats>,
+    pub burst: usize,
+    pub idle_backoff: bool,
+    /// Handed-off frames copied in this round (re-used: no allocation per round).
+    pub arrived: Vec<(u64, usize, Side)>,
+}
+
+/// Local counts, published to [`WorkerStats`] now and then (no atomics per packet).
+#[derive(Default)]
+struct Local {
+    rx: [u64; 2],
+    tx: [u64; 2],
+    tx_ring_full: u64,
+    not_for_dataplane: u64,
+    handoff_received: u64,
+    no_free_frame: u64,
+    idle_polls: u64,
+}
+
+/// Frames waiting to be sent on each side this round.
+struct Outbox {
+    tx: [Vec<Desc>; 2],
+}
+
+const PUBLISH_EVERY_NS: u64 = 100_000_000;
+/// Empty rounds spun before sleeping in poll(2) (with `idle_backoff`).
+const SPINS_BEFORE_SLEEP: u32 = 256;
+
+impl Worker {
+    /// Runs until `stop` is set, then drains: every frame sent or returned, the ledger
+    /// recorded, the producer's last batch handed to the writer.
+    pub fn run(mut self, stop: &AtomicBool) -> Engine<Producer> {
+        let fill_target = (self.pool.total() / 4).max(self.burst);
+        for side in [Side::Inside, Side::Outside] {
+            self.sockets[side as usize].refill(&mut self.pool, fill_target);
+        }
+        let mut local = Local::default();
+        let mut rx = vec![Desc::default(); self.burst];
+        let mut outbox = Outbox {
+            tx: [Vec::with_capacity(self.burst * 2), Vec::with_capacity(self.burst * 2)],
+        };
+        let mut completions = vec![0u64; self.burst * 2];
+        let mut idle_spins = 0u32;
+        let mut last_publish = 0u64;
+        while !stop.load(Ordering::Relaxed) {
+            let now = wall_clock_ns();
+            self.engine.advance(now);
+            let mut work = 0;
+            for from in [Side::Inside, Side::Outside] {
+                let n = self.sockets[from as usize].rx_batch(&mut rx);
+                local.rx[from as usize] += n as u64;
+                for d in &rx[..n] {
+                    self.handle(d.addr, d.len as usize, from, now, &mut outbox, &mut local);
+                }
+                work += n;
+            }
+            work += self.receive_handoffs(now, &mut outbox, &mut local);
+            self.send(&mut outbox, &mut local);
+            work += self.reap(&mut completions);
+            for s in &mut self.sockets {
+                if s.counters().in_fill() < fill_target as u64 / 2 {
+                    s.refill(&mut self.pool, fill_target);
+                }
+            }
+            self.engine.sink_mut().poll(now);
+            if now.saturating_sub(last_publish) >= PUBLISH_EVERY_NS {
+                self.publish(&local);
+                last_publish = now;
+            }
+            if work > 0 {
+                idle_spins = 0;
+            } else {
+                idle_spins += 1;
+                if self.idle_backoff && idle_spins >= SPINS_BEFORE_SLEEP {
+                    self.sleep_until_traffic();
+                    local.idle_polls += 1;
+                }
+            }
+        }
+        self.drain(&mut completions);
+        self.publish(&local);
+        self.engine
+    }
+
+    /// Translates the frame at UMEM `addr` and queues, hands off or frees it.
+    fn handle(
+        &mut self,
+        addr: u64,
+        len: usize,
+        from: Side,
+        now: u64,
+        outbox: &mut Outbox,
+        local: &mut Local,
+    ) {
+        // SAFETY: the frame was just received (or allocated for a handoff) and is ours
+        // until it is given to a tx ring or back to the pool below.
+        let frame = unsafe { self.umem.frame_mut(addr) };
+        match self.engine.process(frame, len, from, now) {
+            Verdict::Forward(side) => {
+                self.address(frame, side);
+                outbox.tx[side as usize].push(desc(addr, len));
+            }
+            Verdict::Reply { side, len } => {
+                // The engine swapped the MACs; the source must be ours on that side.
+                frame[6..12].copy_from_slice(&self.links[side as usize].mac);
+                outbox.tx[side as usize].push(desc(addr, len));
+            }
+            Verdict::Handoff { worker, from } => {
+                self.handoff.send(worker, from, &frame[..len.min(frame.len())]);
+                self.free(addr);
+            }
+            Verdict::ToKernel => {
+                local.not_for_dataplane += 1;
+                self.free(addr);
+            }
+            Verdict::Drop(_) => self.free(addr), // counted by the engine, by reason
+        }
+    }
+
+    /// Sets the Ethernet addresses for sending out of `side`.
+    fn address(&self, frame: &mut [u8], side: Side) {
+        let link = &self.links[side as usize];
+        frame[..6].copy_from_slice(&link.next_hop.get());
+        frame[6..12].copy_from_slice(&link.mac);
+    }
+
+    fn free(&mut self, addr: u64) {
+        // A failure would be a bookkeeping bug; the ledger at exit would show it.
+        let _ = self.pool.release(addr);
+    }
+
+    /// Frames other workers handed to this one: copied into a frame of ours, then handled
+    /// as if received.
+    fn receive_handoffs(&mut self, now: u64, outbox: &mut Outbox, local: &mut Local) -> usize {
+        let mut arrived = std::mem::take(&mut self.arrived);
+        let (umem, pool, handoff) = (&self.umem, &mut self.pool, &self.handoff);
+        let n = handoff.receive(self.burst, |f: &HandedFrame| {
+            let Some(addr) = pool.alloc() else {
+                local.no_free_frame += 1;
+                return;
+            };
+            // SAFETY: the frame was just taken from the free pool: nobody else holds it.
+            let frame = unsafe { umem.frame_mut(addr) };
+            let len = (f.len as usize).min(frame.len());
+            frame[..len].copy_from_slice(&f.bytes[..len]);
+            arrived.push((addr, len, f.from));
+        });
+        local.handoff_received += n as u64;
+        for (addr, len, from) in arrived.drain(..) {
+            self.handle(addr, len, from, now, outbox, local);
+        }
+        self.arrived = arrived;
+        n
+    }
+
+    /// Puts each side's queued frames on its tx ring and wakes the kernel if it asks;
+    /// frames that do not fit are freed and counted.
+    fn send(&mut self, outbox: &mut Outbox, local: &mut Local) {
+        for side in [Side::Inside, Side::Outside] {
+            let queued = &mut outbox.tx[side as usize];
+            if queued.is_empty() {
+                continue;
+            }
+            let socket = &mut self.sockets[side as usize];
+            let sent = socket.tx_batch(queued);
+            let _ = socket.kick_tx();
+            local.tx[side as usize] += sent as u64;
+            local.tx_ring_full += (queued.len() - sent) as u64;
+            for d in &queued[sent..] {
+                let _ = self.pool.release(d.addr);
+            }
+            queued.clear();
+        }
+    }
+
+    /// Frames the kernel finished sending go back to the pool.
+    fn reap(&mut self, scratch: &mut [u64]) -> usize {
+        let mut total = 0;
+        for s in &mut self.sockets {
+            let n = s.complete(scratch);
+            for &addr in &scratch[..n] {
+                let _ = self.pool.release(addr);
+            }
+            total += n;
+        }
+        total
+    }
+
+    fn sleep_until_traffic(&self) {
+        for s in &self.sockets {
+            let _ = s.wakeup_rx();
+        }
+        let _ = poll_rx(&[&self.sockets[0], &self.sockets[1]], 1);
+    }
+
+    fn publish(&self, local: &Local) {
+        let s = &self.stats;
+        for i in 0..2 {
+            s.rx[i].store(local.rx[i], Ordering::Relaxed);
+            s.tx[i].store(local.tx[i], Ordering::Relaxed);
+        }
+        s.tx_ring_full.store(local.tx_ring_full, Ordering::Relaxed);
+        s.not_for_dataplane
+            .store(local.not_for_dataplane, Ordering::Relaxed);
+        s.handoff_received
+            .store(local.handoff_received, Ordering::Relaxed);
+        s.no_free_frame.store(local.no_free_frame, Ordering::Relaxed);
+        s.idle_polls.store(local.idle_polls, Ordering::Relaxed);
+        s.live_sessions
+            .store(self.engine.live_sessions() as u64, Ordering::Relaxed);
+        // Readers hold this lock only to copy; never wait for them.
+        if let Ok(mut engine) = s.engine.try_lock() {
+            *engine = Some(self.engine.counters().clone());
+        }
+    }
+
+    /// Sends what is in flight, takes back every frame, and records where they all are.
+    fn drain(&mut self, scratch: &mut [u64]) {
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(1);
+        while self.sockets.iter().any(|s| s.counters().in_tx() > 0)
+            && std::time::Instant::now() < deadline
+        {
+            for s in &self.sockets {
+                let _ = s.kick_tx();
+            }
+            self.reap(scratch);
+        }
+        let mut rx = vec![Desc::default(); self.burst];
+        for i in 0..2 {
+            loop {
+                let n = self.sockets[i].rx_batch(&mut rx);
+                if n == 0 {
+                    break;
+                }
+                for d in &rx[..n] {
+                    let _ = self.pool.release(d.addr);
+                }
+            }
+        }
+        let ledger = Ledger::new(&self.pool, &[&self.sockets[0], &self.sockets[1]]);
+        *self.stats.ledger.lock().unwrap_or_else(|e| e.into_inner()) = Some(ledger);
+    }
+}
+
+fn desc(addr: u64, len: usize) -> Desc {
+    Desc {
+        addr,
+        len: len as u32,
+        options: 0,
+    }
+}

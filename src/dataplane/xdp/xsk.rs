@@ -1,0 +1,935 @@
+//! AF_XDP sockets over raw syscalls: a UMEM, its fill/completion rings, rx/tx rings, and
+//! sockets on several devices sharing one UMEM (each with its own fill and completion ring,
+//! kernel >= 5.10), so a frame received on one interface is sent on another without a copy.
+//!
+//! Ring protocol: for the rings we produce into (fill, tx) we acquire-load the kernel's
+//! consumer index before reusing slots and release-store our producer index after writing
+//! them; for the rings we consume (rx, completion) we acquire-load the kernel's producer
+//! index before reading slots and release-store our consumer index after reading them.
+//!
+//! Frames are owned by exactly one party at a time: the [`FramePool`] free list, a fill ring
+//! (or the driver, until the frame comes back on rx), the application (after `rx_batch` or
+//! `complete`), or a tx ring (or the driver or completion ring, until `complete`). The
+//! socket counters and [`Ledger`] make that checkable.
+
+use std::io;
+use std::mem::size_of;
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
+use std::ptr::NonNull;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU32, Ordering, fence};
+
+use super::bpf;
+
+/// One rx/tx descriptor (struct xdp_desc): `addr` is a UMEM offset.
+#[repr(C)]
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct Desc {
+    pub addr: u64,
+    pub len: u32,
+    pub options: u32,
+}
+
+/// Errors from setting up AF_XDP sockets and UMEMs.
+#[derive(Debug, thiserror::Error)]
+pub enum XskError {
+    #[error("{what}: {source}")]
+    Sys {
+        what: &'static str,
+        source: io::Error,
+    },
+    #[error("invalid configuration: {0}")]
+    Config(&'static str),
+    #[error(transparent)]
+    Bpf(#[from] bpf::BpfError),
+}
+
+/// Errors from returning frames to a [`FramePool`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum FrameError {
+    #[error("frame {0:#x} is outside the UMEM")]
+    OutOfRange(u64),
+    #[error("frame {0:#x} is already free")]
+    DoubleFree(u64),
+}
+
+fn sys(what: &'static str) -> impl FnOnce(io::Error) -> XskError {
+    move |source| XskError::Sys { what, source }
+}
+
+fn check(rc: libc::c_int, what: &'static str) -> Result<libc::c_int, XskError> {
+    if rc < 0 {
+        Err(sys(what)(io::Error::last_os_error()))
+    } else {
+        Ok(rc)
+    }
+}
+
+/// A memory mapping, unmapped on drop.
+#[derive(Debug)]
+struct Mapping {
+    ptr: NonNull<u8>,
+    len: usize,
+}
+
+// SAFETY: the mapping is plain memory; access is governed by the owners' &/&mut methods.
+unsafe impl Send for Mapping {}
+// SAFETY: as above; shared access only goes through atomics or `unsafe` accessors.
+unsafe impl Sync for Mapping {}
+
+impl Mapping {
+    fn new(len: usize, fd: RawFd, offset: u64, what: &'static str) -> Result<Self, XskError> {
+        let anon = fd < 0;
+        let flags = libc::MAP_POPULATE
+            | if anon {
+                libc::MAP_PRIVATE | libc::MAP_ANONYMOUS
+            } else {
+                libc::MAP_SHARED
+            };
+        // SAFETY: a fresh mapping chosen by the kernel; no existing memory is affected.
+        let ptr = unsafe {
+            libc::mmap(
+                std::ptr::null_mut(),
+                len,
+                libc::PROT_READ | libc::PROT_WRITE,
+                flags,
+                fd,
+                offset as libc::off_t,
+            )
+        };
+        if ptr == libc::MAP_FAILED {
+            return Err(sys(what)(io::Error::last_os_error()));
+        }
+        let ptr = NonNull::new(ptr.cast()).ok_or(XskError::Config("mmap returned NULL"))?;
+        Ok(Mapping { ptr, len })
+    }
+}
+
+impl Drop for Mapping {
+    fn drop(&mut self) {
+        // SAFETY: `ptr`/`len` describe a mapping we created and nobody uses after drop.
+        unsafe { libc::munmap(self.ptr.as_ptr().cast(), self.len) };
+    }
+}
+
+/// The packet buffer area shared by the kernel and every socket bound to it.
+#[derive(Debug)]
+pub struct Umem {
+    area: Mapping,
+    frame_size: u32,
+    frame_count: u32,
+}
+
+impl Umem {
+    /// `frame_count` frames of `frame_size` bytes (2048 or 4096), page-aligned.
+    pub fn new(frame_count: u32, frame_size: u32) -> Result<Arc<Self>, XskError> {
+        if !(frame_size == 2048 || frame_size == 4096) {
+            return Err(XskError::Config("frame size must be 2048 or 4096"));
+        }
+        if frame_count == 0 {
+            return Err(XskError::Config("frame count must be positive"));
+        }
+        let len = frame_count as usize * frame_size as usize;
+        let area = Mapping::new(len, -1, 0, "mmap UMEM")?;
+        Ok(Arc::new(Umem {
+            area,
+            frame_size,
+            frame_count,
+        }))
+    }
+
+    pub fn frame_size(&self) -> u32 {
+        self.frame_size
+    }
+
+    pub fn frame_count(&self) -> u32 {
+        self.frame_count
+    }
+
+    /// The start of the frame that holds UMEM offset `addr`.
+    pub fn frame_base(&self, addr: u64) -> u64 {
+        addr & !(u64::from(self.frame_size) - 1)
+    }
+
+    /// The bytes of `desc`.
+    ///
+    /// # Safety
+    /// The caller must own the frame (received by `rx_batch` and not yet handed to a tx or
+    /// fill ring) and must not hold another reference to the same bytes.
+    #[allow(clippy::mut_from_ref)]
+    pub unsafe fn packet_mut(&self, desc: &Desc) -> &mut [u8] {
+        let start = desc.addr as usize;
+        let end = start + desc.len as usize;
+        assert!(
+            end <= self.area.len && self.frame_base(desc.addr) == self.frame_base(end as u64 - 1),
+            "descriptor {desc:?} outside its frame"
+        );
+        // SAFETY: in bounds (checked above); exclusivity is the caller's contract.
+        unsafe {
+            std::slice::from_raw_parts_mut(self.area.ptr.as_ptr().add(start), desc.len as usize)
+        }
+    }
+
+    /// The bytes from `addr` to the end of its frame: a received packet and the room after
+    /// it, for a reply that is longer than the packet.
+    ///
+    /// # Safety
+    /// As for [`Umem::packet_mut`]: the caller owns the frame and holds no other reference.
+    #[allow(clippy::mut_from_ref)]
+    pub unsafe fn frame_mut(&self, addr: u64) -> &mut [u8] {
+        let start = addr as usize;
+        let end = (self.frame_base(addr) + u64::from(self.frame_size)) as usize;
+        assert!(end <= self.area.len, "address {addr:#x} outside the UMEM");
+        // SAFETY: in bounds (checked above); exclusivity is the caller's contract.
+        unsafe { std::slice::from_raw_parts_mut(self.area.ptr.as_ptr().add(start), end - start) }
+    }
+
+    fn register(&self, fd: RawFd) -> Result<(), XskError> {
+        let reg = libc::xdp_umem_reg {
+            addr: self.area.ptr.as_ptr() as u64,
+            len: self.area.len as u64,
+            chunk_size: self.frame_size,
+            headroom: 0,
+            flags: 0,
+            tx_metadata_len: 0,
+        };
+        setsockopt(fd, libc::XDP_UMEM_REG, &reg, "XDP_UMEM_REG")
+    }
+}
+
+/// The free list of UMEM frames, with double-free and range checks.
+#[derive(Debug)]
+pub struct FramePool {
+    free: Vec<u64>,
+    is_free: Vec<bool>,
+    frame_size: u64,
+}
+
+impl FramePool {
+    /// Every frame of `umem`, all free.
+    pub fn new(umem: &Umem) -> Self {
+        let fs = u64::from(umem.frame_size);
+        let n = umem.frame_count as usize;
+        FramePool {
+            free: (0..n as u64).rev().map(|i| i * fs).collect(),
+            is_free: vec![true; n],
+            frame_size: fs,
+        }
+    }
+
+    pub fn total(&self) -> usize {
+        self.is_free.len()
+    }
+
+    pub fn free_count(&self) -> usize {
+        self.free.len()
+    }
+
+    /// Takes one frame (its base address).
+    pub fn alloc(&mut self) -> Option<u64> {
+        let addr = self.free.pop()?;
+        self.is_free[(addr / self.frame_size) as usize] = false;
+        Some(addr)
+    }
+
+    /// Returns the frame that holds `addr` (any offset inside it).
+    pub fn release(&mut self, addr: u64) -> Result<(), FrameError> {
+        let idx = (addr / self.frame_size) as usize;
+        let slot = self
+            .is_free
+            .get_mut(idx)
+            .ok_or(FrameError::OutOfRange(addr))?;
+        if *slot {
+            return Err(FrameError::DoubleFree(addr));
+        }
+        *slot = true;
+        self.free.push(idx as u64 * self.frame_size);
+        Ok(())
+    }
+
+    pub fn release_all(&mut self, addrs: &[u64]) -> Result<(), FrameError> {
+        addrs.iter().try_for_each(|&a| self.release(a))
+    }
+
+    /// Whether the frame holding `addr` is on the free list.
+    pub fn is_free(&self, addr: u64) -> bool {
+        self.is_free
+            .get((addr / self.frame_size) as usize)
+            .copied()
+            .unwrap_or(false)
+    }
+}
+
+/// Where the frames are, by the pool's and the sockets' counters.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Ledger {
+    pub total: usize,
+    pub free: usize,
+    /// Given to fill rings and not yet received (in a fill ring or held by the driver).
+    pub in_fill: usize,
+    /// Given to tx rings and not yet reaped from a completion ring.
+    pub in_tx: usize,
+}
+
+impl Ledger {
+    pub fn new(pool: &FramePool, sockets: &[&XskSocket]) -> Self {
+        Ledger {
+            total: pool.total(),
+            free: pool.free_count(),
+            in_fill: sockets.iter().map(|s| s.counters.in_fill() as usize).sum(),
+            in_tx: sockets.iter().map(|s| s.counters.in_tx() as usize).sum(),
+        }
+    }
+
+    /// Frames the application must be holding (received or reaped, not yet given back).
+    pub fn app_held(&self) -> isize {
+        self.total as isize - (self.free + self.in_fill + self.in_tx) as isize
+    }
+}
+
+/// Monotonic per-socket counters of frames moved through its rings.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct Counters {
+    pub filled: u64,
+    pub received: u64,
+    pub sent: u64,
+    pub completed: u64,
+}
+
+impl Counters {
+    pub fn in_fill(&self) -> u64 {
+        self.filled - self.received
+    }
+    pub fn in_tx(&self) -> u64 {
+        self.sent - self.completed
+    }
+}
+
+/// Ring sizes and bind preferences.
+#[derive(Debug, Clone, Copy)]
+pub struct XskConfig {
+    pub rx_size: u32,
+    pub tx_size: u32,
+    pub fill_size: u32,
+    pub comp_size: u32,
+    /// Try XDP_ZEROCOPY first (falls back to XDP_COPY).
+    pub try_zero_copy: bool,
+    pub need_wakeup: bool,
+}
+
+impl Default for XskConfig {
+    fn default() -> Self {
+        XskConfig {
+            rx_size: 2048,
+            tx_size: 2048,
+            fill_size: 2048,
+            comp_size: 2048,
+            try_zero_copy: true,
+            need_wakeup: true,
+        }
+    }
+}
+
+/// How a socket ended up bound.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct BindInfo {
+    pub zero_copy: bool,
+    pub need_wakeup: bool,
+    pub shared_umem: bool,
+    /// Why zero-copy was not used, if it was tried and refused.
+    pub zero_copy_error: Option<i32>,
+}
+
+/// A single-producer/single-consumer ring shared with the kernel.
+#[derive(Debug)]
+struct Ring<T> {
+    _map: Mapping,
+    producer: NonNull<AtomicU32>,
+    consumer: NonNull<AtomicU32>,
+    flags: NonNull<AtomicU32>,
+    entries: NonNull<T>,
+    mask: u32,
+    size: u32,
+    /// Our copy of the index we own, and the last seen value (+ size, for producer
+    /// rings) of the one the kernel owns.
+    cached_prod: u32,
+    cached_cons: u32,
+}
+
+// SAFETY: the ring memory is only touched through &mut self (our side) and atomics.
+unsafe impl<T: Send> Send for Ring<T> {}
+
+impl<T: Copy> Ring<T> {
+    fn map(
+        fd: RawFd,
+        off: &libc::xdp_ring_offset,
+        size: u32,
+        pgoff: u64,
+        producer_side: bool,
+        what: &'static str,
+    ) -> Result<Self, XskError> {
+        let len = off.desc as usize + size as usize * size_of::<T>();
+        let map = Mapping::new(len, fd, pgoff, what)?;
+        let at = |o: u64| {
+            // SAFETY: the kernel's offsets lie inside the mapping it sized.
+            unsafe { NonNull::new_unchecked(map.ptr.as_ptr().add(o as usize)) }
+        };
+        let producer: NonNull<AtomicU32> = at(off.producer).cast();
+        let consumer: NonNull<AtomicU32> = at(off.consumer).cast();
+        // SAFETY: the index words are valid, aligned u32s for the mapping's life.
+        let (prod, cons) = unsafe {
+            (
+                producer.as_ref().load(Ordering::Relaxed),
+                consumer.as_ref().load(Ordering::Relaxed),
+            )
+        };
+        Ok(Ring {
+            producer,
+            consumer,
+            flags: at(off.flags).cast(),
+            entries: at(off.desc).cast(),
+            mask: size - 1,
+            size,
+            cached_prod: prod,
+            cached_cons: if producer_side { cons + size } else { cons },
+            _map: map,
+        })
+    }
+
+    fn producer(&self) -> &AtomicU32 {
+        // SAFETY: valid and aligned for the mapping's life, which `self` owns.
+        unsafe { self.producer.as_ref() }
+    }
+
+    fn consumer(&self) -> &AtomicU32 {
+        // SAFETY: as for `producer`.
+        unsafe { self.consumer.as_ref() }
+    }
+
+    fn needs_wakeup(&self) -> bool {
+        // Order our index store before the flag load (pairs with the kernel's barrier
+        // between setting the flag and re-checking the ring), so no wakeup is lost.
+        fence(Ordering::SeqCst);
+        // SAFETY: as for `producer`.
+        let flags = unsafe { self.flags.as_ref() }.load(Ordering::Relaxed);
+        flags & libc::XDP_RING_NEED_WAKEUP != 0
+    }
+
+    fn slot(&self, idx: u32) -> *mut T {
+        // SAFETY: masked index is within the `size` entries of the mapping.
+        unsafe { self.entries.as_ptr().add((idx & self.mask) as usize) }
+    }
+
+    // --- producer side (fill, tx) ---
+
+    /// Free slots, up to `want`.
+    fn free(&mut self, want: u32) -> u32 {
+        let mut free = self.cached_cons.wrapping_sub(self.cached_prod);
+        if free < want {
+            self.cached_cons = self
+                .consumer()
+                .load(Ordering::Acquire)
+                .wrapping_add(self.size);
+            free = self.cached_cons.wrapping_sub(self.cached_prod);
+        }
+        free.min(want)
+    }
+
+    fn write(&mut self, i: u32, v: T) {
+        // SAFETY: slot `cached_prod + i` was reserved by `free` and is ours until submit.
+        unsafe {
+            self.slot(self.cached_prod.wrapping_add(i))
+                .write_volatile(v)
+        };
+    }
+
+    fn submit(&mut self, n: u32) {
+        self.cached_prod = self.cached_prod.wrapping_add(n);
+        self.producer().store(self.cached_prod, Ordering::Release);
+    }
+
+    // --- consumer side (rx, completion) ---
+
+    /// Filled slots, up to `want`.
+    fn available(&mut self, want: u32) -> u32 {
+        let mut avail = self.cached_prod.wrapping_sub(self.cached_cons);
+        if avail < want {
+            self.cached_prod = self.producer().load(Ordering::Acquire);
+            avail = self.cached_prod.wrapping_sub(self.cached_cons);
+        }
+        avail.min(want)
+    }
+
+    fn read(&self, i: u32) -> T {
+        // SAFETY: slot `cached_cons + i` was published by the kernel (see `available`).
+        unsafe { self.slot(self.cached_cons.wrapping_add(i)).read_volatile() }
+    }
+
+    fn release(&mut self, n: u32) {
+        self.cached_cons = self.cached_cons.wrapping_add(n);
+        self.consumer().store(self.cached_cons, Ordering::Release);
+    }
+
+    /// Entries between the kernel's consumer and our producer (a producer ring's backlog).
+    fn pending(&self) -> Vec<T> {
+        let cons = self.consumer().load(Ordering::Acquire);
+        let n = self.cached_prod.wrapping_sub(cons);
+        // SAFETY: those slots hold values we wrote and the kernel has not consumed yet.
+        (0..n)
+            .map(|i| unsafe { self.slot(cons.wrapping_add(i)).read_volatile() })
+            .collect()
+    }
+}
+
+fn setsockopt<T>(fd: RawFd, opt: libc::c_int, val: &T, what: &'static str) -> Result<(), XskError> {
+    // SAFETY: `val` points to a live, initialised T of the size we pass.
+    let rc = unsafe {
+        libc::setsockopt(
+            fd,
+            libc::SOL_XDP,
+            opt,
+            (val as *const T).cast(),
+            size_of::<T>() as libc::socklen_t,
+        )
+    };
+    check(rc, what).map(drop)
+}
+
+fn mmap_offsets(fd: RawFd) -> Result<libc::xdp_mmap_offsets, XskError> {
+    // SAFETY: all-zero is a valid value of this plain-integer struct.
+    let mut off: libc::xdp_mmap_offsets = unsafe { std::mem::zeroed() };
+    let mut len = size_of::<libc::xdp_mmap_offsets>() as libc::socklen_t;
+    // SAFETY: `off`/`len` describe a writable buffer of the right size.
+    let rc = unsafe {
+        libc::getsockopt(
+            fd,
+            libc::SOL_XDP,
+            libc::XDP_MMAP_OFFSETS,
+            (&mut off as *mut libc::xdp_mmap_offsets).cast(),
+            &mut len,
+        )
+    };
+    check(rc, "XDP_MMAP_OFFSETS")?;
+    Ok(off)
+}
+
+/// Kernel statistics of one socket (XDP_STATISTICS).
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct KernelStats {
+    pub rx_dropped: u64,
+    pub rx_invalid_descs: u64,
+    pub tx_invalid_descs: u64,
+    pub rx_ring_full: u64,
+    pub rx_fill_ring_empty_descs: u64,
+    pub tx_ring_empty_descs: u64,
+}
+
+/// An AF_XDP socket bound to one queue of one interface.
+#[derive(Debug)]
+pub struct XskSocket {
+    fill: Ring<u64>,
+    comp: Ring<u64>,
+    rx: Ring<Desc>,
+    tx: Ring<Desc>,
+    info: BindInfo,
+    counters: Counters,
+    ifname: String,
+    queue: u32,
+    // Drop order: rings unmapped, then the socket closed, then the UMEM released.
+    fd: OwnedFd,
+    umem: Arc<Umem>,
+}
+
+/// A socket created and mapped, not yet bound.
+struct Unbound {
+    fd: OwnedFd,
+    fill: Ring<u64>,
+    comp: Ring<u64>,
+    rx: Ring<Desc>,
+    tx: Ring<Desc>,
+}
+
+impl Unbound {
+    fn new(umem: Option<&Umem>, cfg: &XskConfig) -> Result<Self, XskError> {
+        for s in [cfg.rx_size, cfg.tx_size, cfg.fill_size, cfg.comp_size] {
+            if !s.is_power_of_two() {
+                return Err(XskError::Config("ring sizes must be powers of two"));
+            }
+        }
+        // SAFETY: plain socket(2) call.
+        let raw = unsafe { libc::socket(libc::AF_XDP, libc::SOCK_RAW | libc::SOCK_CLOEXEC, 0) };
+        let raw = check(raw, "socket(AF_XDP)")?;
+        // SAFETY: `raw` is a fresh descriptor that nobody else owns.
+        let fd = unsafe { OwnedFd::from_raw_fd(raw) };
+        if let Some(umem) = umem {
+            umem.register(raw)?;
+        }
+        // Every socket gets its own fill and completion ring (needed for sharing a UMEM
+        // across devices or queues).
+        setsockopt(
+            raw,
+            libc::XDP_UMEM_FILL_RING,
+            &cfg.fill_size,
+            "XDP_UMEM_FILL_RING",
+        )?;
+        setsockopt(
+            raw,
+            libc::XDP_UMEM_COMPLETION_RING,
+            &cfg.comp_size,
+            "XDP_UMEM_COMPLETION_RING",
+        )?;
+        setsockopt(raw, libc::XDP_RX_RING, &cfg.rx_size, "XDP_RX_RING")?;
+        setsockopt(raw, libc::XDP_TX_RING, &cfg.tx_size, "XDP_TX_RING")?;
+        let off = mmap_offsets(raw)?;
+        Ok(Unbound {
+            fill: Ring::map(
+                raw,
+                &off.fr,
+                cfg.fill_size,
+                libc::XDP_UMEM_PGOFF_FILL_RING,
+                true,
+                "mmap fill ring",
+            )?,
+            comp: Ring::map(
+                raw,
+                &off.cr,
+                cfg.comp_size,
+                libc::XDP_UMEM_PGOFF_COMPLETION_RING,
+                false,
+                "mmap completion ring",
+            )?,
+            rx: Ring::map(
+                raw,
+                &off.rx,
+                cfg.rx_size,
+                libc::XDP_PGOFF_RX_RING as u64,
+                false,
+                "mmap rx ring",
+            )?,
+            tx: Ring::map(
+                raw,
+                &off.tx,
+                cfg.tx_size,
+                libc::XDP_PGOFF_TX_RING as u64,
+                true,
+                "mmap tx ring",
+            )?,
+            fd,
+        })
+    }
+
+    fn bind(&self, ifindex: u32, queue: u32, flags: u16, shared_fd: RawFd) -> io::Result<()> {
+        let addr = libc::sockaddr_xdp {
+            sxdp_family: libc::AF_XDP as u16,
+            sxdp_flags: flags,
+            sxdp_ifindex: ifindex,
+            sxdp_queue_id: queue,
+            sxdp_shared_umem_fd: shared_fd as u32,
+        };
+        // SAFETY: `addr` is a valid sockaddr_xdp of the size we pass.
+        let rc = unsafe {
+            libc::bind(
+                self.fd.as_raw_fd(),
+                (&addr as *const libc::sockaddr_xdp).cast(),
+                size_of::<libc::sockaddr_xdp>() as libc::socklen_t,
+            )
+        };
+        if rc < 0 {
+            Err(io::Error::last_os_error())
+        } else {
+            Ok(())
+        }
+    }
+}
+
+impl XskSocket {
+    /// A socket on `ifname` queue `queue` (calling thread's network namespace) that
+    /// registers and owns `umem`: zero-copy if allowed and supported, else copy mode.
+    pub fn new(
+        umem: &Arc<Umem>,
+        ifname: &str,
+        queue: u32,
+        cfg: &XskConfig,
+    ) -> Result<Self, XskError> {
+        let ifindex = bpf::ifindex(ifname)?;
+        let wake = if cfg.need_wakeup {
+            libc::XDP_USE_NEED_WAKEUP
+        } else {
+            0
+        };
+        let mut zero_copy_error = None;
+        if cfg.try_zero_copy {
+            let s = Unbound::new(Some(umem), cfg)?;
+            match s.bind(ifindex, queue, libc::XDP_ZEROCOPY | wake, 0) {
+                Ok(()) => {
+                    let info = BindInfo {
+                        zero_copy: true,
+                        need_wakeup: cfg.need_wakeup,
+                        shared_umem: false,
+                        zero_copy_error,
+                    };
+                    return Ok(Self::from_parts(s, umem, info, ifname, queue));
+                }
+                // A fresh socket for the retry: a failed bind may leave state behind.
+                Err(e) => zero_copy_error = e.raw_os_error(),
+            }
+        }
+        let s = Unbound::new(Some(umem), cfg)?;
+        s.bind(ifindex, queue, libc::XDP_COPY | wake, 0)
+            .map_err(sys("bind AF_XDP (copy)"))?;
+        let info = BindInfo {
+            zero_copy: false,
+            need_wakeup: cfg.need_wakeup,
+            shared_umem: false,
+            zero_copy_error,
+        };
+        Ok(Self::from_parts(s, umem, info, ifname, queue))
+    }
+
+    /// A socket on `ifname` queue `queue` sharing `owner`'s UMEM, with its own fill and
+    /// completion rings. It inherits the owner's copy/zero-copy and need_wakeup modes.
+    pub fn new_shared(
+        owner: &XskSocket,
+        ifname: &str,
+        queue: u32,
+        cfg: &XskConfig,
+    ) -> Result<Self, XskError> {
+        let ifindex = bpf::ifindex(ifname)?;
+        let s = Unbound::new(None, cfg)?;
+        s.bind(ifindex, queue, libc::XDP_SHARED_UMEM, owner.fd.as_raw_fd())
+            .map_err(sys("bind AF_XDP (shared UMEM)"))?;
+        let info = BindInfo {
+            shared_umem: true,
+            zero_copy_error: None,
+            ..owner.info
+        };
+        Ok(Self::from_parts(s, &owner.umem, info, ifname, queue))
+    }
+
+    fn from_parts(s: Unbound, umem: &Arc<Umem>, info: BindInfo, ifname: &str, queue: u32) -> Self {
+        XskSocket {
+            umem: Arc::clone(umem),
+            fill: s.fill,
+            comp: s.comp,
+            rx: s.rx,
+            tx: s.tx,
+            info,
+            counters: Counters::default(),
+            ifname: ifname.to_owned(),
+            queue,
+            fd: s.fd,
+        }
+    }
+
+    pub fn umem(&self) -> &Arc<Umem> {
+        &self.umem
+    }
+    pub fn info(&self) -> BindInfo {
+        self.info
+    }
+    pub fn counters(&self) -> Counters {
+        self.counters
+    }
+    pub fn ifname(&self) -> &str {
+        &self.ifname
+    }
+    pub fn queue(&self) -> u32 {
+        self.queue
+    }
+
+    /// Gives frames to the kernel for receiving; returns how many the fill ring took.
+    pub fn fill(&mut self, addrs: &[u64]) -> usize {
+        let n = self.fill.free(addrs.len() as u32);
+        for (i, &a) in addrs[..n as usize].iter().enumerate() {
+            self.fill.write(i as u32, self.umem.frame_base(a));
+        }
+        self.fill.submit(n);
+        self.counters.filled += u64::from(n);
+        n as usize
+    }
+
+    /// Moves up to `max` frames from `pool` to the fill ring; returns how many.
+    pub fn refill(&mut self, pool: &mut FramePool, max: usize) -> usize {
+        let want = max.min(pool.free_count()) as u32;
+        let n = self.fill.free(want);
+        for i in 0..n {
+            let a = pool.alloc().expect("counted above");
+            self.fill.write(i, a);
+        }
+        self.fill.submit(n);
+        self.counters.filled += u64::from(n);
+        n as usize
+    }
+
+    /// Received frames, now owned by the caller.
+    pub fn rx_batch(&mut self, out: &mut [Desc]) -> usize {
+        let n = self.rx.available(out.len() as u32);
+        for (i, d) in out[..n as usize].iter_mut().enumerate() {
+            *d = self.rx.read(i as u32);
+        }
+        self.rx.release(n);
+        self.counters.received += u64::from(n);
+        n as usize
+    }
+
+    /// Queues frames for sending; returns how many the tx ring took (the rest stay the
+    /// caller's). Call [`XskSocket::kick_tx`] afterwards.
+    pub fn tx_batch(&mut self, descs: &[Desc]) -> usize {
+        let n = self.tx.free(descs.len() as u32);
+        for (i, &d) in descs[..n as usize].iter().enumerate() {
+            self.tx.write(i as u32, d);
+        }
+        self.tx.submit(n);
+        self.counters.sent += u64::from(n);
+        n as usize
+    }
+
+    /// Reaps sent frames (UMEM addresses as given to `tx_batch`), now owned by the caller.
+    pub fn complete(&mut self, out: &mut [u64]) -> usize {
+        let n = self.comp.available(out.len() as u32);
+        for (i, a) in out[..n as usize].iter_mut().enumerate() {
+            *a = self.comp.read(i as u32);
+        }
+        self.comp.release(n);
+        self.counters.completed += u64::from(n);
+        n as usize
+    }
+
+    /// Tells the kernel to send, if it needs telling; returns whether a syscall was made.
+    pub fn kick_tx(&self) -> io::Result<bool> {
+        if self.info.need_wakeup && !self.tx.needs_wakeup() {
+            return Ok(false);
+        }
+        // SAFETY: an empty sendto on our own socket.
+        let rc = unsafe {
+            libc::sendto(
+                self.fd.as_raw_fd(),
+                std::ptr::null(),
+                0,
+                libc::MSG_DONTWAIT,
+                std::ptr::null(),
+                0,
+            )
+        };
+        if rc < 0 {
+            let e = io::Error::last_os_error();
+            // Busy or out of buffers: the kernel will get to it; try again next batch.
+            match e.raw_os_error() {
+                Some(libc::EAGAIN | libc::EBUSY | libc::ENOBUFS | libc::ENETDOWN) => {}
+                _ => return Err(e),
+            }
+        }
+        Ok(true)
+    }
+
+    /// Wakes the driver to receive if the fill ring asks for it; returns whether a syscall
+    /// was made.
+    pub fn wakeup_rx(&self) -> io::Result<bool> {
+        if !self.info.need_wakeup || !self.fill.needs_wakeup() {
+            return Ok(false);
+        }
+        // SAFETY: an empty recvfrom on our own socket.
+        let rc = unsafe {
+            libc::recvfrom(
+                self.fd.as_raw_fd(),
+                std::ptr::null_mut(),
+                0,
+                libc::MSG_DONTWAIT,
+                std::ptr::null_mut(),
+                std::ptr::null_mut(),
+            )
+        };
+        if rc < 0 {
+            let e = io::Error::last_os_error();
+            if !matches!(
+                e.raw_os_error(),
+                Some(libc::EAGAIN | libc::EBUSY | libc::ENOBUFS)
+            ) {
+                return Err(e);
+            }
+        }
+        Ok(true)
+    }
+
+    /// Frames on the fill ring that the kernel has not taken yet (diagnostics and tests).
+    pub fn fill_ring_pending(&self) -> Vec<u64> {
+        self.fill.pending()
+    }
+
+    /// The kernel's drop and error counters for this socket.
+    pub fn kernel_stats(&self) -> Result<KernelStats, XskError> {
+        // SAFETY: all-zero is a valid value of this plain-integer struct.
+        let mut st: libc::xdp_statistics = unsafe { std::mem::zeroed() };
+        let mut len = size_of::<libc::xdp_statistics>() as libc::socklen_t;
+        // SAFETY: `st`/`len` describe a writable buffer of the right size.
+        let rc = unsafe {
+            libc::getsockopt(
+                self.fd.as_raw_fd(),
+                libc::SOL_XDP,
+                libc::XDP_STATISTICS,
+                (&mut st as *mut libc::xdp_statistics).cast(),
+                &mut len,
+            )
+        };
+        check(rc, "XDP_STATISTICS")?;
+        Ok(KernelStats {
+            rx_dropped: st.rx_dropped,
+            rx_invalid_descs: st.rx_invalid_descs,
+            tx_invalid_descs: st.tx_invalid_descs,
+            rx_ring_full: st.rx_ring_full,
+            rx_fill_ring_empty_descs: st.rx_fill_ring_empty_descs,
+            tx_ring_empty_descs: st.tx_ring_empty_descs,
+        })
+    }
+}
+
+impl AsRawFd for XskSocket {
+    fn as_raw_fd(&self) -> RawFd {
+        self.fd.as_raw_fd()
+    }
+}
+
+/// Waits until one of `sockets` has something to receive, or `timeout_ms` passes.
+pub fn poll_rx(sockets: &[&XskSocket], timeout_ms: i32) -> io::Result<bool> {
+    let mut fds: Vec<libc::pollfd> = sockets
+        .iter()
+        .map(|s| libc::pollfd {
+            fd: s.as_raw_fd(),
+            events: libc::POLLIN,
+            revents: 0,
+        })
+        .collect();
+    // SAFETY: `fds` is a valid array of `fds.len()` pollfds.
+    let rc = unsafe { libc::poll(fds.as_mut_ptr(), fds.len() as libc::nfds_t, timeout_ms) };
+    match rc {
+        r if r < 0 => Err(io::Error::last_os_error()),
+        0 => Ok(false),
+        _ => Ok(true),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn pool_detects_double_free_and_range() {
+        let umem = Umem::new(8, 2048).unwrap();
+        let mut pool = FramePool::new(&umem);
+        let a = pool.alloc().unwrap();
+        assert_eq!(pool.free_count(), 7);
+        pool.release(a + 300).unwrap();
+        assert_eq!(pool.release(a), Err(FrameError::DoubleFree(a)));
+        assert_eq!(
+            pool.release(8 * 2048),
+            Err(FrameError::OutOfRange(8 * 2048))
+        );
+        assert_eq!(pool.free_count(), 8);
+    }
+
+    #[test]
+    fn rejects_bad_sizes() {
+        assert!(Umem::new(8, 1000).is_err());
+        assert!(Umem::new(0, 2048).is_err());
+    }
+}
