@@ -844,14 +844,20 @@ fn dataplane(raw: raw::Dataplane) -> Result<Dataplane, ConfigError> {
             if !addr.ip().is_loopback() {
                 return Err(invalid(
                     "dataplane.metrics",
-                    format!("{addr} is not a loopback address; metrics are served on loopback only"),
+                    format!(
+                        "{addr} is not a loopback address; metrics are served on loopback only"
+                    ),
                 ));
             }
             Some(addr)
         }
     };
     let burst: u16 = integer("dataplane.burst", raw.burst.unwrap_or(64), 1..=1024)?;
-    let frames: u32 = integer("dataplane.frames", raw.frames.unwrap_or(8192), 256..=1 << 20)?;
+    let frames: u32 = integer(
+        "dataplane.frames",
+        raw.frames.unwrap_or(8192),
+        256..=1 << 20,
+    )?;
     if !frames.is_power_of_two() {
         return Err(invalid(
             "dataplane.frames",
@@ -1633,9 +1639,45 @@ subscribers = ["100.64.0.0/24"]
             ),
             ("[logging]\nvolume = \"deterministic\"", "logging.volume"),
             ("[logging]\nvolume = \"port-blocks\"", "logging.volume"),
+            ("[logging]\nretention = \"1m\"", "logging.retention"),
+            ("[logging]\nsegment-size = 1000", "logging.segment-size"),
+            (
+                "[dataplane]\nmetrics = \"192.0.2.1:9917\"",
+                "dataplane.metrics",
+            ),
+            ("[dataplane]\nmetrics = \"localhost\"", "dataplane.metrics"),
+            ("[dataplane]\nframes = 3000", "dataplane.frames"),
+            ("[dataplane]\nburst = 0", "dataplane.burst"),
         ];
         for (extra, key) in cases {
             assert_eq!(rejected_key(&minimal_with(extra)), *key, "for {extra:?}");
+        }
+    }
+
+    #[test]
+    fn gateway_macs_are_read_or_refused_by_key() {
+        let ok = with_interfaces(
+            "inside = \"a\"\noutside = \"b\"\ninside-gateway-mac = \"02:00:5E:10:00:01\"",
+        );
+        let config = Config::from_toml_str(&ok).unwrap();
+        assert_eq!(
+            config.interfaces.inside_gateway_mac,
+            Some([0x02, 0x00, 0x5e, 0x10, 0x00, 0x01])
+        );
+        for bad in [
+            "02:00:5e:10:00",
+            "02:00:5e:10:00:01:02",
+            "0x:00:5e:10:00:01",
+            "020:0:5e:10:00:01",
+        ] {
+            let text = with_interfaces(&format!(
+                "inside = \"a\"\noutside = \"b\"\noutside-gateway-mac = \"{bad}\""
+            ));
+            assert_eq!(
+                rejected_key(&text),
+                "interfaces.outside-gateway-mac",
+                "{bad}"
+            );
         }
     }
 
