@@ -4,8 +4,10 @@
 set -euo pipefail
 
 # Debian packages: tshark checks checksums of replay output independently in the tests;
-# iproute2 builds the veth lab; gcc builds the zstd and BLAKE3 C code bundled in their crates.
-PACKAGES=(tshark iproute2 gcc libc6-dev)
+# gcc builds the zstd and BLAKE3 C code bundled in their crates. The veth lab (`tracenat lab`)
+# drives iproute2 (ip), ethtool (checksum offload off), procps (sysctl) and iputils-ping
+# (reachability checks); its tests and the demo fetch pages with curl.
+PACKAGES=(tshark iproute2 gcc libc6-dev ethtool procps iputils-ping curl)
 
 missing=()
 for p in "${PACKAGES[@]}"; do

@@ -115,6 +115,9 @@ pub struct Dataplane {
     /// Where `tracenat run` serves Prometheus metrics (and `tracenat stats` reads them);
     /// loopback only.
     pub metrics: Option<std::net::SocketAddr>,
+    /// The NIC profile (hw/): with RSS set up as `tracenat hw plan` prints, each worker gets
+    /// the public ports whose return traffic its queue receives. "veth": no RSS, handoff.
+    pub rss_profile: String,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -529,6 +532,7 @@ mod raw {
         pub zero_copy: Option<bool>,
         pub idle_backoff: Option<bool>,
         pub metrics: Option<String>,
+        pub rss_profile: Option<String>,
     }
 
     #[derive(Debug, Default, Deserialize)]
@@ -864,7 +868,19 @@ fn dataplane(raw: raw::Dataplane) -> Result<Dataplane, ConfigError> {
             format!("{frames} is not a power of two (the rings need one)"),
         ));
     }
+    let rss_profile = raw.rss_profile.unwrap_or_else(|| "veth".to_owned());
+    if crate::rss::plan::Profile::builtin(&rss_profile).is_err() {
+        let known: Vec<&str> = crate::rss::plan::Profile::names().collect();
+        return Err(invalid(
+            "dataplane.rss-profile",
+            format!(
+                "{rss_profile:?} is not a NIC profile; known: {}",
+                known.join(", ")
+            ),
+        ));
+    }
     Ok(Dataplane {
+        rss_profile,
         burst,
         frames,
         zero_copy: raw.zero_copy.unwrap_or(true),
@@ -1648,6 +1664,10 @@ subscribers = ["100.64.0.0/24"]
             ("[dataplane]\nmetrics = \"localhost\"", "dataplane.metrics"),
             ("[dataplane]\nframes = 3000", "dataplane.frames"),
             ("[dataplane]\nburst = 0", "dataplane.burst"),
+            (
+                "[dataplane]\nrss-profile = \"e1000\"",
+                "dataplane.rss-profile",
+            ),
         ];
         for (extra, key) in cases {
             assert_eq!(rejected_key(&minimal_with(extra)), *key, "for {extra:?}");

@@ -7,6 +7,7 @@
 
 pub mod config;
 pub mod dataplane;
+pub mod demo;
 pub mod engine;
 pub mod fuzzing;
 pub mod lab;

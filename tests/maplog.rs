@@ -609,7 +609,10 @@ fn flipped_header_byte_is_named() {
         // The segment index keeps a copy of every header: the damaged block's payload,
         // whose CRC still holds, is read through it.
         let total: usize = f.events.iter().map(Vec::len).sum();
-        assert_eq!(seen, total, "byte {at}: the index's copy of the header serves");
+        assert_eq!(
+            seen, total,
+            "byte {at}: the index's copy of the header serves"
+        );
     }
 }
 

@@ -36,6 +36,12 @@ pub enum Command {
     Run(super::run::RunCommand),
     /// Print the counters of a running NAT (Prometheus text).
     Stats(super::run::StatsCommand),
+    /// The whole story on this machine: lab up, the NAT running, real traffic, every
+    /// request in the server's access log traced back to its subscriber, lab down.
+    Demo(super::demo::DemoCommand),
+    /// NIC set-up for tracenat (RSS alignment, queues, IRQs).
+    #[command(subcommand)]
+    Hw(super::demo::HwCommand),
     /// The veth lab: network namespaces with subscribers, the NAT and an "internet".
     #[command(subcommand)]
     Lab(super::lab::LabCommand),

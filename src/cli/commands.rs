@@ -55,6 +55,8 @@ pub fn run(cli: Cli) -> Result<ExitCode, Failure> {
         Command::Log(command) => log::run(command),
         Command::Lab(command) => super::lab::run(command),
         Command::Run(command) => super::run::run(command),
+        Command::Demo(command) => super::demo::demo(command),
+        Command::Hw(command) => super::demo::hw(command),
         Command::Stats(command) => super::run::stats(command),
     }
 }

@@ -112,7 +112,11 @@ pub fn stats(command: StatsCommand) -> Result<ExitCode, Failure> {
                 Failure::Usage(format!("{}: dataplane.metrics is not set", path.display()))
             })?
         }
-        (None, None) => return Err(Failure::Usage("give --config FILE or --metrics ADDR".into())),
+        (None, None) => {
+            return Err(Failure::Usage(
+                "give --config FILE or --metrics ADDR".into(),
+            ));
+        }
     };
     let text = metrics::fetch(addr)
         .map_err(|e| Failure::Usage(format!("no tracenat answering on {addr}: {e}")))?;

@@ -79,7 +79,10 @@ impl Rings {
         let n = self.workers as u16;
         Ends {
             out: (0..n).map(|to| self.ring(w, to)).collect(),
-            inbound: (0..n).filter(|&f| f != w).map(|f| self.ring(f, w)).collect(),
+            inbound: (0..n)
+                .filter(|&f| f != w)
+                .map(|f| self.ring(f, w))
+                .collect(),
         }
     }
 
@@ -166,11 +169,11 @@ mod tests {
             assert_eq!(sent, i < 4, "frame {i}");
         }
         let mut got = Vec::new();
+        assert_eq!(b.receive(16, |f| got.push((f.from, f.len, f.bytes[0]))), 4);
         assert_eq!(
-            b.receive(16, |f| got.push((f.from, f.len, f.bytes[0]))),
-            4
+            got,
+            (0..4).map(|i| (Side::Outside, 60, i)).collect::<Vec<_>>()
         );
-        assert_eq!(got, (0..4).map(|i| (Side::Outside, 60, i)).collect::<Vec<_>>());
         assert_eq!(rings.totals(), vec![(0, 1, 4, 2), (1, 0, 0, 0)]);
         // Spare boxes came back: the ring works again.
         assert!(a.send(1, Side::Inside, &[9; 1]));

@@ -10,8 +10,8 @@ use std::time::Duration;
 
 use super::handoff::Rings;
 use super::worker::WorkerStats;
-use crate::engine::counters::{Activity, Counters};
 use crate::engine::DropReason;
+use crate::engine::counters::{Activity, Counters};
 use crate::maplog::writer::LogStats;
 
 /// Everything the operator sees, at one moment.
@@ -115,7 +115,9 @@ impl Snapshot {
     pub fn prometheus(&self) -> String {
         let mut out = String::new();
         let mut metric = |name: &str, kind: &str, help: &str, samples: Vec<(String, u64)>| {
-            out.push_str(&format!("# HELP tracenat_{name} {help}\n# TYPE tracenat_{name} {kind}\n"));
+            out.push_str(&format!(
+                "# HELP tracenat_{name} {help}\n# TYPE tracenat_{name} {kind}\n"
+            ));
             for (labels, v) in samples {
                 out.push_str(&format!("tracenat_{name}{{{labels}}} {v}\n"));
             }
@@ -132,8 +134,18 @@ impl Snapshot {
                 })
                 .collect()
         };
-        metric("rx_packets_total", "counter", "Frames received.", per_side(|s| s.rx));
-        metric("tx_packets_total", "counter", "Frames sent.", per_side(|s| s.tx));
+        metric(
+            "rx_packets_total",
+            "counter",
+            "Frames received.",
+            per_side(|s| s.rx),
+        );
+        metric(
+            "tx_packets_total",
+            "counter",
+            "Frames sent.",
+            per_side(|s| s.tx),
+        );
         let per_worker = |f: &dyn Fn(&WorkerSnapshot) -> u64| {
             self.workers
                 .iter()
@@ -141,32 +153,68 @@ impl Snapshot {
                 .map(|(w, s)| (format!("worker=\"{w}\""), f(s)))
                 .collect::<Vec<_>>()
         };
-        metric("sessions", "gauge", "Live sessions.", per_worker(&|s| s.live_sessions));
-        metric("tx_ring_full_total", "counter", "Frames dropped on a full tx ring.", per_worker(&|s| s.tx_ring_full));
-        metric("no_free_frame_total", "counter", "Handed-off frames dropped for want of a UMEM frame.", per_worker(&|s| s.no_free_frame));
-        metric("not_for_dataplane_total", "counter", "Frames for the kernel that reached the dataplane (dropped).", per_worker(&|s| s.not_for_dataplane));
+        metric(
+            "sessions",
+            "gauge",
+            "Live sessions.",
+            per_worker(&|s| s.live_sessions),
+        );
+        metric(
+            "tx_ring_full_total",
+            "counter",
+            "Frames dropped on a full tx ring.",
+            per_worker(&|s| s.tx_ring_full),
+        );
+        metric(
+            "no_free_frame_total",
+            "counter",
+            "Handed-off frames dropped for want of a UMEM frame.",
+            per_worker(&|s| s.no_free_frame),
+        );
+        metric(
+            "not_for_dataplane_total",
+            "counter",
+            "Frames for the kernel that reached the dataplane (dropped).",
+            per_worker(&|s| s.not_for_dataplane),
+        );
         let events = self
             .workers
             .iter()
             .enumerate()
             .flat_map(|(w, s)| {
-                Activity::ALL
-                    .iter()
-                    .map(move |a| (format!("worker=\"{w}\",event=\"{}\"", a.name()), s.engine.get(*a)))
+                Activity::ALL.iter().map(move |a| {
+                    (
+                        format!("worker=\"{w}\",event=\"{}\"", a.name()),
+                        s.engine.get(*a),
+                    )
+                })
             })
             .collect();
-        metric("events_total", "counter", "Engine activity by kind.", events);
+        metric(
+            "events_total",
+            "counter",
+            "Engine activity by kind.",
+            events,
+        );
         let drops = self
             .workers
             .iter()
             .enumerate()
             .flat_map(|(w, s)| {
-                DropReason::ALL
-                    .iter()
-                    .map(move |r| (format!("worker=\"{w}\",reason=\"{}\"", r.name()), s.engine.drops(*r)))
+                DropReason::ALL.iter().map(move |r| {
+                    (
+                        format!("worker=\"{w}\",reason=\"{}\"", r.name()),
+                        s.engine.drops(*r),
+                    )
+                })
             })
             .collect();
-        metric("drops_total", "counter", "Frames dropped, by reason.", drops);
+        metric(
+            "drops_total",
+            "counter",
+            "Frames dropped, by reason.",
+            drops,
+        );
         let (sent, dropped): (Vec<_>, Vec<_>) = self
             .handoffs
             .iter()
@@ -175,14 +223,49 @@ impl Snapshot {
                 ((labels.clone(), *s), (labels, *d))
             })
             .unzip();
-        metric("handoffs_total", "counter", "Frames handed to the worker owning their state.", sent);
-        metric("handoff_dropped_total", "counter", "Handoffs dropped on a full ring.", dropped);
+        metric(
+            "handoffs_total",
+            "counter",
+            "Frames handed to the worker owning their state.",
+            sent,
+        );
+        metric(
+            "handoff_dropped_total",
+            "counter",
+            "Handoffs dropped on a full ring.",
+            dropped,
+        );
         if let Some(l) = &self.log {
-            metric("log_records_total", "counter", "Mapping-log records written.", vec![(String::new(), l.records)]);
-            metric("log_bytes_total", "counter", "Mapping-log bytes written.", vec![(String::new(), l.bytes)]);
-            metric("log_write_errors_total", "counter", "Mapping-log write errors (retried).", vec![(String::new(), l.write_errors)]);
-            metric("log_records_lost_total", "counter", "Records dropped under on-backpressure = drop-records.", vec![(String::new(), l.records_lost)]);
-            metric("log_durable_through_seconds", "gauge", "Every record up to this time is synced.", vec![(String::new(), l.durable_through_ns / 1_000_000_000)]);
+            metric(
+                "log_records_total",
+                "counter",
+                "Mapping-log records written.",
+                vec![(String::new(), l.records)],
+            );
+            metric(
+                "log_bytes_total",
+                "counter",
+                "Mapping-log bytes written.",
+                vec![(String::new(), l.bytes)],
+            );
+            metric(
+                "log_write_errors_total",
+                "counter",
+                "Mapping-log write errors (retried).",
+                vec![(String::new(), l.write_errors)],
+            );
+            metric(
+                "log_records_lost_total",
+                "counter",
+                "Records dropped under on-backpressure = drop-records.",
+                vec![(String::new(), l.records_lost)],
+            );
+            metric(
+                "log_durable_through_seconds",
+                "gauge",
+                "Every record up to this time is synced.",
+                vec![(String::new(), l.durable_through_ns / 1_000_000_000)],
+            );
         }
         out
     }

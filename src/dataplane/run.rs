@@ -16,10 +16,12 @@ use super::worker::{Link, Worker, WorkerStats};
 use super::xdp::bpf::{XdpLink, XdpMode, XdpProgram, XskMap};
 use super::xdp::xsk::{BindInfo, FramePool, Umem, XskConfig, XskSocket};
 use crate::config::Config;
-use crate::engine::ports::{self, Ownership};
+use crate::engine::ports::{self, Ownership, SubscriberSteering};
 use crate::engine::{Engine, Side};
 use crate::maplog::clock::wall_clock_ns;
 use crate::maplog::writer::{LogSettings, MapLog, Producer, WriterReport};
+use crate::rss::plan::{Design, Profile};
+use crate::rss::steer;
 
 #[derive(Debug, thiserror::Error)]
 pub enum RunError {
@@ -88,8 +90,10 @@ pub fn run(
     let worker_stop = Arc::new(AtomicBool::new(false));
     let (running, steering) = start(config, producers, &worker_stop)?;
     let metrics_server = match config.dataplane.metrics {
-        Some(addr) => Some(metrics::serve(addr, running.stats.clone(), running.rings.clone())
-            .map_err(|e| setup(format!("dataplane.metrics {addr}: {e}")))?),
+        Some(addr) => Some(
+            metrics::serve(addr, running.stats.clone(), running.rings.clone())
+                .map_err(|e| setup(format!("dataplane.metrics {addr}: {e}")))?,
+        ),
         None => None,
     };
     let mut last_refresh = Instant::now();
@@ -187,8 +191,8 @@ fn start(
     let xdp = |what: String| move |source| RunError::Xdp { what, source };
     let mut sockets = Vec::new();
     for w in 0..workers {
-        let umem = Umem::new(config.dataplane.frames, 2048)
-            .map_err(xdp(format!("UMEM of worker {w}")))?;
+        let umem =
+            Umem::new(config.dataplane.frames, 2048).map_err(xdp(format!("UMEM of worker {w}")))?;
         let inside = XskSocket::new(&umem, names[0], w as u32, &xsk_config)
             .map_err(xdp(format!("AF_XDP socket on {} queue {w}", names[0])))?;
         let outside = XskSocket::new_shared(&inside, names[1], w as u32, &xsk_config)
@@ -197,7 +201,7 @@ fn start(
     }
     let steering = steer(config, &names, &sockets)?;
     let bind = sockets[0].1[0].info();
-    let ownership = Arc::new(Ownership::new(config, ports::partitions(config)));
+    let ownership = Arc::new(ownership(config)?);
     let rings = Arc::new(Rings::new(workers, 1024));
     let now = wall_clock_ns();
     let mut threads = Vec::new();
@@ -259,6 +263,33 @@ fn start(
         },
         steering,
     ))
+}
+
+/// Who owns what. With a NIC whose RSS is set as `tracenat hw plan` prints, worker w gets
+/// exactly the public ports whose return traffic lands on queue w, and the subscribers the
+/// inside port delivers to queue w; otherwise (veth) any split, and handoff rings.
+fn ownership(config: &Config) -> Result<Ownership, RunError> {
+    let profile = Profile::builtin(&config.dataplane.rss_profile)
+        .map_err(|e| setup(format!("dataplane.rss-profile: {e}")))?;
+    if !profile.rss {
+        return Ok(Ownership::new(config, ports::partitions(config)));
+    }
+    let design = Design::new(&profile, config.workers.count, Design::DEFAULT_SEED, None)
+        .map_err(|e| setup(format!("RSS design for {}: {e}", profile.name)))?;
+    let pool = ports::pool_addresses(&config.pool.public, &config.pool.exclude);
+    let parts = steer::partitions(
+        &design.outside,
+        &pool,
+        config.allocation.port_min,
+        config.allocation.port_max,
+        config.workers.count,
+    )
+    .map_err(|e| setup(format!("RSS-aligned ports: {e}")))?;
+    let inside = design.inside.clone();
+    let steering = SubscriberSteering(Arc::new(move |ip| {
+        steer::subscriber_queue(&inside, ip, Ipv4Addr::UNSPECIFIED, 0, 0)
+    }));
+    Ok(Ownership::new(config, parts).with_subscriber_steering(steering))
 }
 
 fn mac_of(ifname: &str) -> Result<[u8; 6], RunError> {

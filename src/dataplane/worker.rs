@@ -89,7 +89,10 @@ impl Worker {
         let mut local = Local::default();
         let mut rx = vec![Desc::default(); self.burst];
         let mut outbox = Outbox {
-            tx: [Vec::with_capacity(self.burst * 2), Vec::with_capacity(self.burst * 2)],
+            tx: [
+                Vec::with_capacity(self.burst * 2),
+                Vec::with_capacity(self.burst * 2),
+            ],
         };
         let mut completions = vec![0u64; self.burst * 2];
         let mut idle_spins = 0u32;
@@ -158,7 +161,8 @@ impl Worker {
                 outbox.tx[side as usize].push(desc(addr, len));
             }
             Verdict::Handoff { worker, from } => {
-                self.handoff.send(worker, from, &frame[..len.min(frame.len())]);
+                self.handoff
+                    .send(worker, from, &frame[..len.min(frame.len())]);
                 self.free(addr);
             }
             Verdict::ToKernel => {
@@ -256,7 +260,8 @@ impl Worker {
             .store(local.not_for_dataplane, Ordering::Relaxed);
         s.handoff_received
             .store(local.handoff_received, Ordering::Relaxed);
-        s.no_free_frame.store(local.no_free_frame, Ordering::Relaxed);
+        s.no_free_frame
+            .store(local.no_free_frame, Ordering::Relaxed);
         s.idle_polls.store(local.idle_polls, Ordering::Relaxed);
         s.live_sessions
             .store(self.engine.live_sessions() as u64, Ordering::Relaxed);

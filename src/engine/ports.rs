@@ -10,6 +10,7 @@
 
 use std::collections::VecDeque;
 use std::net::Ipv4Addr;
+use std::sync::Arc;
 
 use crate::config::{AllocationMode, Config, Ipv4Prefix};
 use crate::engine::rng::SplitMix64;
@@ -263,11 +264,22 @@ pub fn partitions(cfg: &Config) -> Vec<Partition> {
     parts
 }
 
+/// Which worker serves a subscriber, when the NIC decides it (RSS on the inside port).
+#[derive(Clone)]
+pub struct SubscriberSteering(pub Arc<dyn Fn(Ipv4Addr) -> u16 + Send + Sync>);
+
+impl std::fmt::Debug for SubscriberSteering {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("SubscriberSteering(..)")
+    }
+}
+
 /// Who owns which state, for every worker: read-only, shared by all workers and drivers.
 #[derive(Debug, Clone)]
 pub struct Ownership {
     partitions: Vec<Partition>,
     deterministic: Option<Deterministic>,
+    steering: Option<SubscriberSteering>,
 }
 
 impl Ownership {
@@ -275,7 +287,14 @@ impl Ownership {
         Ownership {
             partitions,
             deterministic: Deterministic::from_config(cfg),
+            steering: None,
         }
+    }
+
+    /// Subscribers belong to the worker whose queue the inside NIC delivers them to.
+    pub fn with_subscriber_steering(mut self, steering: SubscriberSteering) -> Ownership {
+        self.steering = Some(steering);
+        self
     }
     pub fn workers(&self) -> u16 {
         self.partitions.len() as u16
@@ -296,6 +315,9 @@ impl Ownership {
     }
     /// The worker that serves a subscriber's outbound traffic.
     pub fn owner_of_subscriber(&self, ip: Ipv4Addr) -> u16 {
+        if let Some(steering) = &self.steering {
+            return (steering.0)(ip);
+        }
         let n = self.partitions.len() as u64;
         match &self.deterministic {
             Some(det) => det.subscriber_index(ip).map_or(0, |i| (i % n) as u16),

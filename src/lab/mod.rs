@@ -3,18 +3,24 @@
 //! one machine.
 //!
 //! ```text
-//!  tn-sub-1 .. tn-sub-N              tn-access                  tn-nat                     tn-inet
-//! +----------------------+      +---------------------+      +--------------------+      +------------------------+
-//! | eth0 (altname tn-s1) |      | tn-br 100.64.1.254  |      |                    |      |                        |
-//! | 100.64.1.1/24        |------| tn-s1-peer (port)   |      |                    |      |  tn-srv (dummy)        |
-//! | gw 100.64.1.254      |      |   ...               |      |                    |      |  198.51.100.10 HTTP    |
-//! +----------------------+      | tn-in-peer          |------| tn-in              |      |  198.51.100.20 UDP echo|
-//!                               | 100.64.0.2/24       |  N q | 100.64.0.1/24      |      |                        |
-//!                               | default via         |      | tn-out             |------| tn-out-peer            |
-//!                               |   100.64.0.1        |      | 192.0.2.1/24   N q |      | 192.0.2.254/24         |
-//!                               | ip_forward=1        |      | ip_forward=0       |      | 203.0.113.0/24 via     |
-//!                               +---------------------+      | rp_filter=0        |      |   192.0.2.1            |
-//!                                                            +--------------------+      +------------------------+
+//!  tn-sub-<i>, i = 1..N       tn-access                   tn-nat                       tn-inet
+//! +--------------------+    +------------------------+    +------------------------+    +-------------------------+
+//! | eth0 (alt tn-s<i>) |    | tn-br 100.64.1.254/24  |    |                        |    | lo 198.51.100.10  HTTP  |
+//! | 100.64.1.<i>/24    |----| tn-s<i>-peer (port)    |    |                        |    |    198.51.100.20  UDP   |
+//! | default via        |    |                        |    |                        |    |                         |
+//! |   100.64.1.254     |    | tn-in-peer             |====| tn-in                  |    |                         |
+//! +--------------------+    | 100.64.0.2/24          |    | 100.64.0.1/24          |    |                         |
+//!                           | default via 100.64.0.1 |    |                        |    |                         |
+//!                           | ip_forward=1           |    | tn-out                 |====| tn-out-peer             |
+//!                           +------------------------+    | 192.0.2.1/24           |    | 192.0.2.254/24          |
+//!                                                         | ip_forward=0           |    | 203.0.113.0/24          |
+//!                                                         | rp_filter=0            |    |   via 192.0.2.1         |
+//!                                                         | tracenat run (AF_XDP)  |    +-------------------------+
+//!                                                         | metrics 127.0.0.1:9917 |
+//!                                                         +------------------------+
+//! ==== veth with N rx/tx queues (N = --workers)   ---- single-queue veth, port of tn-br
+//! public pool 203.0.113.0/24, subscribers 100.64.0.0/10; tx checksum offload off on
+//! tn-in-peer, tn-out-peer, every eth0 and every tn-s<i>-peer
 //! ```
 //!
 //! The lab is described as data first ([`topology::Topology`]), then built by applying
@@ -22,8 +28,17 @@
 //! description back from `<dir>/lab.json`, and find leftovers of a crashed run by the
 //! lab's fixed names (`tn-nat`, `tn-access`, `tn-inet`, `tn-sub-<i>`).
 //!
-//! Everything here drives `ip`, `ethtool` and `sysctl` (iproute2, ethtool, procps) through
-//! `std::process::Command` and needs root.
+//! Details the dataplane can rely on: every lab interface has a fixed, locally
+//! administered MAC address (`02:74:6e:…`; `tn-in` is `02:74:6e:00:00:01`, `tn-in-peer`
+//! `…:00:00:02`, `tn-out` `…:00:01:01`, `tn-out-peer` `…:00:01:fe`); IPv6 is disabled in
+//! every lab namespace, so no router solicitations or MLD reports reach the NAT; the
+//! last step of `up` pings across every link, which checks the wiring and leaves the
+//! gateways' MAC addresses in `tn-nat`'s neighbour table; `tn-nat` has routes to
+//! 100.64.0.0/10 via the access router and a default via the upstream router, for the
+//! kernel's own replies — it never forwards.
+//!
+//! Everything here drives `ip`, `ethtool`, `sysctl` and `ping` (iproute2, ethtool,
+//! procps, iputils-ping) through `std::process::Command` and needs root.
 
 pub mod apply;
 pub mod nat_config;

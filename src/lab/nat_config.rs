@@ -38,6 +38,9 @@ count = {workers}
 [pool]
 public = [{public}]
 subscribers = [{subscribers_prefix}]
+# The network and broadcast addresses of the /24 are not handed to subscribers: some
+# stacks and firewalls treat them specially.
+exclude = [\"203.0.113.0\", \"203.0.113.255\"]
 
 [logging]
 dir = {log_dir}

@@ -67,11 +67,6 @@ pub fn require_root() -> Result<(), LabError> {
     }
 }
 
-/// Whether the process runs as root.
-pub fn is_root() -> bool {
-    require_root().is_ok()
-}
-
 /// The resolved tools, checked once at the start of a command.
 #[derive(Debug, Clone)]
 pub struct Tools {

@@ -279,7 +279,8 @@ pub fn verify_with_progress(log: &LogDir, mut progress: impl FnMut(u64)) -> Vec<
                     problems.push(at(
                         b.offset,
                         Some(h.sequence),
-                        "hash chain broken: the block before it was altered, removed or reordered".into(),
+                        "hash chain broken: the block before it was altered, removed or reordered"
+                            .into(),
                     ));
                 }
                 if let Some(want) = next_seq

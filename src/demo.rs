@@ -1,0 +1,420 @@
+//! `tracenat demo`: the story in one command. Builds the lab, runs the NAT in its
+//! namespace, sends real traffic from the kernel's own stacks (HTTP from every subscriber
+//! to a server that writes an access log, a UDP exchange, ping), stops the NAT, then traces
+//! every request in the server's access log back to its subscriber with the mapping log.
+//! The pieces are public so the lab's integration tests drive the same traffic.
+
+use std::fs::File;
+use std::io::{self, Read, Write};
+use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4, TcpStream, UdpSocket};
+use std::os::fd::AsRawFd;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use crate::lab::{self, UpOptions, topology};
+use crate::reader::access_log::{AccessLogParser, JsonFields, LogFormat};
+use crate::reader::attribute::{self, AttributeOptions, Summary};
+use crate::reader::logdir::LogDir;
+
+#[derive(Debug, thiserror::Error)]
+pub enum DemoError {
+    #[error("lab: {0}")]
+    Lab(#[from] lab::LabError),
+    #[error("{what}: {source}")]
+    Io { what: String, source: io::Error },
+    #[error("{0}")]
+    Failed(String),
+}
+
+fn io_err(what: impl Into<String>) -> impl FnOnce(io::Error) -> DemoError {
+    let what = what.into();
+    move |source| DemoError::Io { what, source }
+}
+
+/// Runs `f` on a thread that has entered network namespace `ns` (so sockets it opens
+/// belong to that namespace's stack).
+pub fn in_namespace<T: Send>(ns: &str, f: impl FnOnce() -> io::Result<T> + Send) -> io::Result<T> {
+    let path = format!("/run/netns/{ns}");
+    std::thread::scope(|scope| {
+        scope
+            .spawn(|| {
+                let handle = File::open(&path)?;
+                // SAFETY: setns on a namespace file descriptor we hold; it affects only
+                // this thread, which ends with the scope.
+                if unsafe { libc::setns(handle.as_raw_fd(), libc::CLONE_NEWNET) } != 0 {
+                    return Err(io::Error::last_os_error());
+                }
+                f()
+            })
+            .join()
+            .unwrap_or_else(|_| Err(io::Error::other("namespace thread panicked")))
+    })
+}
+
+/// One HTTP/1.1 GET; the status code and the local (subscriber) port used.
+pub fn http_get(server: SocketAddr, path: &str) -> io::Result<(u16, u16)> {
+    let mut stream = TcpStream::connect_timeout(&server, Duration::from_secs(3))?;
+    stream.set_read_timeout(Some(Duration::from_secs(3)))?;
+    let local_port = stream.local_addr()?.port();
+    let request = format!(
+        "GET {path} HTTP/1.1\r\nHost: {server}\r\nUser-Agent: tracenat-demo\r\nConnection: close\r\n\r\n"
+    );
+    stream.write_all(request.as_bytes())?;
+    let mut response = String::new();
+    stream.read_to_string(&mut response)?;
+    let status = response
+        .split_whitespace()
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .ok_or_else(|| io::Error::other(format!("not an HTTP response: {response:.40}")))?;
+    Ok((status, local_port))
+}
+
+/// Sends a datagram and waits for its echo.
+pub fn udp_round_trip(server: SocketAddr, payload: &[u8]) -> io::Result<Vec<u8>> {
+    let socket = UdpSocket::bind((Ipv4Addr::UNSPECIFIED, 0))?;
+    socket.set_read_timeout(Some(Duration::from_secs(2)))?;
+    socket.send_to(payload, server)?;
+    let mut buf = vec![0u8; 2048];
+    let (n, _) = socket.recv_from(&mut buf)?;
+    buf.truncate(n);
+    Ok(buf)
+}
+
+/// `ping -c count` from a namespace; true if every echo came back.
+pub fn ping(ns: &str, target: Ipv4Addr, count: u32) -> bool {
+    Command::new("ip")
+        .args(["netns", "exec", ns, "ping", "-q", "-c"])
+        .arg(count.to_string())
+        .args(["-i", "0.2", "-W", "2"])
+        .arg(target.to_string())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success())
+}
+
+/// A `tracenat` subcommand running in a lab namespace, stopped with SIGTERM on drop.
+pub struct LabProcess {
+    child: Option<Child>,
+    pub output: PathBuf,
+}
+
+impl LabProcess {
+    pub fn start(
+        exe: &Path,
+        ns: &str,
+        args: &[&str],
+        output: PathBuf,
+    ) -> Result<LabProcess, DemoError> {
+        let log = File::create(&output).map_err(io_err(output.display().to_string()))?;
+        let err = log.try_clone().map_err(io_err("output file"))?;
+        // `ip netns exec` execs the program: the child's pid is tracenat's.
+        let child = Command::new("ip")
+            .args(["netns", "exec", ns])
+            .arg(exe)
+            .args(args)
+            .stdin(Stdio::null())
+            .stdout(log)
+            .stderr(err)
+            .spawn()
+            .map_err(io_err(format!(
+                "starting tracenat {} in {ns}",
+                args.join(" ")
+            )))?;
+        Ok(LabProcess {
+            child: Some(child),
+            output,
+        })
+    }
+
+    /// SIGTERM, then waits; returns what it printed.
+    pub fn stop(mut self) -> Result<String, DemoError> {
+        self.terminate()?;
+        std::fs::read_to_string(&self.output).map_err(io_err("process output"))
+    }
+
+    fn terminate(&mut self) -> Result<(), DemoError> {
+        if let Some(mut child) = self.child.take() {
+            // SAFETY: plain kill(2) on our own child's pid.
+            unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
+            let deadline = Instant::now() + Duration::from_secs(10);
+            while child.try_wait().map_err(io_err("waiting"))?.is_none() {
+                if Instant::now() > deadline {
+                    let _ = child.kill();
+                    return Err(DemoError::Failed(
+                        "a lab process did not stop on SIGTERM".into(),
+                    ));
+                }
+                std::thread::sleep(Duration::from_millis(50));
+            }
+        }
+        Ok(())
+    }
+
+    pub fn is_running(&mut self) -> bool {
+        self.child
+            .as_mut()
+            .is_some_and(|c| matches!(c.try_wait(), Ok(None)))
+    }
+}
+
+impl Drop for LabProcess {
+    fn drop(&mut self) {
+        let _ = self.terminate();
+    }
+}
+
+/// Starts the NAT in `tn-nat` and waits until its metrics answer (it is forwarding).
+pub fn start_nat(exe: &Path, dir: &Path) -> Result<LabProcess, DemoError> {
+    let config = dir.join("tracenat.toml");
+    let config = config.to_str().unwrap_or_default().to_owned();
+    let mut nat = LabProcess::start(
+        exe,
+        topology::NAT_NS,
+        &["run", "--config", &config],
+        dir.join("run.log"),
+    )?;
+    let metrics: SocketAddr = topology::METRICS.parse().expect("lab metrics address");
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        if in_namespace(topology::NAT_NS, || {
+            crate::dataplane::metrics::fetch(metrics)
+        })
+        .is_ok()
+        {
+            return Ok(nat);
+        }
+        if !nat.is_running() || Instant::now() > deadline {
+            let output = std::fs::read_to_string(&nat.output).unwrap_or_default();
+            return Err(DemoError::Failed(format!(
+                "tracenat run did not come up:\n{output}"
+            )));
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+pub struct DemoOptions {
+    pub workers: u16,
+    pub subscribers: u16,
+    pub requests_per_subscriber: u16,
+    pub dir: PathBuf,
+    /// Leave the lab up at the end.
+    pub keep: bool,
+}
+
+/// What the demo showed.
+#[derive(Debug, Clone, Default)]
+pub struct DemoReport {
+    pub requests: usize,
+    pub attributed: Summary,
+    /// Requests whose unique answer named the subscriber that sent them.
+    pub traced_right: usize,
+    pub udp_echoed: bool,
+    pub pinged: bool,
+}
+
+pub fn run(
+    exe: &Path,
+    options: &DemoOptions,
+    out: &mut dyn Write,
+) -> Result<DemoReport, DemoError> {
+    let say = |out: &mut dyn Write, text: String| {
+        let _ = writeln!(out, "{text}");
+    };
+    say(
+        out,
+        format!(
+            "== 1. The lab: {} subscribers -> access router -> NAT ({} worker{}) -> internet",
+            options.subscribers,
+            options.workers,
+            if options.workers == 1 { "" } else { "s" }
+        ),
+    );
+    let up = UpOptions {
+        workers: options.workers,
+        subscribers: options.subscribers,
+        dir: options.dir.clone(),
+        force: true,
+    };
+    lab::up(&up, &mut |_| {})?;
+    let result = scenario(exe, options, out);
+    if !options.keep {
+        lab::down(&options.dir, &mut |_| {})?;
+        say(out, "== lab removed".into());
+    }
+    result
+}
+
+fn scenario(
+    exe: &Path,
+    options: &DemoOptions,
+    out: &mut dyn Write,
+) -> Result<DemoReport, DemoError> {
+    let mut say = |text: String| {
+        let _ = writeln!(out, "{text}");
+    };
+    let dir = &options.dir;
+    let access_log = dir.join("access.log");
+    let _ = std::fs::remove_file(&access_log);
+    let _ = std::fs::remove_dir_all(dir.join("log"));
+    let http: SocketAddr =
+        SocketAddrV4::new(topology::HTTP_SERVER.parse().expect("address"), 80).into();
+    let echo: SocketAddr =
+        SocketAddrV4::new(topology::UDP_ECHO_SERVER.parse().expect("address"), 7).into();
+    let log_path = access_log.to_str().unwrap_or_default().to_owned();
+    let _web = LabProcess::start(
+        exe,
+        topology::INET_NS,
+        &[
+            "lab",
+            "serve-http",
+            "--listen",
+            &http.to_string(),
+            "--access-log",
+            &log_path,
+        ],
+        dir.join("http.out"),
+    )?;
+    let _echo = LabProcess::start(
+        exe,
+        topology::INET_NS,
+        &["lab", "udp-echo", "--listen", &echo.to_string()],
+        dir.join("echo.out"),
+    )?;
+    say(format!(
+        "== 2. tracenat run in {} (AF_XDP on tn-in and tn-out)",
+        topology::NAT_NS
+    ));
+    let nat = start_nat(exe, dir)?;
+
+    say(format!(
+        "== 3. Real traffic: every subscriber fetches http://{http}/ {} times; a UDP exchange; ping",
+        options.requests_per_subscriber
+    ));
+    let mut sent = Vec::new(); // (subscriber, local port) per request, in order
+    for i in 1..=options.subscribers {
+        let ns = topology::subscriber_ns(i);
+        let requests = options.requests_per_subscriber;
+        let ports = in_namespace(&ns, || {
+            (0..requests)
+                .map(|r| http_get(http, &format!("/sub{i}/page{r}")).map(|(_, port)| port))
+                .collect::<io::Result<Vec<u16>>>()
+        })
+        .map_err(io_err(format!("HTTP from {ns}")))?;
+        let address = Ipv4Addr::new(100, 64, 1, i as u8);
+        sent.extend(ports.into_iter().map(|p| SocketAddrV4::new(address, p)));
+    }
+    say(format!("   {} HTTP requests answered", sent.len()));
+    let udp_echoed = in_namespace(&topology::subscriber_ns(1), || {
+        udp_round_trip(echo, b"hello through the NAT")
+    })
+    .is_ok_and(|reply| reply == b"hello through the NAT");
+    say(format!(
+        "   UDP to {echo}: {}",
+        if udp_echoed { "echoed" } else { "NO ECHO" }
+    ));
+    let pinged = ping(
+        &topology::subscriber_ns(1),
+        *http
+            .ip()
+            .to_string()
+            .parse::<Ipv4Addr>()
+            .as_ref()
+            .unwrap_or(&Ipv4Addr::LOCALHOST),
+        3,
+    );
+    say(format!(
+        "   ping {}: {}",
+        http.ip(),
+        if pinged { "3/3 replies" } else { "FAILED" }
+    ));
+
+    say("== 4. Stop the NAT (SIGTERM: rings drained, mapping log flushed)".into());
+    let run_output = nat.stop()?;
+    for line in run_output
+        .lines()
+        .filter(|l| !l.starts_with('\r') && !l.trim().is_empty())
+    {
+        say(format!("   {}", line.trim_start_matches('\r')));
+    }
+
+    say(format!(
+        "== 5. Who was it? tracenat log attribute --dir {} --access-log {}",
+        dir.join("log").display(),
+        access_log.display()
+    ));
+    let mut logdir =
+        LogDir::open(&dir.join("log")).map_err(|e| DemoError::Failed(e.to_string()))?;
+    let input = File::open(&access_log).map_err(io_err(access_log.display().to_string()))?;
+    let mut parser = AccessLogParser::new(LogFormat::Auto, JsonFields::default());
+    let mut text = Vec::new();
+    let summary = attribute::attribute(
+        io::BufReader::new(input),
+        &mut parser,
+        &mut logdir,
+        &AttributeOptions {
+            skew_ns: 2_000_000_000,
+            server: Some((
+                *match http {
+                    SocketAddr::V4(a) => a,
+                    _ => unreachable!(),
+                }
+                .ip(),
+                Some(80),
+            )),
+            json: true,
+        },
+        &mut text,
+    )
+    .map_err(|e| DemoError::Failed(e.to_string()))?;
+    let lines: Vec<serde_json::Value> = String::from_utf8_lossy(&text)
+        .lines()
+        .filter_map(|l| serde_json::from_str(l).ok())
+        .collect();
+    let mut traced_right = 0;
+    for (k, line) in lines.iter().filter(|l| l.get("line").is_some()).enumerate() {
+        let subscriber = line["candidates"][0]["subscriber"].as_str().unwrap_or("-");
+        let expected = sent.get(k).map(|s| s.to_string()).unwrap_or_default();
+        let right = line["verdict"] == "unique" && subscriber == expected;
+        traced_right += right as usize;
+        if k < 6 || !right {
+            say(format!(
+                "   {}  {:<24} {}  -> {} {}{}",
+                line["time"]
+                    .as_str()
+                    .unwrap_or("")
+                    .get(11..23)
+                    .unwrap_or(""),
+                line["client"].as_str().unwrap_or(""),
+                line["request"].as_str().unwrap_or(""),
+                line["verdict"].as_str().unwrap_or(""),
+                subscriber,
+                if right {
+                    ""
+                } else {
+                    "   <-- expected a different subscriber"
+                }
+            ));
+        } else if k == 6 {
+            say("   …".into());
+        }
+    }
+    say(format!(
+        "   {} requests: {} unique, {} ambiguous, {} none — {} traced to the subscriber that sent them",
+        summary.requests(),
+        summary.unique,
+        summary.ambiguous,
+        summary.none,
+        traced_right
+    ));
+    Ok(DemoReport {
+        requests: sent.len(),
+        attributed: summary,
+        traced_right,
+        udp_echoed,
+        pinged,
+    })
+}
