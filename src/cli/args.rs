@@ -39,6 +39,8 @@ pub enum Command {
     /// The whole story on this machine: lab up, the NAT running, real traffic, every
     /// request in the server's access log traced back to its subscriber, lab down.
     Demo(super::demo::DemoCommand),
+    /// Traffic generator and sink (AF_XDP): flows, rates, latency histograms, loss.
+    Gen(super::gen::GenCommand),
     /// NIC set-up for tracenat (RSS alignment, queues, IRQs).
     #[command(subcommand)]
     Hw(super::demo::HwCommand),

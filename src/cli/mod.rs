@@ -3,6 +3,7 @@
 mod args;
 mod commands;
 mod demo;
+mod gen;
 mod lab;
 mod log;
 mod run;
