@@ -10,7 +10,7 @@ pub mod dataplane;
 pub mod demo;
 pub mod engine;
 pub mod fuzzing;
-pub mod gen;
+pub mod generator;
 pub mod lab;
 pub mod maplog;
 pub mod pcap;

@@ -40,7 +40,8 @@ pub enum Command {
     /// request in the server's access log traced back to its subscriber, lab down.
     Demo(super::demo::DemoCommand),
     /// Traffic generator and sink (AF_XDP): flows, rates, latency histograms, loss.
-    Gen(super::gen::GenCommand),
+    #[command(name = "gen")]
+    Generate(super::generate::GenCommand),
     /// NIC set-up for tracenat (RSS alignment, queues, IRQs).
     #[command(subcommand)]
     Hw(super::demo::HwCommand),

@@ -56,7 +56,7 @@ pub fn run(cli: Cli) -> Result<ExitCode, Failure> {
         Command::Lab(command) => super::lab::run(command),
         Command::Run(command) => super::run::run(command),
         Command::Demo(command) => super::demo::demo(command),
-        Command::Gen(command) => super::gen::run(command),
+        Command::Generate(command) => super::generate::run(command),
         Command::Hw(command) => super::demo::hw(command),
         Command::Stats(command) => super::run::stats(command),
     }

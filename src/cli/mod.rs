@@ -3,7 +3,7 @@
 mod args;
 mod commands;
 mod demo;
-mod gen;
+mod generate;
 mod lab;
 mod log;
 mod run;
