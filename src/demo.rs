@@ -196,6 +196,37 @@ pub fn start_nat(exe: &Path, dir: &Path) -> Result<LabProcess, DemoError> {
     }
 }
 
+/// The lab's web server and UDP echo server.
+pub fn http_server() -> SocketAddr {
+    SocketAddrV4::new(topology::HTTP_SERVER.parse().expect("lab address"), 80).into()
+}
+
+pub fn echo_server() -> SocketAddr {
+    SocketAddrV4::new(topology::UDP_ECHO_SERVER.parse().expect("lab address"), 7).into()
+}
+
+/// Starts both servers in `tn-inet`; the web server logs to `<dir>/access.log`.
+pub fn start_servers(exe: &Path, dir: &Path) -> Result<[LabProcess; 2], DemoError> {
+    let access_log = dir.join("access.log");
+    let _ = std::fs::remove_file(&access_log);
+    let log_path = access_log.to_str().unwrap_or_default().to_owned();
+    let listen = http_server().to_string();
+    let web = LabProcess::start(
+        exe,
+        topology::INET_NS,
+        &["lab", "serve-http", "--listen", &listen, "--access-log", &log_path],
+        dir.join("http.out"),
+    )?;
+    let listen = echo_server().to_string();
+    let echo = LabProcess::start(
+        exe,
+        topology::INET_NS,
+        &["lab", "udp-echo", "--listen", &listen],
+        dir.join("echo.out"),
+    )?;
+    Ok([web, echo])
+}
+
 pub struct DemoOptions {
     pub workers: u16,
     pub subscribers: u16,
@@ -258,32 +289,9 @@ fn scenario(
     };
     let dir = &options.dir;
     let access_log = dir.join("access.log");
-    let _ = std::fs::remove_file(&access_log);
     let _ = std::fs::remove_dir_all(dir.join("log"));
-    let http: SocketAddr =
-        SocketAddrV4::new(topology::HTTP_SERVER.parse().expect("address"), 80).into();
-    let echo: SocketAddr =
-        SocketAddrV4::new(topology::UDP_ECHO_SERVER.parse().expect("address"), 7).into();
-    let log_path = access_log.to_str().unwrap_or_default().to_owned();
-    let _web = LabProcess::start(
-        exe,
-        topology::INET_NS,
-        &[
-            "lab",
-            "serve-http",
-            "--listen",
-            &http.to_string(),
-            "--access-log",
-            &log_path,
-        ],
-        dir.join("http.out"),
-    )?;
-    let _echo = LabProcess::start(
-        exe,
-        topology::INET_NS,
-        &["lab", "udp-echo", "--listen", &echo.to_string()],
-        dir.join("echo.out"),
-    )?;
+    let (http, echo) = (http_server(), echo_server());
+    let _servers = start_servers(exe, dir)?;
     say(format!(
         "== 2. tracenat run in {} (AF_XDP on tn-in and tn-out)",
         topology::NAT_NS
@@ -316,14 +324,10 @@ fn scenario(
         "   UDP to {echo}: {}",
         if udp_echoed { "echoed" } else { "NO ECHO" }
     ));
+    let server_ip: Ipv4Addr = topology::HTTP_SERVER.parse().expect("lab address");
     let pinged = ping(
         &topology::subscriber_ns(1),
-        *http
-            .ip()
-            .to_string()
-            .parse::<Ipv4Addr>()
-            .as_ref()
-            .unwrap_or(&Ipv4Addr::LOCALHOST),
+        server_ip,
         3,
     );
     say(format!(
@@ -357,14 +361,7 @@ fn scenario(
         &mut logdir,
         &AttributeOptions {
             skew_ns: 2_000_000_000,
-            server: Some((
-                *match http {
-                    SocketAddr::V4(a) => a,
-                    _ => unreachable!(),
-                }
-                .ip(),
-                Some(80),
-            )),
+            server: Some((server_ip, Some(http.port()))),
             json: true,
         },
         &mut text,

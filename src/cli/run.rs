@@ -91,6 +91,11 @@ fn print_report(r: &RunReport) {
         t.rx[0], t.rx[1], t.tx[0], t.tx[1]
     );
     println!(
+        "sessions: {} created, {} still open at exit",
+        t.engine.get(tracenat::engine::counters::Activity::SessionsCreated),
+        t.live_sessions
+    );
+    println!(
         "dropped: {} (by reason in `tracenat stats` while running); handoffs: {}",
         t.engine.total_drops(),
         r.snapshot.handoffs.iter().map(|h| h.2).sum::<u64>()

@@ -87,25 +87,33 @@ impl PortSet {
 /// The (public IP, port) pairs one worker may hand out. Disjoint between workers.
 #[derive(Debug, Clone, Default)]
 pub struct Partition {
+    /// In insertion order (the allocator walks addresses in this order).
     addrs: Vec<(Ipv4Addr, PortSet)>,
+    /// Address → position in `addrs`: lookups on the packet path and while building a
+    /// partition of a large pool cost O(1), not a walk over every address.
+    index: hashbrown::HashMap<Ipv4Addr, usize>,
 }
 
 impl Partition {
     pub fn insert(&mut self, ip: Ipv4Addr, port: u16) {
-        match self.addrs.iter_mut().find(|(a, _)| *a == ip) {
-            Some((_, set)) => set.insert(port),
-            None => {
-                let mut set = PortSet::default();
-                set.insert(port);
-                self.addrs.push((ip, set));
-            }
+        self.insert_range(ip, port, port);
+    }
+    /// Inserts the ports `first..=last` of `ip`.
+    pub fn insert_range(&mut self, ip: Ipv4Addr, first: u16, last: u16) {
+        let next = self.addrs.len();
+        let i = *self.index.entry(ip).or_insert(next);
+        if i == next {
+            self.addrs.push((ip, PortSet::default()));
+        }
+        for port in first..=last {
+            self.addrs[i].1.insert(port);
         }
     }
     pub fn contains(&self, ip: Ipv4Addr, port: u16) -> bool {
         self.ports(ip).is_some_and(|s| s.contains(port))
     }
     pub fn ports(&self, ip: Ipv4Addr) -> Option<&PortSet> {
-        self.addrs.iter().find(|(a, _)| *a == ip).map(|(_, s)| s)
+        self.index.get(&ip).map(|&i| &self.addrs[i].1)
     }
     pub fn addrs(&self) -> impl Iterator<Item = (Ipv4Addr, &PortSet)> {
         self.addrs.iter().map(|(a, s)| (*a, s))
@@ -254,9 +262,17 @@ pub fn partitions(cfg: &Config) -> Vec<Partition> {
                 .into_iter()
                 .enumerate()
             {
-                for port in min..=max {
-                    let stripe = (port as u32 - min as u32) / unit;
-                    parts[(stripe as usize + a) % workers].insert(addr, port);
+                // Stripe by stripe: one lookup per stripe, not per port.
+                let mut first = min as u32;
+                while first <= max as u32 {
+                    let stripe = (first - min as u32) / unit;
+                    let last = (first + unit - 1).min(max as u32);
+                    parts[(stripe as usize + a) % workers].insert_range(
+                        addr,
+                        first as u16,
+                        last as u16,
+                    );
+                    first = last + 1;
                 }
             }
         }

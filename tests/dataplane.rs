@@ -1,0 +1,251 @@
+//! The NAT on the wire: `tracenat run` in the veth lab, with real traffic from the
+//! kernel's own stacks. Needs root (namespaces, XDP); without it each test says so and
+//! passes without running. The lab's names are global, so the tests take turns.
+
+use std::collections::BTreeSet;
+use std::net::{Ipv4Addr, SocketAddrV4, UdpSocket};
+use std::path::{Path, PathBuf};
+use std::sync::{Mutex, MutexGuard};
+use std::time::{Duration, Instant};
+
+use tracenat::demo::{self, LabProcess, echo_server, http_get, http_server, in_namespace, ping};
+use tracenat::lab::{self, UpOptions, topology};
+use tracenat::maplog::record::RecordKind;
+use tracenat::reader::access_log::{AccessLogParser, JsonFields, LogFormat};
+use tracenat::reader::attribute::{self, AttributeOptions};
+use tracenat::reader::logdir::{self, LogDir};
+
+static LAB: Mutex<()> = Mutex::new(());
+
+fn exe() -> PathBuf {
+    PathBuf::from(env!("CARGO_BIN_EXE_tracenat"))
+}
+
+fn is_root() -> bool {
+    // SAFETY: geteuid has no preconditions.
+    unsafe { libc::geteuid() == 0 }
+}
+
+/// A lab for one test, taken down when dropped (also when the test fails).
+struct Lab {
+    dir: PathBuf,
+    _turn: MutexGuard<'static, ()>,
+}
+
+impl Lab {
+    fn up(name: &str, workers: u16, subscribers: u16) -> Option<Lab> {
+        if !is_root() {
+            eprintln!("skipped: {name} needs root (network namespaces and XDP)");
+            return None;
+        }
+        let turn = LAB.lock().unwrap_or_else(|e| e.into_inner());
+        let dir = std::env::temp_dir().join(format!("tracenat-dp-{name}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        lab::up(
+            &UpOptions {
+                workers,
+                subscribers,
+                dir: dir.clone(),
+                force: false,
+            },
+            &mut |_| {},
+        )
+        .expect("lab up (is another lab up? `tracenat lab down`)");
+        Some(Lab { dir, _turn: turn })
+    }
+
+    fn nat(&self) -> LabProcess {
+        demo::start_nat(&exe(), &self.dir).expect("tracenat run comes up")
+    }
+}
+
+impl Drop for Lab {
+    fn drop(&mut self) {
+        let _ = lab::down(&self.dir, &mut |_| {});
+    }
+}
+
+fn subscriber(i: u16) -> Ipv4Addr {
+    Ipv4Addr::new(100, 64, 1, i as u8)
+}
+
+/// The number on the output line `prefix N ...` of `tracenat run`.
+fn reported(output: &str, prefix: &str) -> u64 {
+    output
+        .lines()
+        .find_map(|l| l.trim_start_matches('\r').strip_prefix(prefix))
+        .and_then(|rest| rest.split_whitespace().next())
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("no {prefix:?} in:\n{output}"))
+}
+
+fn records(log_dir: &Path, kind: RecordKind) -> Vec<tracenat::maplog::record::Record> {
+    let log = LogDir::open(log_dir).expect("mapping log");
+    assert!(logdir::verify(&log).is_empty(), "the mapping log verifies");
+    let mut out = Vec::new();
+    logdir::for_each_record(
+        &log,
+        0,
+        u64::MAX,
+        |_, r| {
+            if r.kind == kind {
+                out.push(*r);
+            }
+        },
+        |_, _, e| panic!("{e}"),
+    );
+    out
+}
+
+fn tcp_udp_icmp_through(workers: u16) {
+    let Some(lab) = Lab::up(&format!("traffic{workers}"), workers, 4) else {
+        return;
+    };
+    let _servers = demo::start_servers(&exe(), &lab.dir).unwrap();
+    let nat = lab.nat();
+    let mut sent = Vec::new();
+    for i in 1..=4 {
+        let ports = in_namespace(&topology::subscriber_ns(i), || {
+            (0..3)
+                .map(|r| {
+                    let (status, port) = http_get(http_server(), &format!("/s{i}/{r}"))?;
+                    assert_eq!(status, 200);
+                    Ok(port)
+                })
+                .collect::<std::io::Result<Vec<u16>>>()
+        })
+        .expect("HTTP through the NAT");
+        sent.extend(ports.into_iter().map(|p| SocketAddrV4::new(subscriber(i), p)));
+        let echoed = in_namespace(&topology::subscriber_ns(i), || {
+            demo::udp_round_trip(echo_server(), format!("from {i}").as_bytes())
+        })
+        .expect("UDP through the NAT");
+        assert_eq!(echoed, format!("from {i}").as_bytes());
+        assert!(ping(&topology::subscriber_ns(i), Ipv4Addr::new(198, 51, 100, 10), 2), "ping from subscriber {i}");
+    }
+    let output = nat.stop().unwrap();
+    assert_eq!(reported(&output, "UMEM frames unaccounted for at exit:"), 0, "{output}");
+    // Sessions: 12 TCP, 4 UDP, 4 ICMP echo, all logged.
+    assert_eq!(reported(&output, "sessions:"), 20, "{output}");
+    assert_eq!(records(&lab.dir.join("log"), RecordKind::SessionCreated).len(), 20);
+
+    // The server saw only pool addresses, and every request traces back to its sender.
+    let mut log = LogDir::open(&lab.dir.join("log")).unwrap();
+    let access = std::fs::read_to_string(lab.dir.join("access.log")).unwrap();
+    let mut out = Vec::new();
+    let summary = attribute::attribute(
+        access.as_bytes(),
+        &mut AccessLogParser::new(LogFormat::Auto, JsonFields::default()),
+        &mut log,
+        &AttributeOptions {
+            skew_ns: 2_000_000_000,
+            server: Some((Ipv4Addr::new(198, 51, 100, 10), Some(80))),
+            json: true,
+        },
+        &mut out,
+    )
+    .unwrap();
+    assert_eq!(summary.unique, 12, "{}", String::from_utf8_lossy(&out));
+    let lines: Vec<serde_json::Value> = String::from_utf8_lossy(&out)
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .filter(|v: &serde_json::Value| v.get("line").is_some())
+        .collect();
+    for (line, sender) in lines.iter().zip(&sent) {
+        let client: SocketAddrV4 = line["client"].as_str().unwrap().parse().unwrap();
+        assert_eq!(client.ip().octets()[..3], [203, 0, 113], "server saw {client}");
+        assert_eq!(line["candidates"][0]["subscriber"], sender.to_string());
+    }
+}
+
+#[test]
+fn tcp_udp_and_icmp_cross_one_worker_and_trace_back() {
+    tcp_udp_icmp_through(1);
+}
+
+#[test]
+fn tcp_udp_and_icmp_cross_two_workers_and_trace_back() {
+    tcp_udp_icmp_through(2);
+}
+
+#[test]
+fn unsolicited_inbound_is_dropped_and_the_box_stays_reachable() {
+    let Some(lab) = Lab::up("inbound", 1, 1) else {
+        return;
+    };
+    let nat = lab.nat();
+    // A subscriber listens on a port; the internet sends to a public port nobody mapped.
+    let listener = std::thread::spawn(|| {
+        in_namespace(&topology::subscriber_ns(1), || {
+            let socket = UdpSocket::bind((Ipv4Addr::UNSPECIFIED, 40000))?;
+            socket.set_read_timeout(Some(Duration::from_millis(1500)))?;
+            let mut buf = [0u8; 64];
+            Ok(socket.recv_from(&mut buf).is_ok())
+        })
+    });
+    std::thread::sleep(Duration::from_millis(200));
+    in_namespace(topology::INET_NS, || {
+        let socket = UdpSocket::bind((Ipv4Addr::UNSPECIFIED, 0))?;
+        for port in [40000u16, 40001, 1024, 65535] {
+            socket.send_to(b"unsolicited", (Ipv4Addr::new(203, 0, 113, 7), port))?;
+        }
+        Ok(())
+    })
+    .unwrap();
+    assert!(!listener.join().unwrap().unwrap(), "unsolicited inbound reached a subscriber");
+    // The NAT's own addresses answer (the XDP program passes them and ARP to the kernel).
+    assert!(ping(&topology::subscriber_ns(1), Ipv4Addr::new(100, 64, 0, 1), 2));
+    assert!(ping(topology::INET_NS, Ipv4Addr::new(192, 0, 2, 1), 2));
+    let metrics: std::net::SocketAddr = topology::METRICS.parse().unwrap();
+    let text = in_namespace(topology::NAT_NS, || tracenat::dataplane::metrics::fetch(metrics)).unwrap();
+    let no_mapping: u64 = text
+        .lines()
+        .filter(|l| l.starts_with("tracenat_drops_total{") && l.contains("reason=\"no_mapping\""))
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<u64>().ok())
+        .sum();
+    assert_eq!(no_mapping, 4, "{text}");
+    let output = nat.stop().unwrap();
+    assert_eq!(reported(&output, "UMEM frames unaccounted for at exit:"), 0);
+}
+
+#[test]
+fn sigterm_in_the_middle_of_traffic_loses_no_log_record() {
+    let Some(lab) = Lab::up("sigterm", 2, 2) else {
+        return;
+    };
+    let _servers = demo::start_servers(&exe(), &lab.dir).unwrap();
+    let nat = lab.nat();
+    // Two subscribers open new UDP sessions (a new source port each) as fast as they can.
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let senders: Vec<_> = (1..=2)
+        .map(|i| {
+            let stop = stop.clone();
+            std::thread::spawn(move || {
+                in_namespace(&topology::subscriber_ns(i), || {
+                    let mut sent = 0u64;
+                    while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                        let socket = UdpSocket::bind((Ipv4Addr::UNSPECIFIED, 0))?;
+                        let _ = socket.send_to(b"x", echo_server());
+                        sent += 1;
+                    }
+                    Ok(sent)
+                })
+            })
+        })
+        .collect();
+    std::thread::sleep(Duration::from_millis(700));
+    let started = Instant::now();
+    let output = nat.stop().unwrap();
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let sent: u64 = senders.into_iter().map(|s| s.join().unwrap().unwrap()).sum();
+    assert!(sent > 100, "traffic was flowing ({sent} datagrams)");
+    assert!(started.elapsed() < Duration::from_secs(10));
+    // Every session the NAT created has its record in the log, and the log verifies.
+    let created = reported(&output, "sessions:");
+    assert!(created > 50, "{output}");
+    let logged = records(&lab.dir.join("log"), RecordKind::SessionCreated);
+    assert_eq!(logged.len() as u64, created, "{output}");
+    let distinct: BTreeSet<_> = logged.iter().map(|r| (r.inside_ip, r.inside_port)).collect();
+    assert_eq!(distinct.len(), logged.len(), "one record per session");
+    assert_eq!(reported(&output, "UMEM frames unaccounted for at exit:"), 0);
+}
