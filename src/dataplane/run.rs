@@ -339,3 +339,49 @@ fn steer(
     }
     Ok(steering)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn with_an_rss_profile_workers_own_what_their_queues_receive() {
+        let config = Config::from_toml_str(
+            "[interfaces]\ninside = \"a\"\noutside = \"b\"\n[workers]\ncount = 4\n\
+             [pool]\npublic = [\"203.0.113.0/30\"]\nsubscribers = [\"100.64.0.0/16\"]\n\
+             [dataplane]\nrss-profile = \"mlx5\"\n",
+        )
+        .unwrap();
+        let own = ownership(&config).unwrap();
+        let profile = Profile::builtin("mlx5").unwrap();
+        let design = Design::new(&profile, 4, Design::DEFAULT_SEED, None).unwrap();
+        let remote = Ipv4Addr::new(198, 51, 100, 77);
+        let mut per_worker = [0usize; 4];
+        for ip in ports::pool_addresses(&config.pool.public, &config.pool.exclude) {
+            for port in (1024..=65535u16).step_by(97) {
+                let queue = steer::owner_of_public(&design.outside, ip, port, remote, 443);
+                assert_eq!(own.owner_of_public(ip, port), Some(queue), "{ip}:{port}");
+                per_worker[queue as usize] += 1;
+            }
+        }
+        assert!(per_worker.iter().all(|&n| n > 0), "{per_worker:?}");
+        for i in 0..256u32 {
+            let sub = Ipv4Addr::from(u32::from(Ipv4Addr::new(100, 64, 3, 0)) + i);
+            let queue = steer::subscriber_queue(&design.inside, sub, remote, 40000, 443);
+            assert_eq!(own.owner_of_subscriber(sub), queue);
+        }
+    }
+
+    #[test]
+    fn veth_has_no_rss_and_falls_back_to_any_split() {
+        let config = Config::from_toml_str(
+            "[interfaces]\ninside = \"a\"\noutside = \"b\"\n[workers]\ncount = 2\n\
+             [pool]\npublic = [\"203.0.113.0/30\"]\nsubscribers = [\"100.64.0.0/16\"]\n",
+        )
+        .unwrap();
+        let own = ownership(&config).unwrap();
+        let ip = Ipv4Addr::new(203, 0, 113, 1);
+        assert!(own.owner_of_public(ip, 2000).is_some());
+        assert_eq!(own.workers(), 2);
+    }
+}
