@@ -52,6 +52,26 @@ fn established_with(c: &mut Criterion, live: usize, group_name: &str) {
                 assert_eq!(forwarded as usize, BATCH);
             })
         });
+        // The same packets through `process_batch`: lookups of 64 frames overlapped.
+        let mut bufs = vec![[0u8; 2048]; BATCH];
+        let mut verdicts = vec![Verdict::ToKernel; BATCH];
+        group.bench_function(format!("{name}_batched"), |b| {
+            b.iter(|| {
+                for buf in bufs.iter_mut() {
+                    let i = sequence[pos] as usize;
+                    pos = (pos + 1) & (sequence.len() - 1);
+                    buf[..FRAME].copy_from_slice(&frames[i * FRAME..(i + 1) * FRAME]);
+                }
+                let mut refs: Vec<(&mut [u8], usize)> =
+                    bufs.iter_mut().map(|b| (&mut b[..], FRAME)).collect();
+                engine.process_batch(&mut refs[..], from, 2, &mut verdicts);
+                let forwarded = verdicts
+                    .iter()
+                    .filter(|v| matches!(v, Verdict::Forward(_)))
+                    .count();
+                assert_eq!(forwarded, BATCH);
+            })
+        });
     }
     group.finish();
 }

@@ -106,7 +106,7 @@ pub struct Interfaces {
 pub struct Dataplane {
     /// Frames received or sent per ring operation.
     pub burst: u16,
-    /// UMEM frames per worker (shared by its inside and outside sockets).
+    /// UMEM frames per worker (shared by its inside and outside sockets), 256 to 1 Mi.
     pub frames: u32,
     /// Ask for zero-copy sockets (the driver may refuse; copy mode is then used).
     pub zero_copy: bool,
@@ -862,12 +862,6 @@ fn dataplane(raw: raw::Dataplane) -> Result<Dataplane, ConfigError> {
         raw.frames.unwrap_or(8192),
         256..=1 << 20,
     )?;
-    if !frames.is_power_of_two() {
-        return Err(invalid(
-            "dataplane.frames",
-            format!("{frames} is not a power of two (the rings need one)"),
-        ));
-    }
     let rss_profile = raw.rss_profile.unwrap_or_else(|| "veth".to_owned());
     if crate::rss::plan::Profile::builtin(&rss_profile).is_err() {
         let known: Vec<&str> = crate::rss::plan::Profile::names().collect();
@@ -1662,7 +1656,7 @@ subscribers = ["100.64.0.0/24"]
                 "dataplane.metrics",
             ),
             ("[dataplane]\nmetrics = \"localhost\"", "dataplane.metrics"),
-            ("[dataplane]\nframes = 3000", "dataplane.frames"),
+            ("[dataplane]\nframes = 100", "dataplane.frames"),
             ("[dataplane]\nburst = 0", "dataplane.burst"),
             (
                 "[dataplane]\nrss-profile = \"e1000\"",

@@ -30,6 +30,8 @@ pub struct WorkerSnapshot {
     pub tx_ring_full: u64,
     pub not_for_dataplane: u64,
     pub no_free_frame: u64,
+    pub handoff_received: u64,
+    pub idle_polls: u64,
     pub live_sessions: u64,
     pub engine: Counters,
 }
@@ -56,6 +58,8 @@ impl Snapshot {
                     tx_ring_full: get(&s.tx_ring_full),
                     not_for_dataplane: get(&s.not_for_dataplane),
                     no_free_frame: get(&s.no_free_frame),
+                    handoff_received: get(&s.handoff_received),
+                    idle_polls: get(&s.idle_polls),
                     live_sessions: get(&s.live_sessions),
                     engine: s
                         .engine
@@ -87,6 +91,8 @@ impl Snapshot {
             t.tx_ring_full += w.tx_ring_full;
             t.not_for_dataplane += w.not_for_dataplane;
             t.no_free_frame += w.no_free_frame;
+            t.handoff_received += w.handoff_received;
+            t.idle_polls += w.idle_polls;
             t.live_sessions += w.live_sessions;
             t.engine.merge(&w.engine);
         }
@@ -176,6 +182,18 @@ impl Snapshot {
             "counter",
             "Frames for the kernel that reached the dataplane (dropped).",
             per_worker(&|s| s.not_for_dataplane),
+        );
+        metric(
+            "handoff_received_total",
+            "counter",
+            "Frames taken from handoff rings.",
+            per_worker(&|s| s.handoff_received),
+        );
+        metric(
+            "idle_polls_total",
+            "counter",
+            "Times a worker slept in poll(2) for want of traffic.",
+            per_worker(&|s| s.idle_polls),
         );
         let events = self
             .workers
@@ -307,13 +325,15 @@ impl Drop for Server {
     }
 }
 
-/// Serves `GET /metrics` on `addr` (loopback, checked by the config).
+/// Serves `GET /metrics` on `listener` (bound by the caller before anything starts, so a
+/// taken port fails start-up cleanly; loopback, checked by the config).
 pub fn serve(
-    addr: SocketAddr,
+    listener: TcpListener,
     stats: Vec<Arc<WorkerStats>>,
     rings: Arc<Rings>,
+    log: Arc<LogStats>,
 ) -> std::io::Result<Server> {
-    let listener = TcpListener::bind(addr)?;
+    let addr = listener.local_addr()?;
     let stop = Arc::new(AtomicBool::new(false));
     let flag = stop.clone();
     let thread = std::thread::Builder::new()
@@ -324,7 +344,7 @@ pub fn serve(
                     break;
                 }
                 if let Ok(stream) = stream {
-                    let body = Snapshot::take(&stats, &rings, None).prometheus();
+                    let body = Snapshot::take(&stats, &rings, Some(&log)).prometheus();
                     let _ = answer(stream, &body);
                 }
             }

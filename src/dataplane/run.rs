@@ -84,18 +84,30 @@ pub fn run(
     let log_dir = config.logging.dir.clone().ok_or_else(|| {
         setup("logging.dir is not set: tracenat translates nothing it cannot log")
     })?;
+    // Everything that can fail on a mistake in the config fails before any packet moves.
+    let metrics_listener = match config.dataplane.metrics {
+        Some(addr) => Some(
+            std::net::TcpListener::bind(addr)
+                .map_err(|e| setup(format!("dataplane.metrics {addr}: {e}")))?,
+        ),
+        None => None,
+    };
     let mut settings = LogSettings::from_config(config, &log_dir);
     settings.config_text = config_text;
     let (maplog, producers) = MapLog::start(settings, config.workers.count, wall_clock_ns())?;
     let worker_stop = Arc::new(AtomicBool::new(false));
     let (running, steering) = start(config, producers, &worker_stop)?;
-    let metrics_server = match config.dataplane.metrics {
-        Some(addr) => Some(
-            metrics::serve(addr, running.stats.clone(), running.rings.clone())
-                .map_err(|e| setup(format!("dataplane.metrics {addr}: {e}")))?,
-        ),
-        None => None,
-    };
+    // Serving metrics is best effort: the NAT keeps translating (and logging) without it.
+    let metrics_server = metrics_listener.and_then(|listener| {
+        metrics::serve(
+            listener,
+            running.stats.clone(),
+            running.rings.clone(),
+            maplog.stats_handle(),
+        )
+        .inspect_err(|e| eprintln!("tracenat: metrics not served: {e}"))
+        .ok()
+    });
     let mut last_refresh = Instant::now();
     while !stop.load(Ordering::Relaxed) {
         std::thread::sleep(Duration::from_millis(200));
@@ -197,6 +209,10 @@ fn start(
             .map_err(xdp(format!("AF_XDP socket on {} queue {w}", names[0])))?;
         let outside = XskSocket::new_shared(&inside, names[1], w as u32, &xsk_config)
             .map_err(xdp(format!("AF_XDP socket on {} queue {w}", names[1])))?;
+        for socket in [&inside, &outside] {
+            // Best effort (the driver may not busy-poll): 20 µs, one burst per poll.
+            let _ = socket.prefer_busy_poll(20, config.dataplane.burst as u32);
+        }
         sockets.push((umem, [inside, outside]));
     }
     let steering = steer(config, &names, &sockets)?;
@@ -273,6 +289,17 @@ fn ownership(config: &Config) -> Result<Ownership, RunError> {
         .map_err(|e| setup(format!("dataplane.rss-profile: {e}")))?;
     if !profile.rss {
         return Ok(Ownership::new(config, ports::partitions(config)));
+    }
+    if matches!(
+        config.allocation.mode,
+        crate::config::AllocationMode::Deterministic { .. }
+    ) {
+        // A subscriber's fixed range (RFC 7422) lies wherever the config puts it, not in the
+        // ports its inside queue's worker is given.
+        return Err(setup(format!(
+            "allocation.mode = \"deterministic\" cannot be RSS-aligned; use dataplane.rss-profile = \"veth\" (handoff rings) with {}",
+            profile.name
+        )));
     }
     let design = Design::new(&profile, config.workers.count, Design::DEFAULT_SEED, None)
         .map_err(|e| setup(format!("RSS design for {}: {e}", profile.name)))?;

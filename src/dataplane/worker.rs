@@ -9,6 +9,7 @@ use std::sync::{Arc, Mutex};
 use super::handoff::{Ends, HandedFrame};
 use super::neigh::SharedMac;
 use super::xdp::xsk::{Desc, FramePool, Ledger, Umem, XskSocket, poll_rx};
+use crate::engine::batch::Frames;
 use crate::engine::counters::Counters;
 use crate::engine::{Engine, Side, Verdict};
 use crate::maplog::clock::wall_clock_ns;
@@ -30,6 +31,8 @@ pub struct WorkerStats {
     /// Frames that had to go to the kernel but cannot once redirected (counted drops; the
     /// XDP program passes ARP, IPv6 and the NAT's own addresses before they get here).
     pub not_for_dataplane: AtomicU64,
+    /// Handed-off frames taken from the rings (each then translated, or dropped for want
+    /// of a frame: `no_free_frame`).
     pub handoff_received: AtomicU64,
     /// Handed-off frames dropped because no UMEM frame was free.
     pub no_free_frame: AtomicU64,
@@ -88,6 +91,7 @@ impl Worker {
         }
         let mut local = Local::default();
         let mut rx = vec![Desc::default(); self.burst];
+        let mut verdicts = vec![Verdict::ToKernel; self.burst];
         let mut outbox = Outbox {
             tx: [
                 Vec::with_capacity(self.burst * 2),
@@ -104,8 +108,14 @@ impl Worker {
             for from in [Side::Inside, Side::Outside] {
                 let n = self.sockets[from as usize].rx_batch(&mut rx);
                 local.rx[from as usize] += n as u64;
-                for d in &rx[..n] {
-                    self.handle(d.addr, d.len as usize, from, now, &mut outbox, &mut local);
+                let mut received = Received {
+                    umem: &self.umem,
+                    descs: &rx[..n],
+                };
+                self.engine
+                    .process_batch(&mut received, from, now, &mut verdicts[..n]);
+                for (d, verdict) in rx[..n].iter().zip(&verdicts[..n]) {
+                    self.dispatch(d.addr, d.len as usize, *verdict, &mut outbox, &mut local);
                 }
                 work += n;
             }
@@ -119,7 +129,7 @@ impl Worker {
             }
             self.engine.sink_mut().poll(now);
             if now.saturating_sub(last_publish) >= PUBLISH_EVERY_NS {
-                self.publish(&local);
+                self.publish(&local, false);
                 last_publish = now;
             }
             if work > 0 {
@@ -133,11 +143,11 @@ impl Worker {
             }
         }
         self.drain(&mut completions);
-        self.publish(&local);
+        self.publish(&local, true);
         self.engine
     }
 
-    /// Translates the frame at UMEM `addr` and queues, hands off or frees it.
+    /// Translates a handed-off frame (now at UMEM `addr`) and queues, hands on or frees it.
     fn handle(
         &mut self,
         addr: u64,
@@ -147,10 +157,25 @@ impl Worker {
         outbox: &mut Outbox,
         local: &mut Local,
     ) {
-        // SAFETY: the frame was just received (or allocated for a handoff) and is ours
-        // until it is given to a tx ring or back to the pool below.
+        // SAFETY: the frame was just allocated for a handoff and is ours until it is given
+        // to a tx ring or back to the pool.
         let frame = unsafe { self.umem.frame_mut(addr) };
-        match self.engine.process(frame, len, from, now) {
+        let verdict = self.engine.process(frame, len, from, now);
+        self.dispatch(addr, len, verdict, outbox, local);
+    }
+
+    /// Acts on a translated frame's verdict: queue it, hand it off or free it.
+    fn dispatch(
+        &mut self,
+        addr: u64,
+        len: usize,
+        verdict: Verdict,
+        outbox: &mut Outbox,
+        local: &mut Local,
+    ) {
+        // SAFETY: the frame is ours until it is queued or freed below.
+        let frame = unsafe { self.umem.frame_mut(addr) };
+        match verdict {
             Verdict::Forward(side) => {
                 self.address(frame, side);
                 outbox.tx[side as usize].push(desc(addr, len));
@@ -249,7 +274,8 @@ impl Worker {
         let _ = poll_rx(&[&self.sockets[0], &self.sockets[1]], 1);
     }
 
-    fn publish(&self, local: &Local) {
+    /// Publishes the counters; `last` waits for a reader to finish rather than skip.
+    fn publish(&self, local: &Local, last: bool) {
         let s = &self.stats;
         for i in 0..2 {
             s.rx[i].store(local.rx[i], Ordering::Relaxed);
@@ -265,8 +291,13 @@ impl Worker {
         s.idle_polls.store(local.idle_polls, Ordering::Relaxed);
         s.live_sessions
             .store(self.engine.live_sessions() as u64, Ordering::Relaxed);
-        // Readers hold this lock only to copy; never wait for them.
-        if let Ok(mut engine) = s.engine.try_lock() {
+        // Readers hold this lock only to copy; the packet path never waits for them.
+        let engine = if last {
+            Some(s.engine.lock().unwrap_or_else(|e| e.into_inner()))
+        } else {
+            s.engine.try_lock().ok()
+        };
+        if let Some(mut engine) = engine {
             *engine = Some(self.engine.counters().clone());
         }
     }
@@ -296,6 +327,24 @@ impl Worker {
         }
         let ledger = Ledger::new(&self.pool, &[&self.sockets[0], &self.sockets[1]]);
         *self.stats.ledger.lock().unwrap_or_else(|e| e.into_inner()) = Some(ledger);
+    }
+}
+
+/// A received batch, as the engine sees it: frames in the UMEM.
+struct Received<'a> {
+    umem: &'a Umem,
+    descs: &'a [Desc],
+}
+
+impl Frames for Received<'_> {
+    fn count(&self) -> usize {
+        self.descs.len()
+    }
+    fn frame(&mut self, i: usize) -> (&mut [u8], usize) {
+        let d = &self.descs[i];
+        // SAFETY: each received frame is ours until dispatched, and the engine holds one
+        // frame at a time (the returned borrow ends before the next call).
+        (unsafe { self.umem.frame_mut(d.addr) }, d.len as usize)
     }
 }
 

@@ -9,6 +9,7 @@
 //! Per packet: [`Engine::process`] rewrites the frame in place and says where it goes.
 //! Per batch (or whenever convenient): [`Engine::advance`] expires idle sessions.
 
+pub mod batch;
 pub mod counters;
 pub mod event;
 pub mod fragments;

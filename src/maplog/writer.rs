@@ -134,7 +134,7 @@ impl LogStats {
 }
 
 struct Shared {
-    stats: LogStats,
+    stats: Arc<LogStats>,
     shutdown: AtomicBool,
     writer: Mutex<Option<thread::Thread>>,
 }
@@ -279,7 +279,7 @@ impl MapLog {
             dir::store_config(&settings.dir, now_ns, text).map_err(io_err(&settings.dir))?;
         }
         let shared = Arc::new(Shared {
-            stats: LogStats::default(),
+            stats: Arc::new(LogStats::default()),
             shutdown: AtomicBool::new(false),
             writer: Mutex::new(None),
         });
@@ -345,6 +345,11 @@ impl MapLog {
 
     pub fn stats(&self) -> &LogStats {
         &self.shared.stats
+    }
+
+    /// The counters, for a thread that outlives this borrow (the metrics endpoint).
+    pub fn stats_handle(&self) -> Arc<LogStats> {
+        self.shared.stats.clone()
     }
 
     /// Drains every ring, writes and syncs everything, closes the segments. Call after

@@ -481,6 +481,32 @@ impl<T: Copy> Ring<T> {
     }
 }
 
+impl XskSocket {
+    /// Asks the kernel to busy-poll this socket's NAPI context from our thread rather than
+    /// by interrupts (SO_PREFER_BUSY_POLL, SO_BUSY_POLL, SO_BUSY_POLL_BUDGET; Linux 5.11+).
+    /// Best effort: drivers without NAPI busy polling (veth) ignore it.
+    pub fn prefer_busy_poll(&self, usecs: u32, budget: u32) -> io::Result<()> {
+        let fd = self.as_raw_fd();
+        let set = |opt: libc::c_int, value: u32| {
+            let value = value as libc::c_int;
+            // SAFETY: a plain int socket option on our own descriptor.
+            let rc = unsafe {
+                libc::setsockopt(
+                    fd,
+                    libc::SOL_SOCKET,
+                    opt,
+                    (&value as *const libc::c_int).cast(),
+                    size_of::<libc::c_int>() as libc::socklen_t,
+                )
+            };
+            if rc == 0 { Ok(()) } else { Err(io::Error::last_os_error()) }
+        };
+        set(libc::SO_PREFER_BUSY_POLL, 1)?;
+        set(libc::SO_BUSY_POLL, usecs)?;
+        set(libc::SO_BUSY_POLL_BUDGET, budget)
+    }
+}
+
 fn setsockopt<T>(fd: RawFd, opt: libc::c_int, val: &T, what: &'static str) -> Result<(), XskError> {
     // SAFETY: `val` points to a live, initialised T of the size we pass.
     let rc = unsafe {
