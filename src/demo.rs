@@ -214,7 +214,14 @@ pub fn start_servers(exe: &Path, dir: &Path) -> Result<[LabProcess; 2], DemoErro
     let web = LabProcess::start(
         exe,
         topology::INET_NS,
-        &["lab", "serve-http", "--listen", &listen, "--access-log", &log_path],
+        &[
+            "lab",
+            "serve-http",
+            "--listen",
+            &listen,
+            "--access-log",
+            &log_path,
+        ],
         dir.join("http.out"),
     )?;
     let listen = echo_server().to_string();
@@ -325,11 +332,7 @@ fn scenario(
         if udp_echoed { "echoed" } else { "NO ECHO" }
     ));
     let server_ip: Ipv4Addr = topology::HTTP_SERVER.parse().expect("lab address");
-    let pinged = ping(
-        &topology::subscriber_ns(1),
-        server_ip,
-        3,
-    );
+    let pinged = ping(&topology::subscriber_ns(1), server_ip, 3);
     say(format!(
         "   ping {}: {}",
         http.ip(),

@@ -115,19 +115,37 @@ fn tcp_udp_icmp_through(workers: u16) {
                 .collect::<std::io::Result<Vec<u16>>>()
         })
         .expect("HTTP through the NAT");
-        sent.extend(ports.into_iter().map(|p| SocketAddrV4::new(subscriber(i), p)));
+        sent.extend(
+            ports
+                .into_iter()
+                .map(|p| SocketAddrV4::new(subscriber(i), p)),
+        );
         let echoed = in_namespace(&topology::subscriber_ns(i), || {
             demo::udp_round_trip(echo_server(), format!("from {i}").as_bytes())
         })
         .expect("UDP through the NAT");
         assert_eq!(echoed, format!("from {i}").as_bytes());
-        assert!(ping(&topology::subscriber_ns(i), Ipv4Addr::new(198, 51, 100, 10), 2), "ping from subscriber {i}");
+        assert!(
+            ping(
+                &topology::subscriber_ns(i),
+                Ipv4Addr::new(198, 51, 100, 10),
+                2
+            ),
+            "ping from subscriber {i}"
+        );
     }
     let output = nat.stop().unwrap();
-    assert_eq!(reported(&output, "UMEM frames unaccounted for at exit:"), 0, "{output}");
+    assert_eq!(
+        reported(&output, "UMEM frames unaccounted for at exit:"),
+        0,
+        "{output}"
+    );
     // Sessions: 12 TCP, 4 UDP, 4 ICMP echo, all logged.
     assert_eq!(reported(&output, "sessions:"), 20, "{output}");
-    assert_eq!(records(&lab.dir.join("log"), RecordKind::SessionCreated).len(), 20);
+    assert_eq!(
+        records(&lab.dir.join("log"), RecordKind::SessionCreated).len(),
+        20
+    );
 
     // The server saw only pool addresses, and every request traces back to its sender.
     let mut log = LogDir::open(&lab.dir.join("log")).unwrap();
@@ -153,7 +171,11 @@ fn tcp_udp_icmp_through(workers: u16) {
         .collect();
     for (line, sender) in lines.iter().zip(&sent) {
         let client: SocketAddrV4 = line["client"].as_str().unwrap().parse().unwrap();
-        assert_eq!(client.ip().octets()[..3], [203, 0, 113], "server saw {client}");
+        assert_eq!(
+            client.ip().octets()[..3],
+            [203, 0, 113],
+            "server saw {client}"
+        );
         assert_eq!(line["candidates"][0]["subscriber"], sender.to_string());
     }
 }
@@ -192,12 +214,22 @@ fn unsolicited_inbound_is_dropped_and_the_box_stays_reachable() {
         Ok(())
     })
     .unwrap();
-    assert!(!listener.join().unwrap().unwrap(), "unsolicited inbound reached a subscriber");
+    assert!(
+        !listener.join().unwrap().unwrap(),
+        "unsolicited inbound reached a subscriber"
+    );
     // The NAT's own addresses answer (the XDP program passes them and ARP to the kernel).
-    assert!(ping(&topology::subscriber_ns(1), Ipv4Addr::new(100, 64, 0, 1), 2));
+    assert!(ping(
+        &topology::subscriber_ns(1),
+        Ipv4Addr::new(100, 64, 0, 1),
+        2
+    ));
     assert!(ping(topology::INET_NS, Ipv4Addr::new(192, 0, 2, 1), 2));
     let metrics: std::net::SocketAddr = topology::METRICS.parse().unwrap();
-    let text = in_namespace(topology::NAT_NS, || tracenat::dataplane::metrics::fetch(metrics)).unwrap();
+    let text = in_namespace(topology::NAT_NS, || {
+        tracenat::dataplane::metrics::fetch(metrics)
+    })
+    .unwrap();
     let no_mapping: u64 = text
         .lines()
         .filter(|l| l.starts_with("tracenat_drops_total{") && l.contains("reason=\"no_mapping\""))
@@ -237,7 +269,10 @@ fn sigterm_in_the_middle_of_traffic_loses_no_log_record() {
     let started = Instant::now();
     let output = nat.stop().unwrap();
     stop.store(true, std::sync::atomic::Ordering::Relaxed);
-    let sent: u64 = senders.into_iter().map(|s| s.join().unwrap().unwrap()).sum();
+    let sent: u64 = senders
+        .into_iter()
+        .map(|s| s.join().unwrap().unwrap())
+        .sum();
     assert!(sent > 100, "traffic was flowing ({sent} datagrams)");
     assert!(started.elapsed() < Duration::from_secs(10));
     // Every session the NAT created has its record in the log, and the log verifies.
@@ -245,7 +280,10 @@ fn sigterm_in_the_middle_of_traffic_loses_no_log_record() {
     assert!(created > 50, "{output}");
     let logged = records(&lab.dir.join("log"), RecordKind::SessionCreated);
     assert_eq!(logged.len() as u64, created, "{output}");
-    let distinct: BTreeSet<_> = logged.iter().map(|r| (r.inside_ip, r.inside_port)).collect();
+    let distinct: BTreeSet<_> = logged
+        .iter()
+        .map(|r| (r.inside_ip, r.inside_port))
+        .collect();
     assert_eq!(distinct.len(), logged.len(), "one record per session");
     assert_eq!(reported(&output, "UMEM frames unaccounted for at exit:"), 0);
 }

@@ -92,7 +92,8 @@ fn print_report(r: &RunReport) {
     );
     println!(
         "sessions: {} created, {} still open at exit",
-        t.engine.get(tracenat::engine::counters::Activity::SessionsCreated),
+        t.engine
+            .get(tracenat::engine::counters::Activity::SessionsCreated),
         t.live_sessions
     );
     println!(

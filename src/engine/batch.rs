@@ -105,7 +105,12 @@ impl<S: EventSink> Engine<S> {
 
     /// Touches the table entries the frames will need: first every mapping, then every
     /// session, so the misses of different frames overlap.
-    fn warm_up<F: Frames + ?Sized>(&self, frames: &mut F, range: std::ops::Range<usize>, from: Side) {
+    fn warm_up<F: Frames + ?Sized>(
+        &self,
+        frames: &mut F,
+        range: std::ops::Range<usize>,
+        from: Side,
+    ) {
         let mut probes = [Probe::default(); MAX_BATCH];
         let count = range.len();
         for (p, i) in probes.iter_mut().zip(range) {

@@ -499,7 +499,11 @@ impl XskSocket {
                     size_of::<libc::c_int>() as libc::socklen_t,
                 )
             };
-            if rc == 0 { Ok(()) } else { Err(io::Error::last_os_error()) }
+            if rc == 0 {
+                Ok(())
+            } else {
+                Err(io::Error::last_os_error())
+            }
         };
         set(libc::SO_PREFER_BUSY_POLL, 1)?;
         set(libc::SO_BUSY_POLL, usecs)?;
