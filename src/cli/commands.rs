@@ -21,13 +21,18 @@ pub enum Failure {
     Output(std::io::Error),
     /// An argument that clap accepted but that makes no sense.
     Usage(String),
+    /// A command that was set up correctly failed while running (the NAT, the lab, the
+    /// generator, the demo).
+    Runtime(String),
 }
 
 impl Failure {
     pub fn exit_code(&self) -> ExitCode {
         match self {
             Failure::Config(_) | Failure::Usage(_) => ExitCode::from(2),
-            Failure::Replay(_) | Failure::Reader(_) | Failure::Output(_) => ExitCode::from(1),
+            Failure::Replay(_) | Failure::Reader(_) | Failure::Output(_) | Failure::Runtime(_) => {
+                ExitCode::from(1)
+            }
         }
     }
 
@@ -41,7 +46,7 @@ impl Failure {
             Failure::Replay(error) => error.to_string(),
             Failure::Reader(error) => error.to_string(),
             Failure::Output(error) => format!("writing output: {error}"),
-            Failure::Usage(message) => message.clone(),
+            Failure::Usage(message) | Failure::Runtime(message) => message.clone(),
         }
     }
 }

@@ -39,7 +39,7 @@ pub fn demo(c: DemoCommand) -> Result<ExitCode, Failure> {
         keep: c.keep,
     };
     let report = demo::run(&exe, &options, &mut std::io::stdout())
-        .map_err(|e| Failure::Usage(format!("demo: {e}")))?;
+        .map_err(|e| Failure::Runtime(format!("demo: {e}")))?;
     let all_traced = report.traced_right == report.requests && report.requests > 0;
     Ok(if all_traced && report.udp_echoed && report.pinged {
         ExitCode::SUCCESS

@@ -4,7 +4,6 @@ use std::io::Write as _;
 use std::net::{Ipv4Addr, SocketAddrV4};
 use std::path::PathBuf;
 use std::process::ExitCode;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use clap::{Args, Subcommand, ValueEnum};
@@ -16,6 +15,7 @@ use tracenat::generator::sink::{Sink, SinkOptions, SinkReport};
 use tracenat::generator::stats::HistFormat;
 
 use super::commands::Failure;
+use super::signals;
 
 #[derive(Debug, Args)]
 pub struct GenCommand {
@@ -153,22 +153,6 @@ pub struct SinkArgs {
     pub json: bool,
 }
 
-/// Set by SIGINT and SIGTERM: stop early and report.
-static STOP: AtomicBool = AtomicBool::new(false);
-
-extern "C" fn on_signal(_: libc::c_int) {
-    STOP.store(true, Ordering::SeqCst);
-}
-
-fn install_signal_handlers() {
-    for signal in [libc::SIGINT, libc::SIGTERM] {
-        // SAFETY: the handler only stores to an atomic, which is async-signal-safe.
-        unsafe {
-            libc::signal(signal, on_signal as *const () as libc::sighandler_t);
-        }
-    }
-}
-
 pub fn run(command: GenCommand) -> Result<ExitCode, Failure> {
     match command.command {
         GenSubcommand::Send(args) => send(args),
@@ -212,7 +196,7 @@ fn hist_format(f: HistFormatArg) -> HistFormat {
 }
 
 fn failed(e: tracenat::generator::GenError) -> Failure {
-    Failure::Usage(format!("gen: {e}"))
+    Failure::Runtime(format!("gen: {e}"))
 }
 
 fn print_json<T: serde::Serialize>(report: &T) -> Result<(), Failure> {
@@ -257,9 +241,9 @@ fn send(a: SendArgs) -> Result<ExitCode, Failure> {
     o.hist_out = a.hist_out;
     o.hist_format = hist_format(a.hist_format);
     o.zero_copy = !a.copy;
-    install_signal_handlers();
+    signals::install();
     let sender = Sender::open(&o).map_err(failed)?;
-    let report = sender.run(&STOP).map_err(failed)?;
+    let report = sender.run(&signals::STOP).map_err(failed)?;
     if a.json {
         print_json(&report)?;
     } else {
@@ -315,7 +299,7 @@ fn sink(a: SinkArgs) -> Result<ExitCode, Failure> {
     o.hist_out = a.hist_out;
     o.hist_format = hist_format(a.hist_format);
     o.zero_copy = !a.copy;
-    install_signal_handlers();
+    signals::install();
     let sink = Sink::open(&o).map_err(failed)?;
     eprintln!(
         "tracenat gen sink: ready on {} for {:?}{}",
@@ -323,7 +307,7 @@ fn sink(a: SinkArgs) -> Result<ExitCode, Failure> {
         o.duration,
         if o.reflect { ", reflecting" } else { "" }
     );
-    let report = sink.run(&STOP).map_err(failed)?;
+    let report = sink.run(&signals::STOP).map_err(failed)?;
     if a.json {
         print_json(&report)?;
     } else {

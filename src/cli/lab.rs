@@ -120,16 +120,12 @@ impl From<std::io::Error> for Error {
     }
 }
 
-/// Runs a lab command. Usage mistakes exit 2 (through `Failure`); everything else that
-/// fails is reported here and exits 1.
+/// Runs a lab command. Usage mistakes exit 2; everything else that fails exits 1.
 pub fn run(command: LabCommand) -> Result<ExitCode, Failure> {
     match dispatch(command) {
         Ok(code) => Ok(code),
         Err(Error::Lab(LabError::Usage(message))) => Err(Failure::Usage(message)),
-        Err(Error::Lab(error)) => {
-            eprintln!("error: {error}");
-            Ok(ExitCode::from(1))
-        }
+        Err(Error::Lab(error)) => Err(Failure::Runtime(error.to_string())),
         Err(Error::Output(error)) => Err(Failure::Output(error)),
     }
 }

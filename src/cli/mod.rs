@@ -7,6 +7,7 @@ mod generate;
 mod lab;
 mod log;
 mod run;
+mod signals;
 
 pub use args::Cli;
 pub use commands::run;

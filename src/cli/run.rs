@@ -3,7 +3,6 @@
 use std::io::{IsTerminal, Write};
 use std::path::PathBuf;
 use std::process::ExitCode;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Instant;
 
 use clap::Args;
@@ -13,6 +12,7 @@ use tracenat::dataplane::metrics::{self, Snapshot};
 use tracenat::dataplane::run::{self, RunReport};
 
 use super::commands::Failure;
+use super::signals;
 
 #[derive(Debug, Args)]
 pub struct RunCommand {
@@ -31,33 +31,17 @@ pub struct StatsCommand {
     pub metrics: Option<std::net::SocketAddr>,
 }
 
-/// Set by SIGINT and SIGTERM: stop, drain, flush the log, detach.
-static STOP: AtomicBool = AtomicBool::new(false);
-
-extern "C" fn on_signal(_: libc::c_int) {
-    STOP.store(true, Ordering::SeqCst);
-}
-
-fn install_signal_handlers() {
-    for signal in [libc::SIGINT, libc::SIGTERM] {
-        // SAFETY: the handler only stores to an atomic, which is async-signal-safe.
-        unsafe {
-            libc::signal(signal, on_signal as *const () as libc::sighandler_t);
-        }
-    }
-}
-
 pub fn run(command: RunCommand) -> Result<ExitCode, Failure> {
     let config = Config::load(&command.config).map_err(Failure::Config)?;
     let text = std::fs::read_to_string(&command.config).ok();
-    install_signal_handlers();
+    signals::install();
     let terminal = std::io::stdout().is_terminal();
     println!(
         "tracenat: {} worker(s) on {} (inside) and {} (outside); Ctrl-C or SIGTERM stops",
         config.workers.count, config.interfaces.inside, config.interfaces.outside
     );
     let mut earlier: Option<(Snapshot, Instant)> = None;
-    let report = run::run(&config, text, &STOP, |now| {
+    let report = run::run(&config, text, &signals::STOP, |now| {
         if let Some((before, at)) = &earlier
             && terminal
         {
@@ -66,7 +50,7 @@ pub fn run(command: RunCommand) -> Result<ExitCode, Failure> {
         }
         earlier = Some((now.clone(), Instant::now()));
     })
-    .map_err(|e| Failure::Usage(e.to_string()))?;
+    .map_err(|e| Failure::Runtime(e.to_string()))?;
     if terminal {
         println!();
     }
@@ -125,7 +109,7 @@ pub fn stats(command: StatsCommand) -> Result<ExitCode, Failure> {
         }
     };
     let text = metrics::fetch(addr)
-        .map_err(|e| Failure::Usage(format!("no tracenat answering on {addr}: {e}")))?;
+        .map_err(|e| Failure::Runtime(format!("no tracenat answering on {addr}: {e}")))?;
     print!("{text}");
     Ok(ExitCode::SUCCESS)
 }
