@@ -91,14 +91,11 @@ impl Verdict {
 
     /// Decided by the number of distinct subscriber addresses among the candidates.
     pub fn of(candidates: &[Candidate]) -> Verdict {
-        let mut subscribers: Vec<Ipv4Addr> =
-            candidates.iter().map(|c| *c.subscriber.ip()).collect();
-        subscribers.sort_unstable();
-        subscribers.dedup();
-        match subscribers.len() {
-            0 => Verdict::None,
-            1 => Verdict::Unique,
-            _ => Verdict::Ambiguous,
+        let mut addresses = candidates.iter().map(|c| *c.subscriber.ip());
+        match addresses.next() {
+            None => Verdict::None,
+            Some(first) if addresses.all(|a| a == first) => Verdict::Unique,
+            Some(_) => Verdict::Ambiguous,
         }
     }
 }
