@@ -827,6 +827,55 @@ fn removed_segment_is_detected() {
     assert_eq!(problems[0].offset, 0);
 }
 
+#[test]
+fn a_segment_with_a_destroyed_header_is_named_and_the_rest_still_read_and_written() {
+    let f = fixture();
+    let root = f.copy("segment-header-destroyed");
+    let paths = segment_paths(&root, 1);
+    let victim = &paths[paths.len() / 2];
+    let mut bytes = fs::read(victim).unwrap();
+    bytes[..16].fill(0xAA);
+    fs::write(victim, &bytes).unwrap();
+    let log = LogDir::open(&root).expect("the directory still opens");
+    assert!(
+        log.damage()
+            .iter()
+            .any(|d| d.contains(victim.to_str().unwrap()))
+    );
+    let problems = logdir::verify(&log);
+    assert!(
+        problems
+            .iter()
+            .any(|p| &p.path == victim && p.what.contains("unreadable")),
+        "{}",
+        show(&problems)
+    );
+    // Worker 0 is whole; worker 1 lost only the destroyed segment's records.
+    let read = read_events(&log, 2);
+    assert_eq!(read[0], f.events[0]);
+    assert!(!read[1].is_empty() && read[1].len() < f.events[1].len());
+    // The writer starts on such a directory, names the damage, and keeps logging.
+    let more = vec![Vec::new(), synthetic_events(1, 50, T0 + 3_600 * SEC, 99)];
+    let (maplog, mut producers) = MapLog::start(
+        replay_settings(&root, "sessions-with-destination", 15),
+        2,
+        T0,
+    )
+    .unwrap();
+    for e in &more[1] {
+        producers[1].emit(e);
+    }
+    producers.iter_mut().for_each(|p| p.finish());
+    let report = maplog.close().unwrap();
+    assert!(
+        report.recovered.iter().any(|r| r.contains("unreadable")),
+        "{:?}",
+        report.recovered
+    );
+    let after = read_events(&LogDir::open(&root).unwrap(), 2);
+    assert!(after[1].ends_with(&more[1]));
+}
+
 // ---------------------------------------------------------------------------
 // 4. Queries
 

@@ -633,11 +633,22 @@ impl WorkerLog {
                     Self::remove_unwritten(path, &dir, &e, recovered)?;
                     break;
                 }
+                Err(SegmentError::Io(e)) => return Err(io_err(path)(e)),
                 Err(e) => {
-                    return Err(LogError::Corrupt {
-                        path: path.clone(),
-                        message: e.to_string(),
-                    });
+                    // Damaged beyond reading its header: left as evidence for `verify`; the
+                    // chain goes on from the last readable segment, under a new number.
+                    recovered.push(format!(
+                        "{}: unreadable ({e}); left as it is, run `tracenat log verify`",
+                        path.display()
+                    ));
+                    if let Some(seq) = path
+                        .file_name()
+                        .and_then(|n| n.to_str())
+                        .and_then(segment::parse_file_name)
+                    {
+                        log.segment_sequence = log.segment_sequence.max(seq + 1);
+                    }
+                    continue;
                 }
             };
             if let Tail::Open { valid_len } = seg.tail {
@@ -650,7 +661,7 @@ impl WorkerLog {
 
     /// The chain goes on after `seg`, which retention will delete in its time.
     fn continue_after(&mut self, seg: &Segment) {
-        self.segment_sequence = seg.header.sequence + 1;
+        self.segment_sequence = self.segment_sequence.max(seg.header.sequence + 1);
         if let Some(last) = seg.blocks.last() {
             self.next_block_sequence = last.header.sequence + 1;
         }

@@ -21,8 +21,9 @@ pub struct LogDir {
     pub workers: Vec<WorkerSegments>,
     /// The reader's position when answering an access log chunk by chunk.
     pub(crate) sweep: Option<Vec<crate::reader::query::Cursor>>,
-    /// Segment files without a header (a rotation interrupted by a crash), skipped.
-    pub skipped: Vec<String>,
+    /// Files that could not be read at all (a segment without a readable header, a stored
+    /// configuration that does not parse), with why; everything else is still read.
+    pub skipped: Vec<(PathBuf, String)>,
     /// The configurations stored with the log, by activation time, oldest first.
     pub configs: Vec<StoredConfig>,
 }
@@ -50,10 +51,11 @@ impl LogDir {
             for path in dir::segments(&wdir).map_err(io(&wdir))? {
                 match Segment::open(&path) {
                     Ok(seg) => segments.push(seg),
-                    Err(e @ SegmentError::Empty { .. }) => {
-                        skipped.push(format!("{}: {e}", path.display()));
+                    Err(SegmentError::Io(e)) => {
+                        return Err(ReaderError::Io { path, source: e });
                     }
-                    Err(e) => return Err(ReaderError::Log(format!("{}: {e}", path.display()))),
+                    // A header too damaged to read: that file is reported, the rest is read.
+                    Err(e) => skipped.push((path, e.to_string())),
                 }
             }
             workers.push(WorkerSegments {
@@ -71,7 +73,10 @@ impl LogDir {
                         .flatten(),
                     config,
                 }),
-                Err(e) => skipped.push(format!("stored configuration {activated}: {e}")),
+                Err(e) => skipped.push((
+                    root.join(dir::CONFIGS),
+                    format!("stored configuration {activated}: {e}"),
+                )),
             }
         }
         Ok(LogDir {
@@ -99,7 +104,11 @@ impl LogDir {
                     )
                 })
             })
-            .chain(self.skipped.iter().cloned())
+            .chain(
+                self.skipped
+                    .iter()
+                    .map(|(path, why)| format!("{}: {why}", path.display())),
+            )
             .collect()
     }
 }
@@ -319,6 +328,14 @@ pub fn verify_with_progress(log: &LogDir, mut progress: impl FnMut(u64)) -> Vec<
             }
             expected = Some((prev, next_seq.unwrap_or(0)));
         }
+    }
+    for (path, why) in &log.skipped {
+        problems.push(Problem {
+            path: path.clone(),
+            offset: 0,
+            block_sequence: None,
+            what: format!("unreadable: {why}"),
+        });
     }
     problems.sort_by(|a, b| (&a.path, a.offset).cmp(&(&b.path, b.offset)));
     problems
