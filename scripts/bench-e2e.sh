@@ -3,7 +3,7 @@
 # tracenat, side by side, on the same lab with the same generator, in one run.
 #
 #   scripts/bench-e2e.sh [--workers N] [--duration 3s] [--rate 50k] [--new-flows 1M]
-#                        [--new-duration 1s] [--out DIR]
+#                        [--new-duration 1s] [--out DIR] [--spin]
 #
 # Root. Builds tracenat (release) if needed, brings the lab up in DIR/lab (`tracenat lab
 # up --dir`), and always takes it down again (trap EXIT). For each system:
@@ -44,6 +44,7 @@ while (($#)); do
     --new-flows) NEW_FLOWS=$2; shift 2 ;;
     --new-duration) NEW_DURATION=$2; shift 2 ;;
     --out) OUT=$2; shift 2 ;;
+    --spin) SPIN=1; shift ;;
     -h|--help) usage ;;
     *) echo "bench-e2e: unknown argument $1" >&2; usage ;;
   esac
@@ -96,6 +97,9 @@ if ! "$B" lab up --workers "$WORKERS" --subscribers 1 --dir "$LAB" >"$OUT/lab-up
   LAB=/nonexistent-not-ours; trap - EXIT; exit 1
 fi
 CONF=$LAB/tracenat.toml
+# --spin: tracenat's workers never sleep in poll(2) when idle (dataplane.idle-backoff = false;
+# the lab config ends with its [dataplane] section).
+[[ ${SPIN:-0} == 1 ]] && echo "idle-backoff = false" >> "$CONF"
 innat() { ip netns exec tn-nat "$@"; }
 
 # CPU counters: the whole machine's softirq and busy jiffies (/proc/stat, USER_HZ).

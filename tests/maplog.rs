@@ -855,7 +855,7 @@ fn a_segment_with_a_destroyed_header_is_named_and_the_rest_still_read_and_writte
     assert_eq!(read[0], f.events[0]);
     assert!(!read[1].is_empty() && read[1].len() < f.events[1].len());
     // The writer starts on such a directory, names the damage, and keeps logging.
-    let more = vec![Vec::new(), synthetic_events(1, 50, T0 + 3_600 * SEC, 99)];
+    let more = [Vec::new(), synthetic_events(1, 50, T0 + 3_600 * SEC, 99)];
     let (maplog, mut producers) = MapLog::start(
         replay_settings(&root, "sessions-with-destination", 15),
         2,
