@@ -162,7 +162,10 @@ fn candidate_line(c: &Candidate) -> String {
         None => c.public.to_string(),
     };
     let subscriber = endpoint_text(c.subscriber);
-    let dest = c.dest.map(|d| format!(" to {d}")).unwrap_or_default();
+    let dest = c
+        .dest
+        .map(|d| format!(" to {}", endpoint_text(d)))
+        .unwrap_or_default();
     format!(
         "subscriber {subscriber:<21} public {public:<21} {:<4} {} .. {}{dest}  [{}]",
         protocol_name(c.protocol),
