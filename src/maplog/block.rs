@@ -645,7 +645,7 @@ mod tests {
 
     fn arb_record() -> impl Strategy<Value = Record> {
         (
-            1u8..=8,
+            1u8..=9,
             any::<u64>(),
             any::<u8>(),
             any::<(u32, u16, u32, u16, u32, u16)>(),

@@ -21,6 +21,10 @@ pub enum RecordKind {
     LiveMapping = 7,
     /// Checkpoint: a port block held when the segment opened; `ts_ns` is when it was granted.
     LiveBlock = 8,
+    /// A session ended, stored without its inside endpoint: that is the endpoint of whoever
+    /// holds the public endpoint (the latest creation or checkpoint entry for it in the same
+    /// segment). Readers get a [`RecordKind::SessionEnded`] with the endpoint filled in.
+    SessionEndedElided = 9,
 }
 
 impl RecordKind {
@@ -34,6 +38,7 @@ impl RecordKind {
             6 => RecordKind::RefusedSubscriberLimit,
             7 => RecordKind::LiveMapping,
             8 => RecordKind::LiveBlock,
+            9 => RecordKind::SessionEndedElided,
             _ => return None,
         })
     }
@@ -42,6 +47,7 @@ impl RecordKind {
         match self {
             RecordKind::LiveMapping => "live_mapping",
             RecordKind::LiveBlock => "live_block",
+            RecordKind::SessionEndedElided => "session_ended",
             other => other.event_kind().map_or("", EventKind::name),
         }
     }
@@ -62,8 +68,49 @@ impl RecordKind {
             RecordKind::BlockReleased => EventKind::BlockReleased,
             RecordKind::RefusedPortsExhausted => EventKind::RefusedPortsExhausted,
             RecordKind::RefusedSubscriberLimit => EventKind::RefusedSubscriberLimit,
-            RecordKind::LiveMapping | RecordKind::LiveBlock => return None,
+            RecordKind::LiveMapping | RecordKind::LiveBlock | RecordKind::SessionEndedElided => {
+                return None;
+            }
         })
+    }
+}
+
+/// (protocol, public address, public port): what a mapping is known by.
+pub type MappingKey = (u8, u32, u16);
+
+impl Record {
+    pub fn mapping_key(&self) -> MappingKey {
+        (self.protocol, self.public_ip, self.public_port)
+    }
+}
+
+/// Fills in the inside endpoint of elided end records, from the creations (and checkpoint
+/// entries) read before them in the same segment, in order.
+#[derive(Debug, Default)]
+pub struct EndpointResolver {
+    holders: hashbrown::HashMap<MappingKey, (u32, u16)>,
+}
+
+impl EndpointResolver {
+    /// Call with every record of a segment in order, checkpoint first. An elided end
+    /// becomes a complete [`RecordKind::SessionEnded`]; false if its holder is unknown.
+    pub fn resolve(&mut self, r: &mut Record) -> bool {
+        match r.kind {
+            RecordKind::SessionCreated | RecordKind::LiveMapping => {
+                self.holders
+                    .insert(r.mapping_key(), (r.inside_ip, r.inside_port));
+            }
+            RecordKind::SessionEndedElided => {
+                let Some(&(ip, port)) = self.holders.get(&r.mapping_key()) else {
+                    return false;
+                };
+                r.kind = RecordKind::SessionEnded;
+                r.inside_ip = ip;
+                r.inside_port = port;
+            }
+            _ => {}
+        }
+        true
     }
 }
 
@@ -154,7 +201,9 @@ impl Record {
             RecordKind::LiveBlock => {
                 format!(",\"block\":[{},{}]", self.block_first, self.block_last)
             }
-            _ => format!(",\"open_sessions\":{}", self.open_sessions),
+            RecordKind::LiveMapping => format!(",\"open_sessions\":{}", self.open_sessions),
+            // An end whose holder could not be found (damage before it in its segment).
+            _ => ",\"inside_unknown\":true".to_owned(),
         };
         format!(
             "{{\"kind\":\"{}\",\"ts_ns\":{},\"worker\":{worker},\"protocol\":{},\"inside\":\"{}\",\"public\":\"{}\"{extra}}}",

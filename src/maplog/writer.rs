@@ -813,7 +813,8 @@ impl WorkerLog {
             self.rotate(settings, stats, first_ts)?;
         }
         let pending = std::mem::take(&mut self.pending);
-        if let Err(e) = self.append_block(&pending, false, settings, stats) {
+        let stored = self.live.elide_ends(&pending);
+        if let Err(e) = self.append_block(&stored, false, settings, stats) {
             self.pending = pending;
             return Err(e);
         }

@@ -7,7 +7,7 @@ use crate::config::{Config, LogVolume};
 use crate::engine::ports::Deterministic;
 use crate::maplog::block::{self, BlockError, Hash};
 use crate::maplog::dir;
-use crate::maplog::record::Record;
+use crate::maplog::record::{EndpointResolver, Record};
 use crate::maplog::segment::{BlockRef, Segment, SegmentError, Tail};
 use crate::reader::ReaderError;
 
@@ -113,8 +113,10 @@ impl LogDir {
     }
 }
 
-/// Calls `visit(worker, record)` for every record of every non-checkpoint block that may
-/// hold records in `[from, to]`, worker by worker in write order. Blocks that fail their
+/// Calls `visit(worker, record)` for every record in `[from, to]` of every non-checkpoint
+/// block, worker by worker in write order, complete: end records stored without their
+/// inside endpoint get it back from the segment's checkpoint and earlier creations (so a
+/// segment is read from its start whenever any of it is in range). Blocks that fail their
 /// CRC are reported through `bad` and skipped.
 pub fn for_each_record(
     log: &LogDir,
@@ -126,17 +128,28 @@ pub fn for_each_record(
     let mut records = Vec::new();
     for w in &log.workers {
         for seg in &w.segments {
+            let in_range =
+                |b: &BlockRef| !b.header.is_checkpoint() && b.header.may_overlap(from_ns, to_ns);
+            if !seg.blocks.iter().any(in_range) {
+                continue;
+            }
+            let mut resolver = EndpointResolver::default();
             for b in &seg.blocks {
-                if b.header.is_checkpoint() || !b.header.may_overlap(from_ns, to_ns) {
-                    continue;
+                let h = &b.header;
+                if !h.is_checkpoint() && h.first_ts_ns > to_ns {
+                    break;
                 }
                 records.clear();
-                match seg.read_block(b, &mut records) {
-                    Ok(()) => records
-                        .iter()
-                        .filter(|r| r.ts_ns >= from_ns && r.ts_ns <= to_ns)
-                        .for_each(|r| visit(w.worker, r)),
-                    Err(e) => bad(seg, b, e),
+                if let Err(e) = seg.read_block(b, &mut records) {
+                    bad(seg, b, e);
+                    continue;
+                }
+                for r in records.iter_mut() {
+                    // An end whose holder is unknown (damage before it) keeps 0.0.0.0:0.
+                    resolver.resolve(r);
+                    if !h.is_checkpoint() && r.ts_ns >= from_ns && r.ts_ns <= to_ns {
+                        visit(w.worker, r);
+                    }
                 }
             }
         }

@@ -234,7 +234,8 @@ impl Tracker {
                     });
                 }
             }
-            RecordKind::SessionEnded => {
+            // An elided end's inside endpoint is the active holder's: the same handling.
+            RecordKind::SessionEnded | RecordKind::SessionEndedElided => {
                 if active(list).is_none() {
                     // Began before anything read: its start is unknown.
                     let mut h = Holding::new(r, None, true);
