@@ -16,6 +16,7 @@ use tracenat::engine::rng::SplitMix64;
 use tracenat::engine::{Engine, Side};
 use tracenat::maplog::block::{self, BlockContext, Codec};
 use tracenat::maplog::clock::ClockState;
+use tracenat::maplog::live::LiveSet;
 use tracenat::maplog::record::{self, Record};
 use tracenat::maplog::writer::{LogSettings, MapLog};
 use tracenat::reader::access_log::{AccessLogParser, JsonFields, LogFormat};
@@ -131,9 +132,16 @@ fn encoded_bytes(records: &[Record], codec: Codec) -> usize {
         checkpoint: false,
         clock: ClockState::default(),
     };
+    // As the writer stores them: ends of known holders without their inside endpoint.
+    let mut live = LiveSet::default();
     records
         .chunks(8192)
-        .map(|c| block::encode(c, &ctx, codec, &mut scratch).bytes.len())
+        .map(|c| {
+            let stored = live.store(c, &mut Vec::new());
+            block::encode(&stored, &ctx, codec, &mut scratch)
+                .bytes
+                .len()
+        })
         .sum()
 }
 

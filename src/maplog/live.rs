@@ -3,6 +3,7 @@
 //! answer about any moment by reading one segment forward instead of the whole log.
 
 use hashbrown::HashMap;
+use hashbrown::hash_map::Entry;
 
 use super::record::{MappingKey, Record, RecordKind};
 
@@ -15,83 +16,121 @@ pub struct LiveSet {
     blocks: HashMap<BlockKey, Record>,
 }
 
+/// How to take back one change to the live set: the entry as it was before.
+#[derive(Debug)]
+pub enum Undo {
+    Mapping(MappingKey, Option<Record>),
+    Block(BlockKey, Option<Record>),
+}
+
 impl LiveSet {
+    /// Applies `records` (in order).
     pub fn apply(&mut self, records: &[Record]) {
-        for r in records {
-            match r.kind {
-                RecordKind::SessionCreated => {
-                    let live = self
-                        .mappings
-                        .entry((r.protocol, r.public_ip, r.public_port))
-                        .or_insert_with(|| Record {
-                            kind: RecordKind::LiveMapping,
-                            dest_ip: 0,
-                            dest_port: 0,
-                            open_sessions: 0,
-                            ..*r
-                        });
-                    live.open_sessions += 1;
-                }
-                RecordKind::SessionEnded => {
-                    let key = (r.protocol, r.public_ip, r.public_port);
-                    if let Some(live) = self.mappings.get_mut(&key) {
-                        live.open_sessions = live.open_sessions.saturating_sub(1);
-                        if live.open_sessions == 0 {
-                            self.mappings.remove(&key);
+        self.store(records, &mut Vec::new());
+    }
+
+    /// Applies `records` and returns them as they are stored: an end whose inside
+    /// endpoint is that of the mapping's holder is stored without it (a reader reading the
+    /// segment from its checkpoint knows it) — the two most random fields of every other
+    /// record. One hash lookup per record does both. `journal` receives what
+    /// [`LiveSet::undo`] needs if the block cannot be written after all.
+    pub fn store(&mut self, records: &[Record], journal: &mut Vec<Undo>) -> Vec<Record> {
+        records.iter().map(|r| self.store_one(r, journal)).collect()
+    }
+
+    fn store_one(&mut self, r: &Record, journal: &mut Vec<Undo>) -> Record {
+        match r.kind {
+            RecordKind::SessionCreated => {
+                let key = r.mapping_key();
+                let holder = (r.inside_ip, r.inside_port);
+                let fresh = Record {
+                    kind: RecordKind::LiveMapping,
+                    dest_ip: 0,
+                    dest_port: 0,
+                    open_sessions: 1,
+                    ..*r
+                };
+                match self.mappings.entry(key) {
+                    Entry::Occupied(mut o) => {
+                        journal.push(Undo::Mapping(key, Some(*o.get())));
+                        let live = o.get_mut();
+                        if (live.inside_ip, live.inside_port) == holder {
+                            live.open_sessions += 1;
+                        } else {
+                            // A new holder (a missed end): the holder is the latest creator.
+                            *live = fresh;
                         }
                     }
+                    Entry::Vacant(v) => {
+                        journal.push(Undo::Mapping(key, None));
+                        v.insert(fresh);
+                    }
                 }
-                RecordKind::BlockAllocated => {
-                    self.blocks.insert(
-                        (r.public_ip, r.block_first),
-                        Record {
-                            kind: RecordKind::LiveBlock,
-                            ..*r
-                        },
-                    );
-                }
-                RecordKind::BlockReleased => {
-                    self.blocks.remove(&(r.public_ip, r.block_first));
-                }
-                _ => {}
+                *r
             }
+            RecordKind::SessionEnded => {
+                let key = r.mapping_key();
+                let Entry::Occupied(mut o) = self.mappings.entry(key) else {
+                    return *r;
+                };
+                let live = *o.get();
+                journal.push(Undo::Mapping(key, Some(live)));
+                if live.open_sessions <= 1 {
+                    o.remove();
+                } else {
+                    o.get_mut().open_sessions -= 1;
+                }
+                if (live.inside_ip, live.inside_port) == (r.inside_ip, r.inside_port) {
+                    Record {
+                        kind: RecordKind::SessionEndedElided,
+                        inside_ip: 0,
+                        inside_port: 0,
+                        ..*r
+                    }
+                } else {
+                    *r
+                }
+            }
+            RecordKind::BlockAllocated => {
+                let key = (r.public_ip, r.block_first);
+                let before = self.blocks.insert(
+                    key,
+                    Record {
+                        kind: RecordKind::LiveBlock,
+                        ..*r
+                    },
+                );
+                journal.push(Undo::Block(key, before));
+                *r
+            }
+            RecordKind::BlockReleased => {
+                let key = (r.public_ip, r.block_first);
+                let before = self.blocks.remove(&key);
+                journal.push(Undo::Block(key, before));
+                *r
+            }
+            _ => *r,
         }
     }
 
-    /// The records as stored: an end whose inside endpoint is that of the mapping's holder
-    /// (known from the live set, or from a creation earlier in `records`) is stored without
-    /// it — a reader reading the segment from its checkpoint knows it. Saves the two most
-    /// random fields of every other record. Does not change the live set.
-    pub fn elide_ends(&self, records: &[Record]) -> Vec<Record> {
-        let mut created_here: HashMap<MappingKey, (u32, u16)> = HashMap::new();
-        records
-            .iter()
-            .map(|r| match r.kind {
-                RecordKind::SessionCreated => {
-                    created_here.insert(r.mapping_key(), (r.inside_ip, r.inside_port));
-                    *r
+    /// Takes back the changes of a [`LiveSet::store`], latest first.
+    pub fn undo(&mut self, journal: Vec<Undo>) {
+        for change in journal.into_iter().rev() {
+            match change {
+                Undo::Mapping(key, Some(r)) => {
+                    self.mappings.insert(key, r);
                 }
-                RecordKind::SessionEnded => {
-                    let key = r.mapping_key();
-                    let holder = created_here.get(&key).copied().or_else(|| {
-                        self.mappings
-                            .get(&key)
-                            .map(|live| (live.inside_ip, live.inside_port))
-                    });
-                    if holder == Some((r.inside_ip, r.inside_port)) {
-                        Record {
-                            kind: RecordKind::SessionEndedElided,
-                            inside_ip: 0,
-                            inside_port: 0,
-                            ..*r
-                        }
-                    } else {
-                        *r
-                    }
+                Undo::Mapping(key, None) => {
+                    self.mappings.remove(&key);
                 }
-                _ => *r,
-            })
-            .collect()
+                Undo::Block(key, Some(r)) => {
+                    self.blocks.insert(key, r);
+                }
+                Undo::Block(key, None) => {
+                    self.blocks.remove(&key);
+                }
+            }
+        }
     }
 
     /// Checkpoint records, sorted by public endpoint (blocks by their first port).
@@ -156,7 +195,10 @@ mod tests {
             session(RecordKind::SessionEnded, 4, b, 40001), // created in this block
             session(RecordKind::SessionEnded, 5, a, 40002), // nobody known holds 40002
         ];
-        let stored = live.elide_ends(&block);
+        let checkpoint = live.checkpoint();
+        let mut journal = Vec::new();
+        let before = live.checkpoint();
+        let stored = live.store(&block, &mut journal);
         let kinds: Vec<RecordKind> = stored.iter().map(|r| r.kind).collect();
         assert_eq!(
             kinds,
@@ -170,11 +212,14 @@ mod tests {
         assert_eq!((stored[0].inside_ip, stored[0].inside_port), (0, 0));
         // A reader starting at the checkpoint gets every record back as it was.
         let mut resolver = EndpointResolver::default();
-        let mut read: Vec<Record> = live.checkpoint();
+        let mut read: Vec<Record> = checkpoint;
         read.extend(stored);
         for r in read.iter_mut() {
             assert!(resolver.resolve(r));
         }
         assert_eq!(&read[1..], &block[..]);
+        // A block that could not be written is taken back out of the live set.
+        live.undo(journal);
+        assert_eq!(live.checkpoint(), before);
     }
 }

@@ -24,7 +24,7 @@ use super::block::{self, BlockContext, Codec, Hash};
 use super::clock::{self, ClockState};
 use super::dir;
 use super::io::{Backend, IoMode, LogFile};
-use super::live::LiveSet;
+use super::live::{LiveSet, Undo};
 use super::record::{self, Record};
 use super::segment::{self, BlockRef, Segment, SegmentError, SegmentHeader, Tail};
 use crate::config::{BackpressurePolicy, Config, LogVolume};
@@ -585,6 +585,8 @@ struct WorkerLog {
     /// Newest timestamp among records already appended to the file.
     written_through_ns: u64,
     live: LiveSet,
+    /// Re-used record of the live-set changes of the block being written.
+    journal: Vec<Undo>,
     retained: VecDeque<Retained>,
     scratch: Vec<u8>,
     /// What `LogStats::io_mode` was last told about this worker's file.
@@ -621,6 +623,7 @@ impl WorkerLog {
             pending: Vec::new(),
             written_through_ns: 0,
             live: LiveSet::default(),
+            journal: Vec::new(),
             retained: VecDeque::new(),
             scratch: Vec::new(),
             io_noted: None,
@@ -813,12 +816,15 @@ impl WorkerLog {
             self.rotate(settings, stats, first_ts)?;
         }
         let pending = std::mem::take(&mut self.pending);
-        let stored = self.live.elide_ends(&pending);
+        let mut journal = std::mem::take(&mut self.journal);
+        journal.clear();
+        let stored = self.live.store(&pending, &mut journal);
         if let Err(e) = self.append_block(&stored, false, settings, stats) {
+            self.live.undo(journal);
             self.pending = pending;
             return Err(e);
         }
-        self.live.apply(&pending);
+        self.journal = journal;
         let newest = pending.iter().map(|r| r.ts_ns).max().unwrap_or(0);
         self.written_through_ns = self.written_through_ns.max(newest);
         LogStats::add(&stats.records_written, pending.len() as u64);
