@@ -16,6 +16,9 @@ pub struct LiveSet {
     blocks: HashMap<BlockKey, Record>,
 }
 
+/// Records whose mappings are looked up together before they are changed.
+const WARM_UP: usize = 512;
+
 /// How to take back one change to the live set: the entry as it was before.
 #[derive(Debug)]
 pub enum Undo {
@@ -35,7 +38,26 @@ impl LiveSet {
     /// record. One hash lookup per record does both. `journal` receives what
     /// [`LiveSet::undo`] needs if the block cannot be written after all.
     pub fn store(&mut self, records: &[Record], journal: &mut Vec<Undo>) -> Vec<Record> {
-        records.iter().map(|r| self.store_one(r, journal)).collect()
+        let mut stored = Vec::with_capacity(records.len());
+        for chunk in records.chunks(WARM_UP) {
+            self.warm_up(chunk);
+            stored.extend(chunk.iter().map(|r| self.store_one(r, journal)));
+        }
+        stored
+    }
+
+    /// Looks up every mapping a chunk of records touches before changing any: the lookups
+    /// are independent, so their cache misses overlap (a live set of millions of mappings
+    /// does not fit in cache), and the changes that follow find the entries in cache.
+    fn warm_up(&self, chunk: &[Record]) {
+        for r in chunk {
+            if matches!(
+                r.kind,
+                RecordKind::SessionCreated | RecordKind::SessionEnded
+            ) {
+                std::hint::black_box(self.mappings.get(&r.mapping_key()).map(|m| m.open_sessions));
+            }
+        }
     }
 
     fn store_one(&mut self, r: &Record, journal: &mut Vec<Undo>) -> Record {
