@@ -38,16 +38,46 @@ pub fn format_mac(mac: [u8; 6]) -> String {
         .join(":")
 }
 
-/// An interface's own MAC address.
+/// `struct ifreq`: a name and a 24-byte union (a sockaddr, or a pointer).
+#[repr(C)]
+struct IfReq {
+    name: [u8; 16],
+    data: [u8; 24],
+}
+
+/// An ioctl on an interface through a socket of the calling thread's network namespace
+/// (unlike /sys, which shows the namespace the process mounted it in: after `setns` on a
+/// thread it still shows the old one).
+pub fn if_ioctl(ifname: &str, request: libc::c_ulong, data: [u8; 24]) -> std::io::Result<[u8; 24]> {
+    if ifname.len() >= 16 {
+        return Err(std::io::Error::other("interface name too long"));
+    }
+    let mut req = IfReq {
+        name: [0; 16],
+        data,
+    };
+    req.name[..ifname.len()].copy_from_slice(ifname.as_bytes());
+    // SAFETY: plain socket(2).
+    let fd = unsafe { libc::socket(libc::AF_INET, libc::SOCK_DGRAM | libc::SOCK_CLOEXEC, 0) };
+    if fd < 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    // SAFETY: `fd` is ours; `req` is a valid ifreq for the requests used here.
+    let rc = unsafe { libc::ioctl(fd, request as _, &mut req as *mut IfReq) };
+    let err = std::io::Error::last_os_error();
+    // SAFETY: closing the socket opened above.
+    unsafe { libc::close(fd) };
+    if rc < 0 { Err(err) } else { Ok(req.data) }
+}
+
+/// The MAC address of `ifname` in the calling thread's network namespace.
 pub fn interface_mac(ifname: &str) -> std::io::Result<[u8; 6]> {
-    let path = format!("/sys/class/net/{ifname}/address");
-    let text = std::fs::read_to_string(&path)?;
-    crate::config::parse_mac(text.trim()).ok_or_else(|| {
-        std::io::Error::new(
-            std::io::ErrorKind::InvalidData,
-            format!("{path}: {text:?} is not a MAC address"),
-        )
-    })
+    let data = if_ioctl(ifname, libc::SIOCGIFHWADDR, [0; 24])
+        .map_err(|e| std::io::Error::new(e.kind(), format!("interface {ifname}: {e}")))?;
+    // sockaddr: family (2 bytes), then the address.
+    let mut mac = [0u8; 6];
+    mac.copy_from_slice(&data[2..8]);
+    Ok(mac)
 }
 
 /// The complete entry for `ip` in the kernel's ARP table, if any.

@@ -280,6 +280,12 @@ pub fn partitions(cfg: &Config) -> Vec<Partition> {
     parts
 }
 
+/// The worker of a subscriber among `workers` when nothing steers them: Fibonacci hashing
+/// spreads consecutive addresses evenly. The traffic generator picks queues the same way.
+pub fn spread_subscriber(ip: Ipv4Addr, workers: u16) -> u16 {
+    ((u32::from(ip) as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15) >> 32) as u16 % workers.max(1)
+}
+
 /// Which worker serves a subscriber, when the NIC decides it (RSS on the inside port).
 #[derive(Clone)]
 pub struct SubscriberSteering(pub Arc<dyn Fn(Ipv4Addr) -> u16 + Send + Sync>);
@@ -337,10 +343,7 @@ impl Ownership {
         let n = self.partitions.len() as u64;
         match &self.deterministic {
             Some(det) => det.subscriber_index(ip).map_or(0, |i| (i % n) as u16),
-            // Fibonacci hashing spreads consecutive addresses evenly.
-            None => {
-                ((u32::from(ip) as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15) >> 32) as u16 % n as u16
-            }
+            None => spread_subscriber(ip, n as u16),
         }
     }
 }

@@ -84,51 +84,11 @@ pub fn monotonic_ns() -> u64 {
 /// when it has `queues` workers and no RSS steering (veth), by the same Fibonacci hashing
 /// as [`crate::engine::ports::Ownership::owner_of_subscriber`].
 pub fn queue_for_subscriber(ip: Ipv4Addr, queues: u16) -> u16 {
-    let n = queues.max(1);
-    ((u32::from(ip) as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15) >> 32) as u16 % n
+    crate::engine::ports::spread_subscriber(ip, queues)
 }
 
-/// `struct ifreq`: a name and a 24-byte union (a sockaddr, or a pointer).
-#[repr(C)]
-struct IfReq {
-    name: [u8; 16],
-    data: [u8; 24],
-}
-
-/// An ioctl on an interface through a socket of the calling thread's network namespace
-/// (unlike /sys, which shows the namespace the process mounted it in: after `setns` on a
-/// thread it still shows the old one).
-fn if_ioctl(ifname: &str, request: libc::c_ulong, data: [u8; 24]) -> std::io::Result<[u8; 24]> {
-    if ifname.len() >= 16 {
-        return Err(std::io::Error::other("interface name too long"));
-    }
-    let mut req = IfReq {
-        name: [0; 16],
-        data,
-    };
-    req.name[..ifname.len()].copy_from_slice(ifname.as_bytes());
-    // SAFETY: plain socket(2).
-    let fd = unsafe { libc::socket(libc::AF_INET, libc::SOCK_DGRAM | libc::SOCK_CLOEXEC, 0) };
-    if fd < 0 {
-        return Err(std::io::Error::last_os_error());
-    }
-    // SAFETY: `fd` is ours; `req` is a valid ifreq for the requests used here.
-    let rc = unsafe { libc::ioctl(fd, request as _, &mut req as *mut IfReq) };
-    let err = std::io::Error::last_os_error();
-    // SAFETY: closing the socket opened above.
-    unsafe { libc::close(fd) };
-    if rc < 0 { Err(err) } else { Ok(req.data) }
-}
-
-/// The MAC address of `ifname` in the calling thread's network namespace.
-pub fn interface_mac(ifname: &str) -> std::io::Result<[u8; 6]> {
-    let data = if_ioctl(ifname, libc::SIOCGIFHWADDR, [0; 24])
-        .map_err(|e| std::io::Error::new(e.kind(), format!("interface {ifname}: {e}")))?;
-    // sockaddr: family (2 bytes), then the address.
-    let mut mac = [0u8; 6];
-    mac.copy_from_slice(&data[2..8]);
-    Ok(mac)
-}
+use crate::dataplane::neigh::if_ioctl;
+pub use crate::dataplane::neigh::interface_mac;
 
 /// The number of rx queues of `ifname` (calling thread's namespace), at least 1: the
 /// channel counts from ethtool (combined + rx: NICs report combined, veth rx), else /sys.
