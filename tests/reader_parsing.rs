@@ -79,6 +79,7 @@ impl MappingSource for OneSubscriber {
                 protocol: 6,
                 start_ns: None,
                 end_ns: None,
+                last_active_ns: None,
                 evidence: Evidence::Mapping,
             }],
             None => Vec::new(),

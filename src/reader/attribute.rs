@@ -657,6 +657,7 @@ mod tests {
             protocol: 6,
             start_ns: Some(T - 10 * S),
             end_ns: None,
+            last_active_ns: None,
             evidence,
         }
     }
@@ -949,6 +950,7 @@ mod tests {
                     protocol: 6,
                     start_ns: Some(question.from_ns),
                     end_ns: None,
+                    last_active_ns: None,
                     evidence: Evidence::Session,
                 }];
                 Ok(Answer::new(candidates, ClockNote::default()))

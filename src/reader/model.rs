@@ -69,6 +69,10 @@ pub struct Candidate {
     pub start_ns: Option<u64>,
     /// When it ended; `None` if still held at the end of the log.
     pub end_ns: Option<u64>,
+    /// Its last activity (last packet) where the log knows it: a session's end is logged
+    /// when its idle timer fires, minutes after its traffic stopped. `None` when unknown
+    /// (still open, or written without activity); then `end_ns` bounds it.
+    pub last_active_ns: Option<u64>,
     pub evidence: Evidence,
 }
 

@@ -308,7 +308,7 @@ impl Tracker {
 
 /// The evidence one holding gives about `q`: its matching sessions, else the holding.
 fn holding_candidates(h: &Holding, q: &Question, out: &mut Vec<Candidate>) {
-    let as_candidate = |dest, start, end, evidence| Candidate {
+    let as_candidate = |dest, start, end, last_active, evidence| Candidate {
         subscriber: h.subscriber,
         public: h.public,
         ports: h.ports,
@@ -316,6 +316,7 @@ fn holding_candidates(h: &Holding, q: &Question, out: &mut Vec<Candidate>) {
         protocol: h.protocol,
         start_ns: start,
         end_ns: end,
+        last_active_ns: last_active,
         evidence,
     };
     let before = out.len();
@@ -328,6 +329,7 @@ fn holding_candidates(h: &Holding, q: &Question, out: &mut Vec<Candidate>) {
                 Some(s.dest),
                 Some(s.start),
                 s.end,
+                None,
                 Evidence::Session,
             ));
         }
@@ -342,7 +344,7 @@ fn holding_candidates(h: &Holding, q: &Question, out: &mut Vec<Candidate>) {
         } else {
             Evidence::Mapping
         };
-        out.push(as_candidate(None, h.start, h.end, evidence));
+        out.push(as_candidate(None, h.start, h.end, None, evidence));
     }
 }
 
@@ -557,6 +559,7 @@ impl LogDir {
                 protocol: 0,
                 start_ns: Some(stored.activated_ns),
                 end_ns: until,
+                last_active_ns: None,
                 evidence: Evidence::Deterministic,
             }));
         }
