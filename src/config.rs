@@ -672,7 +672,7 @@ mod raw {
 // ---------------------------------------------------------------------------
 // Defaults and protocol minimums
 
-mod defaults {
+pub mod defaults {
     use std::time::Duration;
 
     pub const WORKERS: i64 = 1;

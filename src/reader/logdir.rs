@@ -88,6 +88,24 @@ impl LogDir {
         })
     }
 
+    /// How long after a session's last packet its end can be logged: the longest idle
+    /// timeout that ends a session which stopped its traffic (UDP, ICMP, TCP after FIN or
+    /// RST) among the stored configurations, plus a margin for the timer's tick. TCP
+    /// sessions idle in the established state end later; a reader that has not seen their
+    /// end counts them as possibly active.
+    pub fn activity_lookahead_ns(&self) -> u64 {
+        const MARGIN_NS: u64 = 2_000_000_000;
+        use crate::config::defaults;
+        let stored = self.configs.iter().map(|c| {
+            let t = &c.config.timeouts;
+            t.udp.max(t.icmp).max(t.tcp_transitory)
+        });
+        let fallback = defaults::UDP
+            .max(defaults::ICMP)
+            .max(defaults::TCP_TRANSITORY);
+        stored.max().unwrap_or(fallback).as_nanos() as u64 + MARGIN_NS
+    }
+
     /// Every damaged region in the directory, as "file: offset: reason" lines.
     pub fn damage(&self) -> Vec<String> {
         self.workers

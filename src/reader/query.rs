@@ -30,6 +30,15 @@ struct SessionSeen {
     dest: SocketAddrV4,
     start: u64,
     end: Option<u64>,
+    /// Its last packet, when its end was logged with it.
+    last_active: Option<u64>,
+}
+
+impl SessionSeen {
+    /// When it could last have carried a request: its last packet, else its end.
+    fn active_until(&self) -> Option<u64> {
+        self.last_active.or(self.end)
+    }
 }
 
 /// One subscriber's hold on a public port (or port block), as far as the log shows it.
@@ -46,6 +55,13 @@ struct Holding {
     sessions: Vec<SessionSeen>,
     /// Held before the records read: its earlier sessions' destinations are unknown.
     earlier_unknown: bool,
+    /// Latest activity among its ended sessions (an end logged without it counts as
+    /// active until the end).
+    latest_activity: u64,
+    /// Set when its last session's end closed it: nothing on it was active after
+    /// `latest_activity`. A holding closed any other way (a missed end, a restart) was
+    /// possibly active until its end.
+    activity_end: Option<u64>,
 }
 
 impl Holding {
@@ -65,11 +81,20 @@ impl Holding {
             open: 0,
             sessions: Vec::new(),
             earlier_unknown,
+            latest_activity: 0,
+            activity_end: None,
         }
     }
 
     fn overlaps(&self, from: u64, to: u64) -> bool {
         self.start.is_none_or(|s| s <= to) && self.end.is_none_or(|e| e >= from)
+    }
+
+    /// Whether it could have carried traffic in `[from, to]`: held then, and not known to
+    /// have been idle since its sessions' last packets.
+    fn may_be_active(&self, from: u64, to: u64) -> bool {
+        let until = self.activity_end.or(self.end);
+        self.start.is_none_or(|s| s <= to) && until.is_none_or(|e| e >= from)
     }
 }
 
@@ -231,6 +256,7 @@ impl Tracker {
                         dest: r.dest(),
                         start: ts,
                         end: None,
+                        last_active: None,
                     });
                 }
             }
@@ -244,15 +270,19 @@ impl Tracker {
                 }
                 let h = list.last_mut().expect("an active holding");
                 let dest = r.dest();
+                let last_active = (r.last_active_ns != 0).then_some(r.last_active_ns);
                 if let Some(s) = h
                     .sessions
                     .iter_mut()
                     .find(|s| s.end.is_none() && s.dest == dest)
                 {
                     s.end = Some(ts);
+                    s.last_active = last_active;
                 }
+                h.latest_activity = h.latest_activity.max(last_active.unwrap_or(ts));
                 h.open = h.open.saturating_sub(1);
                 if h.open == 0 {
+                    h.activity_end = Some(h.latest_activity);
                     finish(list, ts);
                 }
             }
@@ -294,20 +324,54 @@ impl Tracker {
             .flatten()
     }
 
-    fn candidates(&self, q: &Question, out: &mut Vec<Candidate>) {
+    /// `clock_error_ns` widens a port-less question's activity window: the NAT's clock may
+    /// have been that far off when the records were written.
+    fn candidates(&self, q: &Question, clock_error_ns: u64, out: &mut Vec<Candidate>) {
+        let window = Window::of(q, clock_error_ns);
         for h in self.holdings_for(q) {
             let in_block = h
                 .ports
                 .is_none_or(|(lo, hi)| q.public_port.is_none_or(|p| lo <= p && p <= hi));
-            if in_block && h.overlaps(q.from_ns, q.to_ns) {
-                holding_candidates(h, q, out);
+            let held = match window.activity {
+                true => h.may_be_active(window.from, window.to),
+                false => h.overlaps(window.from, window.to),
+            };
+            if in_block && held {
+                holding_candidates(h, q, &window, out);
             }
         }
     }
 }
 
+/// What a question's evidence must overlap. A request with a port names its mapping, which
+/// is that subscriber's for its whole lifetime; a port-less request can only have travelled
+/// on a session active at that moment, so it is matched against activity, widened by the
+/// NAT clock's error bound.
+struct Window {
+    from: u64,
+    to: u64,
+    activity: bool,
+}
+
+impl Window {
+    fn of(q: &Question, clock_error_ns: u64) -> Window {
+        match q.public_port {
+            Some(_) => Window {
+                from: q.from_ns,
+                to: q.to_ns,
+                activity: false,
+            },
+            None => Window {
+                from: q.from_ns.saturating_sub(clock_error_ns),
+                to: q.to_ns.saturating_add(clock_error_ns),
+                activity: true,
+            },
+        }
+    }
+}
+
 /// The evidence one holding gives about `q`: its matching sessions, else the holding.
-fn holding_candidates(h: &Holding, q: &Question, out: &mut Vec<Candidate>) {
+fn holding_candidates(h: &Holding, q: &Question, window: &Window, out: &mut Vec<Candidate>) {
     let as_candidate = |dest, start, end, last_active, evidence| Candidate {
         subscriber: h.subscriber,
         public: h.public,
@@ -321,7 +385,12 @@ fn holding_candidates(h: &Holding, q: &Question, out: &mut Vec<Candidate>) {
     };
     let before = out.len();
     for s in &h.sessions {
-        let in_window = s.start <= q.to_ns && s.end.is_none_or(|e| e >= q.from_ns);
+        let until = if window.activity {
+            s.active_until()
+        } else {
+            s.end
+        };
+        let in_window = s.start <= window.to && until.is_none_or(|e| e >= window.from);
         let to_dest = q.dest_ip.is_none_or(|ip| *s.dest.ip() == ip)
             && q.dest_port.is_none_or(|p| s.dest.port() == p);
         if in_window && to_dest {
@@ -329,22 +398,23 @@ fn holding_candidates(h: &Holding, q: &Question, out: &mut Vec<Candidate>) {
                 Some(s.dest),
                 Some(s.start),
                 s.end,
-                None,
+                s.last_active,
                 Evidence::Session,
             ));
         }
     }
-    // Without a session to show, the holding itself is the evidence — unless the question
-    // names a destination and every session on it is known not to match.
-    let dests_known = !h.earlier_unknown && !h.sessions.is_empty();
-    let excluded = q.dest_ip.is_some() && dests_known;
+    // Without a session to show, the holding itself is the evidence — unless every session
+    // on it is known and none matches: none went to the question's destination, or, for a
+    // port-less question, none was active in its window.
+    let sessions_known = !h.earlier_unknown && !h.sessions.is_empty();
+    let excluded = sessions_known && (q.dest_ip.is_some() || window.activity);
     if out.len() == before && !excluded {
         let evidence = if h.ports.is_some() {
             Evidence::Block
         } else {
             Evidence::Mapping
         };
-        out.push(as_candidate(None, h.start, h.end, None, evidence));
+        out.push(as_candidate(None, h.start, h.end, h.activity_end, evidence));
     }
 }
 
@@ -577,7 +647,13 @@ impl MappingSource for LogDir {
             return Ok(Vec::new());
         }
         let from = questions.iter().map(|q| q.from_ns).min().unwrap_or(0);
-        let to = questions.iter().map(|q| q.to_ns).max().unwrap_or(0);
+        // A port-less question needs the ends of the sessions open in its window, which
+        // are logged up to an idle timeout after their last packet: read that far ahead.
+        let lookahead = match questions.iter().any(|q| q.public_port.is_none()) {
+            true => self.activity_lookahead_ns(),
+            false => 0,
+        };
+        let to = questions.iter().map(|q| q.to_ns).max().unwrap_or(0) + lookahead;
         let cursors = if questions.len() >= STREAM_BATCH {
             self.streaming_cursors(from, to)?
         } else {
@@ -597,8 +673,9 @@ impl MappingSource for LogDir {
                 self.answer_deterministic(q, &mut candidates);
                 let mut clock = ClockNote::default();
                 for c in &cursors {
-                    c.tracker.candidates(q, &mut candidates);
                     let note = c.clock.over(q.from_ns, q.to_ns);
+                    let clock_error_ns = note.known_max_error_ns().unwrap_or(0);
+                    c.tracker.candidates(q, clock_error_ns, &mut candidates);
                     clock.unsynchronised |= note.unsynchronised;
                     clock.max_error_us = clock.max_error_us.max(note.max_error_us);
                 }
