@@ -6,6 +6,7 @@
 //! Everything goes through the real pipeline: captures → `replay` (engine and mapping log)
 //! → `LogDir` queries.
 
+#[allow(unused_imports)] // the shared harness exports more than this file uses
 mod common;
 
 use std::net::{Ipv4Addr, SocketAddrV4};
