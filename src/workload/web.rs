@@ -93,7 +93,7 @@ impl WebSpec {
         rng: &mut SplitMix64,
         out: &mut Vec<Connection>,
     ) {
-        let inside_ip = Ipv4Addr::from(u32::from(self.first_subscriber) + subscriber);
+        let inside_ip = subscriber_ip(self, subscriber);
         let mut next_port = 32768 + below(rng, 28000) as u16;
         let end = self.start_ns + self.duration_ns;
         let mut t = self.start_ns + exponential(rng, self.mean_think_ns);
@@ -133,6 +133,11 @@ impl WebSpec {
         times.sort_unstable();
         times
     }
+}
+
+/// The inside address of subscriber number `subscriber`.
+pub fn subscriber_ip(spec: &WebSpec, subscriber: u32) -> Ipv4Addr {
+    Ipv4Addr::from(u32::from(spec.first_subscriber) + subscriber)
 }
 
 /// Server of popularity rank `rank`: 198.51.100.1 upwards, then on into 198.51.101.0/24...
