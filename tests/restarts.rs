@@ -199,7 +199,7 @@ fn a_start_lets_the_ports_of_the_previous_run_rest() {
 
     // After a crash (no stop line) mappings still open rest until 120 s after the start.
     let third_start = stop + 300 * SEC;
-    let third = run(
+    run(
         &dir,
         third_start,
         1,
@@ -214,7 +214,6 @@ fn a_start_lets_the_ports_of_the_previous_run_rest() {
     );
     let fourth_start = third_start + 3600 * SEC;
     let fourth = run(&dir, fourth_start, 1, &[], None).previous.unwrap();
-    let _ = third;
     assert!(!fourth.previous.clean);
     assert_eq!(
         fourth.resting,
@@ -269,5 +268,68 @@ fn a_damaged_runs_file_is_reported_and_never_stops_a_start_or_a_reader() {
     std::fs::create_dir_all(other.join(dir::RUNS)).unwrap();
     std::fs::write(other.join(dir::MARKER), "{}\n").unwrap();
     assert!(LogDir::open(&other).is_err());
-    let _ = SocketAddrV4::new(PUBLIC, 0);
+}
+
+/// `replay --log-dir` onto a log a run already wrote lets that run's ports rest too, and
+/// stays deterministic: the same capture onto a fresh log takes the port the first run
+/// had (same seed), onto the used log another one.
+#[test]
+fn replay_appending_to_a_log_lets_the_previous_run_ports_rest() {
+    use tracenat::replay::{self, ReplayArgs};
+    use tracenat::wire::build::{FrameSpec, build};
+
+    let tmp = tempfile::tempdir().unwrap();
+    let config = Config::from_toml_str(
+        "[interfaces]\ninside = \"a\"\noutside = \"b\"\n\
+         [pool]\npublic = [\"203.0.113.1/32\"]\nsubscribers = [\"100.64.0.0/16\"]\n\
+         [allocation]\nseed = 7\n[logging]\ndirect-io = false\n",
+    )
+    .unwrap();
+    let server = SocketAddrV4::new(SERVER, 53);
+    // One UDP datagram from `sub` at `ts`, replayed onto `log`; the public endpoint taken.
+    let replay_one = |name: &str, sub: SocketAddrV4, ts: u64, log: &Path| -> String {
+        let dir = tmp.path().join(name);
+        std::fs::create_dir_all(&dir).unwrap();
+        let inside = dir.join("inside.pcap");
+        let frame = build(&FrameSpec::udp(sub, server).with_payload(vec![0; 18]));
+        tracenat::pcap::write_all(&inside, &[(ts, frame)]).unwrap();
+        let args = ReplayArgs {
+            config: config.clone(),
+            inside,
+            outside: None,
+            out_dir: dir.join("out"),
+            log_dir: Some(log.to_owned()),
+            config_text: None,
+        };
+        replay::run(&args).unwrap();
+        let events = std::fs::read_to_string(dir.join("out/events.jsonl")).unwrap();
+        let created: serde_json::Value =
+            serde_json::from_str(events.lines().next().unwrap()).unwrap();
+        created["public"].as_str().unwrap().to_owned()
+    };
+    let first = SocketAddrV4::new(Ipv4Addr::new(100, 64, 0, 1), 5000);
+    let second = SocketAddrV4::new(Ipv4Addr::new(100, 64, 0, 2), 6000);
+    let used = tmp.path().join("log");
+    let taken = replay_one("a", first, T0, &used);
+    let fresh = replay_one("b", second, T0 + 10 * SEC, &tmp.path().join("fresh"));
+    assert_eq!(fresh, taken, "same seed, fresh log: the same first port");
+    let appended = replay_one("c", second, T0 + 10 * SEC, &used);
+    assert_ne!(appended, taken, "the first run's port rests");
+    // Both sessions trace back to their own subscriber.
+    let mut log = LogDir::open(&used).unwrap();
+    for (public, sub, at) in [(&taken, first, T0), (&appended, second, T0 + 10 * SEC)] {
+        let public: SocketAddrV4 = public.parse().unwrap();
+        let q = Question {
+            public_ip: *public.ip(),
+            public_port: Some(public.port()),
+            from_ns: at - SEC,
+            to_ns: at + SEC,
+            dest_ip: None,
+            dest_port: None,
+            protocol: Some(17),
+        };
+        let a = log.answer(&q).unwrap();
+        assert_eq!(a.verdict, Verdict::Unique, "{a:?}");
+        assert_eq!(a.candidates[0].subscriber, sub);
+    }
 }
