@@ -38,7 +38,8 @@ pub struct Previous {
     /// It wrote its stop line: every session it had was ended in the log at `end_ns`.
     pub clean: bool,
     /// When it ended: its stop time when clean, else this start (a crash happened at some
-    /// unknown moment between its last durable record and now; only this start is sure).
+    /// unknown moment between its last durable record and now; only this start is sure),
+    /// or its last record if that is later than this start (a clock behind).
     pub end_ns: u64,
     /// The newest record timestamp it left on disk (its last durable moment); `null` if it
     /// wrote no record.
@@ -167,9 +168,12 @@ pub fn previous(
         Some(RunLine::Stop(s)) if any_start && !file.last_damaged => Some(s.stop_ns),
         _ => None,
     };
+    // Its records prove it lived until the newest of them, even if this start's clock is
+    // behind (a stepped clock, or `replay` of an older capture): never end it earlier.
+    let crashed_end = now_ns.max(last_record_ns.unwrap_or(0));
     Some(Previous {
         clean: stop.is_some(),
-        end_ns: stop.unwrap_or(now_ns),
+        end_ns: stop.unwrap_or(crashed_end),
         last_record_ns,
     })
 }
@@ -355,8 +359,11 @@ mod tests {
         let both = vec![first.clone(), stop];
         let clean = previous(&file(both.clone(), false), true, Some(19), 50).unwrap();
         assert_eq!((clean.clean, clean.end_ns), (true, 20));
-        let crashed = previous(&file(vec![first], false), true, Some(15), 50).unwrap();
+        let crashed = previous(&file(vec![first.clone()], false), true, Some(15), 50).unwrap();
         assert_eq!((crashed.clean, crashed.end_ns), (false, 50));
+        // A start whose clock is behind the last record: the run lived until that record.
+        let behind = previous(&file(vec![first], false), true, Some(70), 50).unwrap();
+        assert_eq!(behind.end_ns, 70);
         // A damaged last line (a torn append): not known to be clean.
         let torn = previous(&file(both, true), true, Some(19), 50).unwrap();
         assert_eq!((torn.clean, torn.end_ns), (false, 50));
