@@ -16,6 +16,7 @@ use hashbrown::{HashMap, HashSet};
 
 use crate::maplog::block::{BlockHeader, EndpointFilter};
 use crate::maplog::record::{Record, RecordKind};
+use crate::maplog::runs::RunEnd;
 use crate::maplog::segment::{BlockRef, Segment};
 use crate::reader::ReaderError;
 use crate::reader::logdir::LogDir;
@@ -466,15 +467,31 @@ pub(crate) struct Cursor {
     /// Records decoded from the last block read but not yet applied (later than asked).
     pending: Vec<Record>,
     applied: usize,
+    /// How many of the worker's run ends (`WorkerSegments::run_ends`) are behind.
+    runs_ended: usize,
+}
+
+/// A run that ended at `end` had ended before `seg` began (its checkpoint already shows
+/// that): it ended before the segment was created, or the segment belongs to a later run.
+fn run_ended_before(end: &RunEnd, seg: &Segment) -> bool {
+    end.at_ns < seg.header.created_ns || end.next_segment.is_some_and(|n| n <= seg.header.sequence)
 }
 
 impl Cursor {
     /// Positions at the segment open at `from`, with its checkpoint applied.
-    fn start(segments: &[Segment], interest: &Interest, from: u64) -> Result<Cursor, ReaderError> {
+    fn start(
+        segments: &[Segment],
+        ends: &[RunEnd],
+        interest: &Interest,
+        from: u64,
+    ) -> Result<Cursor, ReaderError> {
         let segment = segments
             .iter()
             .rposition(|s| s.header.created_ns <= from)
             .unwrap_or(0);
+        let runs_ended = segments.get(segment).map_or(0, |seg| {
+            ends.iter().take_while(|e| run_ended_before(e, seg)).count()
+        });
         let mut cursor = Cursor {
             tracker: Tracker::default(),
             clock: ClockSpans::default(),
@@ -483,6 +500,7 @@ impl Cursor {
             block: 0,
             pending: Vec::new(),
             applied: 0,
+            runs_ended,
         };
         if let Some(seg) = segments.get(segment) {
             let live = checkpoint_of(seg, interest)?;
@@ -491,10 +509,34 @@ impl Cursor {
         Ok(cursor)
     }
 
-    /// Applies every record up to `to`.
+    /// Applies every record up to `to`, and closes what a run that ended by then held.
     fn advance(
         &mut self,
         segments: &[Segment],
+        ends: &[RunEnd],
+        interest: &Interest,
+        to: u64,
+    ) -> Result<(), ReaderError> {
+        self.read_until(segments, ends, interest, to)?;
+        // Whatever a run ended by `to` wrote is applied (all its records are older than
+        // its end): what it still holds closes, even with no later segment of this worker.
+        self.end_runs(ends, |e| e.at_ns <= to);
+        Ok(())
+    }
+
+    /// Closes, in order, what was held when each run `ended` says is over ended: no
+    /// session outlives the process that translated it (docs/mapping-log.md §8).
+    fn end_runs(&mut self, ends: &[RunEnd], ended: impl Fn(&RunEnd) -> bool) {
+        while let Some(end) = ends.get(self.runs_ended).filter(|e| ended(e)) {
+            self.tracker.end_run(end.at_ns);
+            self.runs_ended += 1;
+        }
+    }
+
+    fn read_until(
+        &mut self,
+        segments: &[Segment],
+        ends: &[RunEnd],
         interest: &Interest,
         to: u64,
     ) -> Result<(), ReaderError> {
@@ -517,6 +559,7 @@ impl Cursor {
                 if next.header.created_ns > to {
                     return Ok(());
                 }
+                self.end_runs(ends, |e| run_ended_before(e, next));
                 let live: HashSet<Key> =
                     checkpoint_of(next, interest)?.iter().map(key_of).collect();
                 self.tracker.reconcile(&live, next.header.created_ns);
@@ -591,6 +634,20 @@ impl Tracker {
         }
     }
 
+    /// A run of the NAT ended at `at_ns`: whatever it held and its open sessions end then.
+    /// A holding begun later belongs to a later run and stays.
+    fn end_run(&mut self, at_ns: u64) {
+        for list in self.holdings.values_mut() {
+            let Some(h) = active(list).filter(|h| h.start.is_none_or(|s| s <= at_ns)) else {
+                continue;
+            };
+            for s in h.sessions.iter_mut().filter(|s| s.end.is_none()) {
+                s.end = Some(at_ns.max(s.start));
+            }
+            finish(list, at_ns);
+        }
+    }
+
     /// A later segment's checkpoint says what was live when it opened: anything still
     /// held here that is not in it ended by then (e.g. the NAT restarted).
     fn reconcile(&mut self, live: &HashSet<Key>, at_ns: u64) {
@@ -660,8 +717,8 @@ impl MappingSource for LogDir {
             let interest = Interest::of(questions);
             let mut cursors = Vec::new();
             for w in &self.workers {
-                let mut cursor = Cursor::start(&w.segments, &interest, from)?;
-                cursor.advance(&w.segments, &interest, to)?;
+                let mut cursor = Cursor::start(&w.segments, &w.run_ends, &interest, from)?;
+                cursor.advance(&w.segments, &w.run_ends, &interest, to)?;
                 cursors.push(cursor);
             }
             cursors
@@ -709,11 +766,14 @@ impl LogDir {
             None => self
                 .workers
                 .iter()
-                .map(|w| Cursor::start(&w.segments, &interest, from.saturating_sub(KEEP_BEHIND_NS)))
+                .map(|w| {
+                    let from = from.saturating_sub(KEEP_BEHIND_NS);
+                    Cursor::start(&w.segments, &w.run_ends, &interest, from)
+                })
                 .collect::<Result<_, _>>()?,
         };
         for (c, w) in cursors.iter_mut().zip(&self.workers) {
-            c.advance(&w.segments, &interest, to)?;
+            c.advance(&w.segments, &w.run_ends, &interest, to)?;
             c.forget_before(from.saturating_sub(KEEP_BEHIND_NS));
         }
         Ok(cursors)
