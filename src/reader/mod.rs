@@ -10,6 +10,7 @@ pub mod logdir;
 pub mod model;
 pub mod query;
 pub mod time;
+mod tracker;
 
 /// Why a reader command failed.
 #[derive(Debug, thiserror::Error)]
