@@ -81,6 +81,18 @@ impl Holding {
         self.start.is_none_or(|s| s <= to) && self.end.is_none_or(|e| e >= from)
     }
 
+    /// Every session on it is known, with its destination: it was seen from its start and
+    /// its sessions were logged with destinations.
+    fn sessions_known(&self) -> bool {
+        !self.earlier_unknown && !self.sessions.is_empty()
+    }
+
+    fn went_to(&self, dest_ip: u32) -> bool {
+        self.sessions
+            .iter()
+            .any(|s| u32::from(*s.dest.ip()) == dest_ip)
+    }
+
     /// Whether it could have carried traffic in `[from, to]`: held then, and not known to
     /// have been idle since its sessions' last packets.
     fn may_be_active(&self, from: u64, to: u64) -> bool {
@@ -109,6 +121,13 @@ pub(super) struct Tracker {
     keys_by_address: HashMap<u32, Vec<Key>>,
     /// Port-block keys by address: a question's port may lie in any of them.
     block_keys_by_address: HashMap<u32, Vec<Key>>,
+    /// (public address, destination address) → the mapping keys with a session towards
+    /// it: a port-less question naming its server need not look at the rest of a busy
+    /// address's mappings.
+    keys_by_dest: HashMap<(u32, u32), Vec<Key>>,
+    /// Mapping keys by address with a holding whose sessions are not all known: they can
+    /// answer a question towards any destination.
+    unknown_dest_keys_by_address: HashMap<u32, Vec<Key>>,
 }
 
 /// The active (last) holding of a key's list, if it is still active.
@@ -120,6 +139,74 @@ fn finish(list: &mut [Holding], end: u64) {
     if let Some(h) = active(list) {
         h.active = false;
         h.end = Some(end);
+    }
+}
+
+/// Applies one record to the holdings of its key.
+fn update(list: &mut Vec<Holding>, r: &Record) {
+    let ts = r.ts_ns;
+    match r.kind {
+        RecordKind::LiveMapping | RecordKind::LiveBlock => {
+            if active(list).is_none() {
+                let mut h = Holding::new(r, Some(ts), true);
+                h.open = r.open_sessions;
+                list.push(h);
+            }
+        }
+        RecordKind::SessionCreated => {
+            let same = active(list).is_some_and(|h| h.subscriber == r.inside());
+            if !same {
+                finish(list, ts); // a missed end: never merge two subscribers
+                list.push(Holding::new(r, Some(ts), false));
+            }
+            let h = list.last_mut().expect("an active holding");
+            h.open += 1;
+            if r.dest_ip != 0 {
+                h.sessions.push(SessionSeen {
+                    dest: r.dest(),
+                    start: ts,
+                    end: None,
+                    last_active: None,
+                });
+            }
+        }
+        // An elided end's inside endpoint is the active holder's: the same handling.
+        RecordKind::SessionEnded | RecordKind::SessionEndedElided => {
+            if active(list).is_none() {
+                // Began before anything read: its start is unknown.
+                let mut h = Holding::new(r, None, true);
+                h.open = 1;
+                list.push(h);
+            }
+            let h = list.last_mut().expect("an active holding");
+            let dest = r.dest();
+            let last_active = (r.last_active_ns != 0).then_some(r.last_active_ns);
+            if let Some(s) = h
+                .sessions
+                .iter_mut()
+                .find(|s| s.end.is_none() && s.dest == dest)
+            {
+                s.end = Some(ts);
+                s.last_active = last_active;
+            }
+            h.latest_activity = h.latest_activity.max(last_active.unwrap_or(ts));
+            h.open = h.open.saturating_sub(1);
+            if h.open == 0 {
+                h.activity_end = Some(h.latest_activity);
+                finish(list, ts);
+            }
+        }
+        RecordKind::BlockAllocated => {
+            finish(list, ts);
+            list.push(Holding::new(r, Some(ts), false));
+        }
+        RecordKind::BlockReleased => {
+            if active(list).is_none() {
+                list.push(Holding::new(r, None, true));
+            }
+            finish(list, ts);
+        }
+        RecordKind::RefusedPortsExhausted | RecordKind::RefusedSubscriberLimit => {}
     }
 }
 
@@ -139,92 +226,53 @@ impl Tracker {
     }
 
     pub(super) fn apply(&mut self, r: &Record) {
-        let ts = r.ts_ns;
-        let list = self.list(key_of(r));
-        match r.kind {
-            RecordKind::LiveMapping | RecordKind::LiveBlock => {
-                if active(list).is_none() {
-                    let mut h = Holding::new(r, Some(ts), true);
-                    h.open = r.open_sessions;
-                    list.push(h);
-                }
-            }
-            RecordKind::SessionCreated => {
-                let same = active(list).is_some_and(|h| h.subscriber == r.inside());
-                if !same {
-                    finish(list, ts); // a missed end: never merge two subscribers
-                    list.push(Holding::new(r, Some(ts), false));
-                }
-                let h = list.last_mut().expect("an active holding");
-                h.open += 1;
-                if r.dest_ip != 0 {
-                    h.sessions.push(SessionSeen {
-                        dest: r.dest(),
-                        start: ts,
-                        end: None,
-                        last_active: None,
-                    });
-                }
-            }
-            // An elided end's inside endpoint is the active holder's: the same handling.
-            RecordKind::SessionEnded | RecordKind::SessionEndedElided => {
-                if active(list).is_none() {
-                    // Began before anything read: its start is unknown.
-                    let mut h = Holding::new(r, None, true);
-                    h.open = 1;
-                    list.push(h);
-                }
-                let h = list.last_mut().expect("an active holding");
-                let dest = r.dest();
-                let last_active = (r.last_active_ns != 0).then_some(r.last_active_ns);
-                if let Some(s) = h
-                    .sessions
-                    .iter_mut()
-                    .find(|s| s.end.is_none() && s.dest == dest)
-                {
-                    s.end = Some(ts);
-                    s.last_active = last_active;
-                }
-                h.latest_activity = h.latest_activity.max(last_active.unwrap_or(ts));
-                h.open = h.open.saturating_sub(1);
-                if h.open == 0 {
-                    h.activity_end = Some(h.latest_activity);
-                    finish(list, ts);
-                }
-            }
-            RecordKind::BlockAllocated => {
-                finish(list, ts);
-                list.push(Holding::new(r, Some(ts), false));
-            }
-            RecordKind::BlockReleased => {
-                if active(list).is_none() {
-                    list.push(Holding::new(r, None, true));
-                }
-                finish(list, ts);
-            }
-            RecordKind::RefusedPortsExhausted | RecordKind::RefusedSubscriberLimit => {}
+        let key = key_of(r);
+        let list = self.list(key);
+        let unknown_before = key.1 != 0 && list.iter().any(|h| !h.sessions_known());
+        let new_dest = r.kind == RecordKind::SessionCreated
+            && r.dest_ip != 0
+            && !list.iter().any(|h| h.went_to(r.dest_ip));
+        update(list, r);
+        let unknown_now = key.1 != 0 && list.iter().any(|h| !h.sessions_known());
+        if new_dest {
+            self.keys_by_dest
+                .entry((key.0, r.dest_ip))
+                .or_default()
+                .push(key);
+        }
+        if unknown_now && !unknown_before {
+            self.unknown_dest_keys_by_address
+                .entry(key.0)
+                .or_default()
+                .push(key);
         }
     }
 
-    /// The holdings that can answer `q`: its endpoint's under each protocol, and the port
-    /// blocks on its address (or, without a port, everything on the address).
+    /// The holdings that can answer `q`: its endpoint's under each protocol and the port
+    /// blocks on its address; without a port, the mappings on the address that went to the
+    /// question's destination or may have (everything on the address if it names none).
     fn holdings_for<'a>(&'a self, q: &'a Question) -> impl Iterator<Item = &'a Holding> + 'a {
         let ip = u32::from(q.public_ip);
-        let keys = |index: &'a HashMap<u32, Vec<Key>>| index.get(&ip).map_or(&[][..], |k| k);
+        let on_address =
+            |index: &'a HashMap<u32, Vec<Key>>| index.get(&ip).map_or(&[][..], Vec::as_slice);
         let protocol_ok = move |k: &Key| k.1 == 0 || q.protocol.is_none_or(|p| p == k.1);
-        let (endpoint, blocks, whole_address) = match q.public_port {
-            Some(port) => (
-                Some(PROTOCOLS.map(|p| (ip, p, port))),
-                keys(&self.block_keys_by_address),
-                &[][..],
-            ),
-            None => (None, &[][..], keys(&self.keys_by_address)),
+        let blocks = on_address(&self.block_keys_by_address);
+        let (endpoint, lists): (_, [&[Key]; 3]) = match (q.public_port, q.dest_ip) {
+            (Some(port), _) => (Some(PROTOCOLS.map(|p| (ip, p, port))), [blocks, &[], &[]]),
+            (None, Some(dest)) => {
+                let to_dest = self.keys_by_dest.get(&(ip, u32::from(dest)));
+                let unknown = on_address(&self.unknown_dest_keys_by_address);
+                (
+                    None,
+                    [blocks, to_dest.map_or(&[][..], Vec::as_slice), unknown],
+                )
+            }
+            (None, None) => (None, [on_address(&self.keys_by_address), &[], &[]]),
         };
         endpoint
             .into_iter()
             .flatten()
-            .chain(blocks.iter().copied())
-            .chain(whole_address.iter().copied())
+            .chain(lists.into_iter().flatten().copied())
             .filter(protocol_ok)
             .filter_map(|k| self.holdings.get(&k))
             .flatten()
@@ -312,8 +360,7 @@ fn holding_candidates(h: &Holding, q: &Question, window: &Window, out: &mut Vec<
     // Without a session to show, the holding itself is the evidence — unless every session
     // on it is known and none matches: none went to the question's destination, or, for a
     // port-less question, none was active in its window.
-    let sessions_known = !h.earlier_unknown && !h.sessions.is_empty();
-    let excluded = sessions_known && (q.dest_ip.is_some() || window.activity);
+    let excluded = h.sessions_known() && (q.dest_ip.is_some() || window.activity);
     if out.len() == before && !excluded {
         let evidence = if h.ports.is_some() {
             Evidence::Block
@@ -341,6 +388,36 @@ impl Tracker {
                 keys.retain(|k| holdings.contains_key(k));
                 !keys.is_empty()
             });
+        }
+        self.index_destinations();
+    }
+
+    /// Rebuilds the destination indexes from the holdings: forgetting sessions can leave a
+    /// key listed for a destination it no longer shows, or make a holding's sessions
+    /// unknown, and each key must be listed once.
+    fn index_destinations(&mut self) {
+        self.keys_by_dest.clear();
+        self.unknown_dest_keys_by_address.clear();
+        for (&key, list) in self.holdings.iter().filter(|(k, _)| k.1 != 0) {
+            let mut dests: Vec<u32> = list
+                .iter()
+                .flat_map(|h| &h.sessions)
+                .map(|s| u32::from(*s.dest.ip()))
+                .collect();
+            dests.sort_unstable();
+            dests.dedup();
+            for dest in dests {
+                self.keys_by_dest
+                    .entry((key.0, dest))
+                    .or_default()
+                    .push(key);
+            }
+            if list.iter().any(|h| !h.sessions_known()) {
+                self.unknown_dest_keys_by_address
+                    .entry(key.0)
+                    .or_default()
+                    .push(key);
+            }
         }
     }
 
