@@ -6,6 +6,7 @@
 
 pub mod access_log;
 pub mod attribute;
+mod dest_index;
 pub mod logdir;
 pub mod model;
 pub mod query;

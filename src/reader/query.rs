@@ -210,6 +210,7 @@ impl Cursor {
         // Whatever a run ended by `to` wrote is applied (all its records are older than
         // its end): what it still holds closes, even with no later segment of this worker.
         self.end_runs(ends, |e| e.at_ns <= to);
+        self.tracker.settle(to);
         Ok(())
     }
 
@@ -343,7 +344,28 @@ impl MappingSource for LogDir {
         Ok(answers.pop().expect("one answer per question"))
     }
 
+    /// A large batch (a chunk of an access log) is answered in slices of
+    /// [`STREAM_BATCH`] by one sweep that moves on and forgets as it goes, so what it holds
+    /// spans minutes around the slice rather than the whole chunk.
     fn answer_all(&mut self, questions: &[Question]) -> Result<Vec<Answer>, ReaderError> {
+        if questions.len() < STREAM_BATCH {
+            return self.answer_batch(questions, false);
+        }
+        let mut answers = Vec::with_capacity(questions.len());
+        for slice in questions.chunks(STREAM_BATCH) {
+            answers.extend(self.answer_batch(slice, true)?);
+        }
+        Ok(answers)
+    }
+}
+
+impl LogDir {
+    /// Answers `questions` from one sweep: a new one, or with `stream`, the kept one.
+    fn answer_batch(
+        &mut self,
+        questions: &[Question],
+        stream: bool,
+    ) -> Result<Vec<Answer>, ReaderError> {
         if questions.is_empty() {
             return Ok(Vec::new());
         }
@@ -355,7 +377,7 @@ impl MappingSource for LogDir {
             false => 0,
         };
         let to = questions.iter().map(|q| q.to_ns).max().unwrap_or(0) + lookahead;
-        let cursors = if questions.len() >= STREAM_BATCH {
+        let cursors = if stream {
             self.streaming_cursors(from, to)?
         } else {
             let interest = Interest::of(questions);
@@ -384,7 +406,7 @@ impl MappingSource for LogDir {
                 Ok(Answer::new(candidates, clock))
             })
             .collect();
-        if questions.len() >= STREAM_BATCH {
+        if stream {
             self.sweep = Some(cursors);
         }
         answers

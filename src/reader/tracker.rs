@@ -10,6 +10,7 @@ use std::net::{Ipv4Addr, SocketAddrV4};
 use hashbrown::{HashMap, HashSet};
 
 use crate::maplog::record::{Record, RecordKind};
+use crate::reader::dest_index::{DestIndex, DestSession, SHORT_NS};
 use crate::reader::model::{Candidate, Evidence, Question};
 
 /// The IP protocols a mapping can have.
@@ -87,12 +88,6 @@ impl Holding {
         !self.earlier_unknown && !self.sessions.is_empty()
     }
 
-    fn went_to(&self, dest_ip: u32) -> bool {
-        self.sessions
-            .iter()
-            .any(|s| u32::from(*s.dest.ip()) == dest_ip)
-    }
-
     /// Whether it could have carried traffic in `[from, to]`: held then, and not known to
     /// have been idle since its sessions' last packets.
     fn may_be_active(&self, from: u64, to: u64) -> bool {
@@ -121,10 +116,9 @@ pub(super) struct Tracker {
     keys_by_address: HashMap<u32, Vec<Key>>,
     /// Port-block keys by address: a question's port may lie in any of them.
     block_keys_by_address: HashMap<u32, Vec<Key>>,
-    /// (public address, destination address) → the mapping keys with a session towards
-    /// it: a port-less question naming its server need not look at the rest of a busy
-    /// address's mappings.
-    keys_by_dest: HashMap<(u32, u32), Vec<Key>>,
+    /// Sessions by (public address, destination address) and time: a port-less question
+    /// naming its server need not look at the rest of a busy address's mappings.
+    destinations: DestIndex,
     /// Mapping keys by address with a holding whose sessions are not all known: they can
     /// answer a question towards any destination.
     unknown_dest_keys_by_address: HashMap<u32, Vec<Key>>,
@@ -229,17 +223,16 @@ impl Tracker {
         let key = key_of(r);
         let list = self.list(key);
         let unknown_before = key.1 != 0 && list.iter().any(|h| !h.sessions_known());
-        let new_dest = r.kind == RecordKind::SessionCreated
-            && r.dest_ip != 0
-            && !list.iter().any(|h| h.went_to(r.dest_ip));
         update(list, r);
         let unknown_now = key.1 != 0 && list.iter().any(|h| !h.sessions_known());
-        if new_dest {
-            self.keys_by_dest
-                .entry((key.0, r.dest_ip))
-                .or_default()
-                .push(key);
+        if r.kind == RecordKind::SessionCreated && r.dest_ip != 0 {
+            self.destinations.started(DestSession {
+                key,
+                dest_ip: r.dest_ip,
+                start: r.ts_ns,
+            });
         }
+        self.settle(r.ts_ns);
         if unknown_now && !unknown_before {
             self.unknown_dest_keys_by_address
                 .entry(key.0)
@@ -248,41 +241,56 @@ impl Tracker {
         }
     }
 
-    /// The holdings that can answer `q`: its endpoint's under each protocol and the port
-    /// blocks on its address; without a port, the mappings on the address that went to the
-    /// question's destination or may have (everything on the address if it names none).
-    fn holdings_for<'a>(&'a self, q: &'a Question) -> impl Iterator<Item = &'a Holding> + 'a {
+    /// Everything up to `now` is read: sessions old enough are examined for length.
+    pub(super) fn settle(&mut self, now: u64) {
+        let holdings = &self.holdings;
+        self.destinations.advance(now, |s| lasted_long(holdings, s));
+    }
+
+    /// The keys whose holdings can answer `q`, each once: its endpoint's under each
+    /// protocol and the port blocks on its address; without a port, the mappings on the
+    /// address with a session towards the question's destination around its window, or
+    /// whose sessions are not all known (everything on the address if it names none).
+    fn keys_for(&self, q: &Question, window: &Window, keys: &mut Vec<Key>) {
         let ip = u32::from(q.public_ip);
-        let on_address =
-            |index: &'a HashMap<u32, Vec<Key>>| index.get(&ip).map_or(&[][..], Vec::as_slice);
-        let protocol_ok = move |k: &Key| k.1 == 0 || q.protocol.is_none_or(|p| p == k.1);
-        let blocks = on_address(&self.block_keys_by_address);
-        let (endpoint, lists): (_, [&[Key]; 3]) = match (q.public_port, q.dest_ip) {
-            (Some(port), _) => (Some(PROTOCOLS.map(|p| (ip, p, port))), [blocks, &[], &[]]),
-            (None, Some(dest)) => {
-                let to_dest = self.keys_by_dest.get(&(ip, u32::from(dest)));
-                let unknown = on_address(&self.unknown_dest_keys_by_address);
-                (
-                    None,
-                    [blocks, to_dest.map_or(&[][..], Vec::as_slice), unknown],
-                )
+        fn on<'a>(index: &'a HashMap<u32, Vec<Key>>, ip: u32) -> impl Iterator<Item = Key> + 'a {
+            index
+                .get(&ip)
+                .map_or(&[][..], Vec::as_slice)
+                .iter()
+                .copied()
+        }
+        let on_address = |index| on(index, ip);
+        match (q.public_port, q.dest_ip) {
+            (Some(port), _) => {
+                keys.extend(PROTOCOLS.map(|p| (ip, p, port)));
+                keys.extend(on_address(&self.block_keys_by_address));
             }
-            (None, None) => (None, [on_address(&self.keys_by_address), &[], &[]]),
-        };
-        endpoint
-            .into_iter()
-            .flatten()
-            .chain(lists.into_iter().flatten().copied())
-            .filter(protocol_ok)
-            .filter_map(|k| self.holdings.get(&k))
-            .flatten()
+            (None, Some(dest)) => {
+                let (from, to) = (window.from, window.to);
+                self.destinations.keys(ip, u32::from(dest), from, to, keys);
+                // Listed once each: a mapping may be both towards the destination and of
+                // unknown destinations; blocks are neither.
+                keys.sort_unstable();
+                keys.dedup();
+                let towards_dest = keys.len();
+                let unknown = on_address(&self.unknown_dest_keys_by_address);
+                let unknown = unknown.filter(|k| keys[..towards_dest].binary_search(k).is_err());
+                keys.extend(unknown.collect::<Vec<_>>());
+                keys.extend(on_address(&self.block_keys_by_address));
+            }
+            (None, None) => keys.extend(on_address(&self.keys_by_address)),
+        }
+        keys.retain(|k| k.1 == 0 || q.protocol.is_none_or(|p| p == k.1));
     }
 
     /// `clock_error_ns` widens a port-less question's activity window: the NAT's clock may
     /// have been that far off when the records were written.
     pub(super) fn candidates(&self, q: &Question, clock_error_ns: u64, out: &mut Vec<Candidate>) {
         let window = Window::of(q, clock_error_ns);
-        for h in self.holdings_for(q) {
+        let mut keys = Vec::new();
+        self.keys_for(q, &window, &mut keys);
+        for h in keys.iter().filter_map(|k| self.holdings.get(k)).flatten() {
             let in_block = h
                 .ports
                 .is_none_or(|(lo, hi)| q.public_port.is_none_or(|p| lo <= p && p <= hi));
@@ -295,6 +303,21 @@ impl Tracker {
             }
         }
     }
+}
+
+/// Whether a session is still open, or was active for longer than the index's `SHORT_NS`
+/// (false if it is no longer remembered).
+fn lasted_long(holdings: &HashMap<Key, Vec<Holding>>, s: &DestSession) -> bool {
+    let Some(list) = holdings.get(&s.key) else {
+        return false;
+    };
+    list.iter()
+        .flat_map(|h| &h.sessions)
+        .filter(|seen| seen.start == s.start && u32::from(*seen.dest.ip()) == s.dest_ip)
+        .any(|seen| {
+            seen.active_until()
+                .is_none_or(|until| until.saturating_sub(seen.start) > SHORT_NS)
+        })
 }
 
 /// What a question's evidence must overlap. A request with a port names its mapping, which
@@ -389,29 +412,27 @@ impl Tracker {
                 !keys.is_empty()
             });
         }
-        self.index_destinations();
+        self.index_destinations(cutoff);
     }
 
-    /// Rebuilds the destination indexes from the holdings: forgetting sessions can leave a
-    /// key listed for a destination it no longer shows, or make a holding's sessions
-    /// unknown, and each key must be listed once.
-    fn index_destinations(&mut self) {
-        self.keys_by_dest.clear();
+    /// Rebuilds the destination indexes from the holdings left after forgetting what
+    /// ended before `cutoff`: forgetting sessions can make a holding's sessions unknown,
+    /// and each key must be listed once.
+    fn index_destinations(&mut self, cutoff: u64) {
+        let holdings = &self.holdings;
+        let sessions = holdings.iter().flat_map(|(&key, list)| {
+            list.iter()
+                .flat_map(|h| &h.sessions)
+                .map(move |s| DestSession {
+                    key,
+                    dest_ip: u32::from(*s.dest.ip()),
+                    start: s.start,
+                })
+        });
+        self.destinations
+            .rebuild(sessions, cutoff, |s| lasted_long(holdings, s));
         self.unknown_dest_keys_by_address.clear();
         for (&key, list) in self.holdings.iter().filter(|(k, _)| k.1 != 0) {
-            let mut dests: Vec<u32> = list
-                .iter()
-                .flat_map(|h| &h.sessions)
-                .map(|s| u32::from(*s.dest.ip()))
-                .collect();
-            dests.sort_unstable();
-            dests.dedup();
-            for dest in dests {
-                self.keys_by_dest
-                    .entry((key.0, dest))
-                    .or_default()
-                    .push(key);
-            }
             if list.iter().any(|h| !h.sessions_known()) {
                 self.unknown_dest_keys_by_address
                     .entry(key.0)
