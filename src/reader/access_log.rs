@@ -134,6 +134,8 @@ pub struct AccessRecord<'a> {
 /// Why a line could not be read as a request.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum LineError {
+    #[error("line longer than {} KiB: skipped", crate::reader::input::MAX_LINE_BYTES >> 10)]
+    TooLong,
     #[error("empty line")]
     Empty,
     #[error("no client address")]

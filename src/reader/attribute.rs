@@ -61,7 +61,8 @@ use std::net::Ipv4Addr;
 use std::path::PathBuf;
 
 use crate::reader::ReaderError;
-use crate::reader::access_log::{AccessLogParser, AccessRecord};
+use crate::reader::access_log::{AccessLogParser, AccessRecord, LineError};
+use crate::reader::input::Chunk;
 use crate::reader::model::{Answer, Candidate, Evidence, MappingSource, Question, Verdict};
 use crate::reader::time::TimeDisplay;
 
@@ -104,13 +105,6 @@ impl Summary {
     }
 }
 
-fn input_error(source: io::Error) -> ReaderError {
-    ReaderError::Io {
-        path: PathBuf::from("<access log>"),
-        source,
-    }
-}
-
 fn output_error(source: io::Error) -> ReaderError {
     ReaderError::Io {
         path: PathBuf::from("<output>"),
@@ -136,7 +130,9 @@ pub fn question_for(record: &AccessRecord<'_>, options: &AttributeOptions) -> Qu
 /// request to `out`, then the summary. Returns the summary.
 ///
 /// Output is buffered here; `out` need not be. Lines that are not valid UTF-8 are read
-/// with replacement characters. A failing source or output stops the run with its error.
+/// with replacement characters; lines longer than 64 KiB are skipped and counted as
+/// unparsed ([`crate::reader::input`]). A failing source or output stops the run with its
+/// error.
 pub fn attribute<R: BufRead, W: Write>(
     mut input: R,
     parser: &mut AccessLogParser,
@@ -163,42 +159,6 @@ pub fn attribute<R: BufRead, W: Write>(
     Ok(run.summary)
 }
 
-/// Lines answered together: one sweep over the log serves the whole chunk.
-const CHUNK_LINES: usize = 1 << 16;
-
-/// A chunk of an access log's lines, kept in one buffer.
-#[derive(Default)]
-struct Chunk {
-    text: String,
-    /// (line number, start, end) of each non-blank line in `text`.
-    lines: Vec<(u64, usize, usize)>,
-}
-
-impl Chunk {
-    /// Reads up to [`CHUNK_LINES`] non-blank lines; false at the end of the input.
-    fn read(&mut self, input: &mut impl BufRead, line_no: &mut u64) -> Result<bool, ReaderError> {
-        self.text.clear();
-        self.lines.clear();
-        let mut buf = Vec::with_capacity(4096);
-        while self.lines.len() < CHUNK_LINES {
-            buf.clear();
-            if input.read_until(b'\n', &mut buf).map_err(input_error)? == 0 {
-                break;
-            }
-            *line_no += 1;
-            let start = self.text.len();
-            // Lines that are not UTF-8 are read with replacement characters.
-            self.text.push_str(&String::from_utf8_lossy(&buf));
-            if self.text[start..].trim_ascii().is_empty() {
-                self.text.truncate(start);
-                continue;
-            }
-            self.lines.push((*line_no, start, self.text.len()));
-        }
-        Ok(!self.lines.is_empty())
-    }
-}
-
 /// State carried from chunk to chunk.
 struct Run<'o, W: Write> {
     out: BufWriter<W>,
@@ -219,7 +179,14 @@ impl<W: Write> Run<'_, W> {
         let parsed: Vec<_> = chunk
             .lines
             .iter()
-            .map(|&(no, start, end)| (no, parser.parse(no, &chunk.text[start..end])))
+            .map(|line| {
+                let parsed = if line.too_long {
+                    Err(LineError::TooLong)
+                } else {
+                    parser.parse(line.no, chunk.line(line))
+                };
+                (line.no, parsed)
+            })
             .collect();
         let questions: Vec<Question> = parsed
             .iter()

@@ -6,6 +6,7 @@
 
 pub mod access_log;
 pub mod attribute;
+pub mod input;
 pub mod logdir;
 pub mod model;
 pub mod query;
