@@ -312,3 +312,113 @@ fn deterministic_volume_answers_from_the_stored_config() {
     assert_eq!(code, Some(3), "{answer}");
     assert!(answer["candidates"].as_array().unwrap().len() > 1);
 }
+
+/// Port-less lines naming their subscriber's user (`u<last octet>`), plus an actor `mover`
+/// whose two requests come from subscribers on two different public addresses.
+fn access_log_with_users(t: &Traced) -> (PathBuf, usize) {
+    let mut text = String::new();
+    for (i, (ts, inside, public)) in t.sessions.iter().enumerate() {
+        text.push_str(&format!(
+            "{} - u{} {} \"GET /page/{i} HTTP/1.1\" 200 512 \"-\" \"curl/8\"\n",
+            public.ip(),
+            inside.ip().octets()[3],
+            clf_time(ts + 300 * MS)
+        ));
+    }
+    let (t0, _, p0) = t.sessions[0];
+    let other = (1..t.sessions.len())
+        .find(|&j| t.sessions[j].2.ip() != p0.ip())
+        .expect("two public addresses in use");
+    let (t1, _, p1) = t.sessions[other];
+    for (ts, public) in [(t0, p0), (t1, p1)] {
+        text.push_str(&format!(
+            "{} - mover {} \"GET / HTTP/1.1\" 200 1 \"-\" \"curl/8\"\n",
+            public.ip(),
+            clf_time(ts + 300 * MS)
+        ));
+    }
+    let path = t.dir.join("access-users.log");
+    std::fs::write(&path, text).unwrap();
+    (path, other)
+}
+
+#[test]
+fn requests_grouped_by_user_narrow_to_their_subscriber() {
+    let t = traced_capture("correlate");
+    let (log, _) = access_log_with_users(&t);
+    let o = tracenat(&[
+        "log",
+        "attribute",
+        "--dir",
+        t.log.to_str().unwrap(),
+        "--access-log",
+        log.to_str().unwrap(),
+        "--server",
+        SERVER,
+        "--correlate",
+        "user",
+        "--json",
+    ]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let lines: Vec<Value> = stdout(&o)
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    let requests: Vec<&Value> = lines
+        .iter()
+        .filter(|l| l.get("verdict").is_some())
+        .collect();
+    assert_eq!(requests.len(), t.sessions.len() + 2);
+    let groups: Vec<&Value> = lines.iter().filter_map(|l| l.get("group")).collect();
+    assert_eq!(groups.len(), 31, "30 users and the mover");
+    let mut unique = 0;
+    for g in &groups {
+        let fit: BTreeSet<&str> = g["fit_all"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|f| f["subscriber"].as_str().unwrap())
+            .collect();
+        if g["value"] == "mover" {
+            assert_eq!(g["verdict"], "conflict", "{g}");
+            assert!(fit.is_empty());
+            assert_eq!(g["others"][0]["requests"], 1, "{g}");
+            continue;
+        }
+        let user = g["value"].as_str().unwrap();
+        let truth = format!("100.64.1.{}", &user[1..]);
+        assert!(fit.contains(truth.as_str()), "{truth} not in {g}");
+        assert_eq!(g["requests"], 3);
+        // The intersection is never wider than any of its requests.
+        for line in g["lines"].as_array().unwrap() {
+            let request = requests.iter().find(|r| r["line"] == *line).unwrap();
+            let addresses = request["subscribers"].as_array().unwrap().len();
+            assert!(fit.len() <= addresses);
+        }
+        unique += (g["verdict"] == "unique") as u64;
+    }
+    let summary = &lines
+        .iter()
+        .find_map(|l| l.get("group_summary"))
+        .expect("a group summary");
+    assert_eq!(summary["unique"], unique);
+    assert_eq!(summary["conflict"], 1);
+    assert_eq!(summary["requests_in_unique"], 3 * unique);
+    assert!(lines.last().unwrap().get("summary").is_some());
+
+    // A field the format does not have is a usage error.
+    let o = tracenat(&[
+        "log",
+        "attribute",
+        "--dir",
+        t.log.to_str().unwrap(),
+        "--access-log",
+        log.to_str().unwrap(),
+        "--format",
+        "combined",
+        "--correlate",
+        "cookie",
+    ]);
+    assert_eq!(o.status.code(), Some(2));
+    let _ = std::fs::remove_dir_all(&t.dir);
+}

@@ -100,7 +100,7 @@ fn attribute_a_small_log() {
     let options = AttributeOptions {
         skew_ns: S,
         server: Some((Ipv4Addr::new(192, 0, 2, 80), Some(443))),
-        json: false,
+        ..AttributeOptions::default()
     };
     let mut out = Vec::new();
     let summary = attribute(log.as_bytes(), &mut parser, &mut source, &options, &mut out).unwrap();

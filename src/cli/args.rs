@@ -125,6 +125,13 @@ pub struct AttributeCommand {
     /// One JSON object per request, then a summary object.
     #[arg(long)]
     pub json: bool,
+    /// Group requests naming the same actor and intersect their candidates: user, ident,
+    /// request, path, referer, user-agent (common/combined), or any key of a JSON log.
+    #[arg(long, value_name = "FIELD")]
+    pub correlate: Option<String>,
+    /// With --correlate: print only the groups and the summaries, no line per request.
+    #[arg(long, requires = "correlate")]
+    pub groups_only: bool,
 }
 
 #[derive(Debug, Args)]

@@ -6,7 +6,9 @@ use std::net::{Ipv4Addr, SocketAddrV4};
 use std::process::ExitCode;
 
 use tracenat::config::parse_duration;
+use tracenat::reader::ReaderError;
 use tracenat::reader::access_log::{AccessLogParser, JsonFields, LogFormat};
+use tracenat::reader::actor::ActorField;
 use tracenat::reader::attribute::{self, AttributeOptions};
 use tracenat::reader::logdir::{self, LogDir};
 use tracenat::reader::model::{Answer, Candidate, MappingSource, Question, Verdict, endpoint_text};
@@ -229,7 +231,14 @@ fn attribute(c: AttributeCommand) -> Result<ExitCode, Failure> {
             .map(|s| endpoint("--server", s))
             .transpose()?,
         json: c.json,
+        correlate: c.correlate.as_deref().map(ActorField::new),
+        groups_only: c.groups_only,
     };
+    if let Some(field) = &options.correlate {
+        field
+            .check(format)
+            .map_err(|e| Failure::Usage(e.to_string()))?;
+    }
     let input = File::open(&c.access_log).map_err(|source| {
         Failure::Reader(tracenat::reader::ReaderError::Io {
             path: c.access_log.clone(),
@@ -246,8 +255,17 @@ fn attribute(c: AttributeCommand) -> Result<ExitCode, Failure> {
         &options,
         &mut BufWriter::new(out),
     )
-    .map_err(Failure::Reader)?;
+    .map_err(reader_failure)?;
     Ok(ExitCode::SUCCESS)
+}
+
+/// A usage error found while reading (a `--correlate` field the detected format lacks)
+/// exits as usage errors do.
+fn reader_failure(error: ReaderError) -> Failure {
+    match error {
+        ReaderError::Usage(message) => Failure::Usage(message),
+        other => Failure::Reader(other),
+    }
 }
 
 #[derive(Clone, Copy, PartialEq, Eq)]

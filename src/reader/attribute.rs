@@ -62,8 +62,10 @@ use std::path::PathBuf;
 
 use crate::reader::ReaderError;
 use crate::reader::access_log::{AccessLogParser, AccessRecord, LineError};
+use crate::reader::actor::ActorField;
+use crate::reader::correlate::{self, Groups};
 use crate::reader::input::Chunk;
-use crate::reader::model::{Answer, Candidate, Evidence, MappingSource, Question, Verdict};
+use crate::reader::model::{Answer, Evidence, MappingSource, Question, Verdict};
 use crate::reader::time::TimeDisplay;
 
 /// Unparsed lines reported one by one before they are only counted.
@@ -85,6 +87,10 @@ pub struct AttributeOptions {
     pub server: Option<(Ipv4Addr, Option<u16>)>,
     /// One JSON object per line instead of text.
     pub json: bool,
+    /// Group requests by this field and intersect their candidates ([`crate::reader::correlate`]).
+    pub correlate: Option<ActorField>,
+    /// With `correlate`: only the groups and the summaries, no line per request.
+    pub groups_only: bool,
 }
 
 /// Counts over one access log.
@@ -147,11 +153,15 @@ pub fn attribute<R: BufRead, W: Write>(
         time_text: TimeText::new(options.json),
         candidate_times: TimeText::new(true),
         summary: Summary::default(),
+        groups: options.correlate.as_ref().map(|_| Groups::default()),
     };
     let mut chunk = Chunk::default();
     let mut line_no = 0u64;
     while chunk.read(&mut input, &mut line_no)? {
         run.chunk(&chunk, parser, source)?;
+    }
+    if let (Some(groups), Some(field)) = (&run.groups, &options.correlate) {
+        write_groups(&mut run.out, groups, field.name(), options.json).map_err(output_error)?;
     }
     write_summary(&mut run.out, options, &run.summary, parser.format().name())
         .map_err(output_error)?;
@@ -167,6 +177,8 @@ struct Run<'o, W: Write> {
     time_text: TimeText,
     candidate_times: TimeText,
     summary: Summary,
+    /// With `--correlate`: the groups so far (they span chunks).
+    groups: Option<Groups>,
 }
 
 impl<W: Write> Run<'_, W> {
@@ -185,17 +197,17 @@ impl<W: Write> Run<'_, W> {
                 } else {
                     parser.parse(line.no, chunk.line(line))
                 };
-                (line.no, parsed)
+                (line.no, chunk.line(line), parsed)
             })
             .collect();
         let questions: Vec<Question> = parsed
             .iter()
-            .filter_map(|(_, p)| p.as_ref().ok())
+            .filter_map(|(_, _, p)| p.as_ref().ok())
             .map(|record| question_for(record, self.options))
             .collect();
         let mut answers = source.answer_all(&questions)?.into_iter();
         let mut asked = questions.iter();
-        for (line_no, result) in &parsed {
+        for (line_no, text, result) in &parsed {
             self.summary.lines += 1;
             match result {
                 Err(error) => self.unparsed(*line_no, error)?,
@@ -204,9 +216,28 @@ impl<W: Write> Run<'_, W> {
                         return Err(ReaderError::Log("a source gave too few answers".into()));
                     };
                     self.answered(record, question, &answer)?;
+                    self.correlate(parser, text, *line_no, &answer)?;
                 }
             }
         }
+        Ok(())
+    }
+
+    /// Adds the request to its actor's group.
+    fn correlate(
+        &mut self,
+        parser: &AccessLogParser,
+        line: &str,
+        line_no: u64,
+        answer: &Answer,
+    ) -> Result<(), ReaderError> {
+        let (Some(groups), Some(field)) = (&mut self.groups, &self.options.correlate) else {
+            return Ok(());
+        };
+        let value = field
+            .value(parser.format(), line)
+            .map_err(|e| ReaderError::Usage(e.to_string()))?;
+        groups.add(value.as_deref(), line_no, answer);
         Ok(())
     }
 
@@ -236,7 +267,10 @@ impl<W: Write> Run<'_, W> {
             Verdict::Ambiguous => self.summary.ambiguous += 1,
             Verdict::None => self.summary.none += 1,
         }
-        subscribers(&answer.candidates, &mut self.scratch);
+        if self.options.groups_only {
+            return Ok(());
+        }
+        correlate::subscriber_addresses(&answer.candidates, &mut self.scratch);
         let time = self.time_text.get(record.time_ns);
         if self.options.json {
             let shown = Shown {
@@ -298,14 +332,6 @@ impl TimeText {
     }
 }
 
-/// The distinct subscriber addresses, sorted, into `into`.
-fn subscribers(candidates: &[Candidate], into: &mut Vec<Ipv4Addr>) {
-    into.clear();
-    into.extend(candidates.iter().map(|c| *c.subscriber.ip()));
-    into.sort_unstable();
-    into.dedup();
-}
-
 fn write_unparsed(
     out: &mut impl Write,
     options: &AttributeOptions,
@@ -325,6 +351,18 @@ fn write_unparsed(
     } else {
         writeln!(out, "line {line_no}: unparsed: {error}")
     }
+}
+
+/// Every group, then their summary.
+fn write_groups(out: &mut impl Write, groups: &Groups, field: &str, json: bool) -> io::Result<()> {
+    for (index, group) in groups.results().iter().enumerate() {
+        if json {
+            correlate::write_group_json(out, field, group)?;
+        } else {
+            correlate::write_group_text(out, index + 1, field, group)?;
+        }
+    }
+    correlate::write_group_summary(out, field, &groups.summary(), json)
 }
 
 fn write_summary(
@@ -604,7 +642,7 @@ fn write_json(
 mod tests {
     use super::*;
     use crate::reader::access_log::{JsonFields, LogFormat};
-    use crate::reader::model::ClockNote;
+    use crate::reader::model::{Candidate, ClockNote};
     use std::net::SocketAddrV4;
 
     const S: u64 = 1_000_000_000;
@@ -754,7 +792,7 @@ mod tests {
         let options = AttributeOptions {
             skew_ns: 2 * S,
             server: Some((ip("192.0.2.80"), Some(443))),
-            json: false,
+            ..AttributeOptions::default()
         };
         run(LOG, &options, &mut source);
         assert_eq!(source.asked.len(), 4);
@@ -800,6 +838,7 @@ mod tests {
             skew_ns: 2 * S,
             server: Some((ip("192.0.2.80"), Some(443))),
             json: true,
+            ..AttributeOptions::default()
         };
         let (summary, text) = run(LOG, &options, &mut source);
         let objects: Vec<serde_json::Value> = text
@@ -942,8 +981,8 @@ mod tests {
         for json in [false, true] {
             let options = AttributeOptions {
                 skew_ns: 2 * S,
-                server: None,
                 json,
+                ..AttributeOptions::default()
             };
             let mut parser = AccessLogParser::new(LogFormat::Auto, JsonFields::default());
             let started = std::time::Instant::now();

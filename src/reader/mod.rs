@@ -5,7 +5,9 @@
 //! access log through a [`model::MappingSource`]; `query` is that source over a log directory.
 
 pub mod access_log;
+pub mod actor;
 pub mod attribute;
+pub mod correlate;
 pub mod input;
 pub mod logdir;
 pub mod model;
