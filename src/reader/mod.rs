@@ -11,6 +11,7 @@ pub mod correlate;
 pub mod input;
 pub mod logdir;
 pub mod model;
+pub mod offset;
 pub mod query;
 pub mod time;
 
