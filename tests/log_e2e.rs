@@ -422,3 +422,151 @@ fn requests_grouped_by_user_narrow_to_their_subscriber() {
     assert_eq!(o.status.code(), Some(2));
     let _ = std::fs::remove_dir_all(&t.dir);
 }
+
+/// The access log with ports of a server whose clock is `offset(i, ts)` ns away from the
+/// NAT's for request i (logged 300 ms after its SYN, truncated to the second).
+fn access_log_with_clock(t: &Traced, name: &str, offset: impl Fn(usize, u64) -> i64) -> PathBuf {
+    let mut text = String::new();
+    for (i, (ts, _, public)) in t.sessions.iter().enumerate() {
+        let at = ts + 300 * MS;
+        let logged = (at as i64 + offset(i, at)) as u64;
+        text.push_str(&format!(
+            "{public} - - {} \"GET /page/{i} HTTP/1.1\" 200 512 \"-\" \"curl/8\"\n",
+            clf_time(logged)
+        ));
+    }
+    let path = t.dir.join(name);
+    std::fs::write(&path, text).unwrap();
+    path
+}
+
+fn attribute_with(t: &Traced, log: &Path, extra: &[&str]) -> Vec<Value> {
+    let mut args = vec![
+        "log",
+        "attribute",
+        "--dir",
+        t.log.to_str().unwrap(),
+        "--access-log",
+        log.to_str().unwrap(),
+        "--server",
+        SERVER,
+        "--json",
+    ];
+    args.extend_from_slice(extra);
+    let o = tracenat(&args);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    stdout(&o)
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect()
+}
+
+/// Per request: (verdict, subscriber addresses), in log order.
+fn verdicts(lines: &[Value]) -> Vec<(String, BTreeSet<String>)> {
+    lines
+        .iter()
+        .filter(|l| l.get("verdict").is_some())
+        .map(|l| {
+            let subs = l["subscribers"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|s| s.as_str().unwrap().to_owned())
+                .collect();
+            (l["verdict"].as_str().unwrap().to_owned(), subs)
+        })
+        .collect()
+}
+
+fn measured_server(lines: &[Value]) -> Value {
+    let clock = lines
+        .iter()
+        .find_map(|l| l.get("server_clock"))
+        .expect("a server clock report");
+    assert_eq!(clock["mode"], "measured");
+    assert_eq!(clock["servers"].as_array().unwrap().len(), 1, "{clock}");
+    clock["servers"][0].clone()
+}
+
+const SLOW: i64 = -160 * SEC as i64;
+
+#[test]
+fn a_slow_server_clock_is_measured_and_applied() {
+    let t = traced_capture("clock");
+    let log = access_log_with_clock(&t, "slow.log", |_, _| SLOW);
+    let truth: Vec<String> = t
+        .sessions
+        .iter()
+        .map(|(_, s, _)| s.ip().to_string())
+        .collect();
+
+    let skewed = verdicts(&attribute_with(&t, &log, &["--skew", "2s"]));
+    assert!(skewed.iter().all(|(v, _)| v == "none"), "{skewed:?}");
+
+    let lines = attribute_with(&t, &log, &["--skew", "auto"]);
+    let server = measured_server(&lines);
+    assert_eq!(server["samples"], 90, "{server}");
+    assert_eq!(server["consistent"], true, "{server}");
+    let hi = server["band_ns"][1].as_i64().unwrap();
+    let lo = server["band_ns"][0].as_i64().unwrap();
+    // Truncation to the second puts the true offset of each request in (-161 s, -160 s].
+    assert!(lo <= SLOW && (hi - SLOW).abs() <= SEC as i64, "{server}");
+    for ((verdict, subs), truth) in verdicts(&lines).iter().zip(&truth) {
+        assert_eq!(verdict, "unique");
+        assert_eq!(subs, &BTreeSet::from([truth.clone()]));
+    }
+
+    // A given offset does the same without measuring.
+    let given = verdicts(&attribute_with(&t, &log, &["--server-offset", "-160s"]));
+    assert!(
+        given
+            .iter()
+            .zip(&truth)
+            .all(|((v, s), truth)| v == "unique" && s.contains(truth))
+    );
+    let _ = std::fs::remove_dir_all(&t.dir);
+}
+
+#[test]
+fn a_drifting_server_clock_is_followed() {
+    let t = traced_capture("drift");
+    // 30 s of drift over the ten minutes (far more than any real clock, to be measurable
+    // at the log's one-second resolution).
+    let first = t.sessions[0].0;
+    let log = access_log_with_clock(&t, "drift.log", |_, at| SLOW + ((at - first) / 20) as i64);
+    let lines = attribute_with(&t, &log, &["--skew", "auto"]);
+    let server = measured_server(&lines);
+    let ppm = server["drift_ppm"].as_f64().unwrap();
+    assert!((40_000.0..60_000.0).contains(&ppm), "{server}");
+    for ((verdict, subs), (_, truth, _)) in verdicts(&lines).iter().zip(&t.sessions) {
+        assert_eq!(verdict, "unique", "{server}");
+        assert_eq!(subs, &BTreeSet::from([truth.ip().to_string()]));
+    }
+    let _ = std::fs::remove_dir_all(&t.dir);
+}
+
+#[test]
+fn two_server_clocks_in_one_log_give_no_false_unique() {
+    let t = traced_capture("twoclocks");
+    // Without the sessions' last activity in the log, a session is evidence for the
+    // whole of its lifetime (minutes): clocks must differ by more than that to be told
+    // apart. Whether they are told apart or not, no answer may be falsely unique.
+    let log = access_log_with_clock(&t, "two.log", |i, _| {
+        if i % 3 == 0 {
+            -20 * SEC as i64
+        } else {
+            -400 * SEC as i64
+        }
+    });
+    let lines = attribute_with(&t, &log, &["--skew", "auto"]);
+    let server = measured_server(&lines);
+    assert_eq!(server["consistent"], false, "{server}");
+    for ((verdict, subs), (_, truth, _)) in verdicts(&lines).iter().zip(&t.sessions) {
+        let truth = truth.ip().to_string();
+        assert!(subs.contains(&truth), "{verdict} {subs:?} lacks {truth}");
+        if verdict == "unique" {
+            assert_eq!(subs.len(), 1);
+        }
+    }
+    let _ = std::fs::remove_dir_all(&t.dir);
+}

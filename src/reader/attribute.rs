@@ -66,6 +66,7 @@ use crate::reader::actor::ActorField;
 use crate::reader::correlate::{self, Groups};
 use crate::reader::input::Chunk;
 use crate::reader::model::{Answer, Evidence, MappingSource, Question, Verdict};
+use crate::reader::server_clock::{self, ServerClock};
 use crate::reader::time::TimeDisplay;
 
 /// Unparsed lines reported one by one before they are only counted.
@@ -76,7 +77,7 @@ pub const MAX_LISTED: usize = 8;
 pub const MAX_REQUEST_SHOWN: usize = 100;
 
 /// TCP: access logs are HTTP.
-const TCP: u8 = 6;
+pub(crate) const TCP: u8 = 6;
 
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct AttributeOptions {
@@ -91,6 +92,8 @@ pub struct AttributeOptions {
     pub correlate: Option<ActorField>,
     /// With `correlate`: only the groups and the summaries, no line per request.
     pub groups_only: bool,
+    /// The server's clock against the NAT's: trusted, given or measured.
+    pub server_clock: ServerClock,
 }
 
 /// Counts over one access log.
@@ -121,11 +124,14 @@ fn output_error(source: io::Error) -> ReaderError {
 /// The question one request asks.
 pub fn question_for(record: &AccessRecord<'_>, options: &AttributeOptions) -> Question {
     let dest = options.server.or(record.server);
+    let (from_ns, to_ns) = options
+        .server_clock
+        .window(record.time_ns, dest, options.skew_ns);
     Question {
         public_ip: record.client_ip,
         public_port: record.client_port,
-        from_ns: record.time_ns.saturating_sub(options.skew_ns),
-        to_ns: record.time_ns.saturating_add(options.skew_ns),
+        from_ns,
+        to_ns,
         dest_ip: dest.map(|(ip, _)| ip),
         dest_port: dest.and_then(|(_, port)| port),
         protocol: Some(TCP),
@@ -160,6 +166,8 @@ pub fn attribute<R: BufRead, W: Write>(
     while chunk.read(&mut input, &mut line_no)? {
         run.chunk(&chunk, parser, source)?;
     }
+    server_clock::write_report(&mut run.out, &options.server_clock, options.json)
+        .map_err(output_error)?;
     if let (Some(groups), Some(field)) = (&run.groups, &options.correlate) {
         write_groups(&mut run.out, groups, field.name(), options.json).map_err(output_error)?;
     }
@@ -167,6 +175,25 @@ pub fn attribute<R: BufRead, W: Write>(
         .map_err(output_error)?;
     run.out.flush().map_err(output_error)?;
     Ok(run.summary)
+}
+
+/// Every line of a chunk: its number, its text and what it parsed as.
+pub(crate) fn parse_lines<'c>(
+    chunk: &'c Chunk,
+    parser: &mut AccessLogParser,
+) -> Vec<(u64, &'c str, Result<AccessRecord<'c>, LineError>)> {
+    chunk
+        .lines
+        .iter()
+        .map(|line| {
+            let parsed = if line.too_long {
+                Err(LineError::TooLong)
+            } else {
+                parser.parse(line.no, chunk.line(line))
+            };
+            (line.no, chunk.line(line), parsed)
+        })
+        .collect()
 }
 
 /// State carried from chunk to chunk.
@@ -188,18 +215,7 @@ impl<W: Write> Run<'_, W> {
         parser: &mut AccessLogParser,
         source: &mut impl MappingSource,
     ) -> Result<(), ReaderError> {
-        let parsed: Vec<_> = chunk
-            .lines
-            .iter()
-            .map(|line| {
-                let parsed = if line.too_long {
-                    Err(LineError::TooLong)
-                } else {
-                    parser.parse(line.no, chunk.line(line))
-                };
-                (line.no, chunk.line(line), parsed)
-            })
-            .collect();
+        let parsed = parse_lines(chunk, parser);
         let questions: Vec<Question> = parsed
             .iter()
             .filter_map(|(_, _, p)| p.as_ref().ok())

@@ -13,6 +13,7 @@ pub mod logdir;
 pub mod model;
 pub mod offset;
 pub mod query;
+pub mod server_clock;
 pub mod time;
 
 /// Why a reader command failed.
