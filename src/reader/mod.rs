@@ -8,6 +8,7 @@ pub mod access_log;
 pub mod actor;
 pub mod attribute;
 pub mod correlate;
+pub mod fuzz;
 pub mod input;
 pub mod logdir;
 pub mod model;
