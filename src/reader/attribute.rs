@@ -50,6 +50,10 @@
 //! - `clock`: `{"unsynchronised": bool, "max_error_us": number}` for the NAT's clock
 //!   while the evidence was written.
 //!
+//! With a measured or given server clock, then with `--correlate`, the clock report and
+//! the groups follow the requests ([`server_clock`], [`correlate`]; docs/mapping-log.md
+//! §9.5–9.6).
+//!
 //! For the first [`MAX_UNPARSED_SHOWN`] unparsed lines: `{"line": N, "unparsed":
 //! "reason"}`. Last: `{"summary": {"lines", "requests", "unique", "ambiguous", "none",
 //! "unparsed", "format"}}` where `lines` counts non-blank lines, `requests` those that

@@ -356,7 +356,10 @@ impl Group {
                 (None, None) => break,
             }
         }
-        std::mem::swap(&mut self.tracked, scratch);
+        // Copied rather than swapped: a swap would hand this group the scratch buffer,
+        // sized by the largest group seen, and memory would no longer follow the caps.
+        self.tracked.clear();
+        self.tracked.extend_from_slice(scratch);
         added
     }
 

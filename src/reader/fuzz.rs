@@ -22,7 +22,7 @@ impl MappingSource for Invented {
         let port = q.public_port.unwrap_or(0);
         let count = match q.public_port {
             None => 0,
-            Some(p) if p % 2 == 0 => 2,
+            Some(p) if p.is_multiple_of(2) => 2,
             Some(_) => 1,
         };
         let candidates = (0..count)
@@ -34,7 +34,7 @@ impl MappingSource for Invented {
                 protocol: 6,
                 start_ns: Some(middle.saturating_sub(u64::from(port) * 1_000_000)),
                 end_ns: (n == 0).then_some(middle.saturating_add(u64::from(port))),
-                last_active_ns: (port % 3 == 0).then_some(middle),
+                last_active_ns: port.is_multiple_of(3).then_some(middle),
                 evidence: Evidence::Session,
             })
             .collect();
