@@ -406,6 +406,26 @@ fn requests_grouped_by_user_narrow_to_their_subscriber() {
     assert_eq!(summary["requests_in_unique"], 3 * unique);
     assert!(lines.last().unwrap().get("summary").is_some());
 
+    // Only the groups and the summaries.
+    let o = tracenat(&[
+        "log",
+        "attribute",
+        "--dir",
+        t.log.to_str().unwrap(),
+        "--access-log",
+        log.to_str().unwrap(),
+        "--server",
+        SERVER,
+        "--correlate",
+        "user",
+        "--groups-only",
+    ]);
+    let text = stdout(&o);
+    println!("{text}");
+    assert!(!text.lines().any(|l| l.starts_with("line ")), "{text}");
+    assert_eq!(text.lines().filter(|l| l.starts_with("group ")).count(), 31);
+    assert!(text.contains("groups by user: "), "{text}");
+
     // A field the format does not have is a usage error.
     let o = tracenat(&[
         "log",
