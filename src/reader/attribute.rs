@@ -849,6 +849,17 @@ mod tests {
             (Some(ip("192.0.2.81")), None)
         );
         assert_eq!(asked.protocol, Some(6));
+
+        // A given server offset moves the window: a server 160 s slow logged T for T + 160.
+        let mut source = fake();
+        let options = AttributeOptions {
+            skew_ns: 2 * S,
+            server_clock: ServerClock::Fixed(-160 * S as i64),
+            ..AttributeOptions::default()
+        };
+        run(LOG, &options, &mut source);
+        let asked = &source.asked[0];
+        assert_eq!((asked.from_ns, asked.to_ns), (T + 158 * S, T + 162 * S));
     }
 
     #[test]

@@ -377,7 +377,7 @@ impl Group {
             (1, true) => GroupVerdict::Ambiguous,
             (1, false) => GroupVerdict::Unique,
             (_, true) => GroupVerdict::Undetermined,
-            _ if self.tracked.is_empty() => GroupVerdict::None,
+            _ if self.tracked.is_empty() && self.refused == 0 => GroupVerdict::None,
             _ => GroupVerdict::Conflict,
         }
     }
@@ -702,6 +702,45 @@ mod tests {
                     _ => GroupVerdict::Ambiguous,
                 };
                 prop_assert_eq!(result.verdict, expected);
+            }
+        }
+
+        /// Under any caps a verdict may be less precise, never wrong: `unique` names the
+        /// one subscriber fitting all, `conflict` and `none` only when none does.
+        #[test]
+        fn caps_never_make_a_verdict_wrong(
+            requests in prop::collection::vec(
+                (0u8..3, prop::collection::vec(0u8..12, 0..8)), 1..40),
+            max_groups in 1usize..4,
+            max_subscribers in 1usize..6,
+            max_tracked in 1usize..12,
+        ) {
+            let limits = GroupLimits { max_groups, max_subscribers, max_tracked };
+            let mut groups = Groups::new(limits);
+            for (line, (actor, candidates)) in requests.iter().enumerate() {
+                groups.add_subscribers(Some(&actor.to_string()), line as u64 + 1, &subs(candidates));
+            }
+            for result in groups.results() {
+                let mine: Vec<_> = requests.iter().filter(|(a, _)| a.to_string() == result.value).collect();
+                let all: Vec<Ipv4Addr> = (0..12)
+                    .map(sub)
+                    .filter(|s| mine.iter().all(|(_, c)| subs(c).contains(s)))
+                    .collect();
+                match result.verdict {
+                    GroupVerdict::Unique => {
+                        prop_assert_eq!(all.len(), 1);
+                        prop_assert_eq!(result.fit_all[0].subscriber, all[0]);
+                    }
+                    GroupVerdict::Ambiguous => prop_assert!(!all.is_empty()),
+                    GroupVerdict::Conflict => prop_assert!(all.is_empty()),
+                    GroupVerdict::None => {
+                        prop_assert!(mine.iter().all(|(_, c)| c.is_empty()));
+                    }
+                    GroupVerdict::Undetermined => {}
+                }
+                for fit in &result.fit_all {
+                    prop_assert!(all.contains(&fit.subscriber));
+                }
             }
         }
     }
