@@ -123,7 +123,8 @@ fn normalise(intervals: &mut Vec<(i64, i64)>) {
 /// `(lo, hi, samples covering)`. Tied ranges are joined (first to last), which can only
 /// widen the answer.
 fn best_range<'s>(samples: impl Iterator<Item = (&'s Sample, i64)>) -> Option<(i64, i64, usize)> {
-    // (offset, +1 opening before -1 closing at the same offset: intervals are closed).
+    // (offset, kind): an opening is -1 and a closing +1, so that at equal offsets the
+    // openings sort first — intervals are closed, touching ones overlap.
     let mut events: Vec<(i64, i8)> = Vec::new();
     for (sample, shift) in samples {
         for &(lo, hi) in &sample.intervals {
@@ -131,7 +132,6 @@ fn best_range<'s>(samples: impl Iterator<Item = (&'s Sample, i64)>) -> Option<(i
             events.push((hi.saturating_sub(shift), 1));
         }
     }
-    // Openings are -1 so they sort first at equal offsets; the sign is flipped below.
     events.sort_unstable();
     let (mut depth, mut best) = (0usize, 0usize);
     let (mut lo, mut hi) = (0i64, 0i64);

@@ -233,7 +233,7 @@ fn write_measured_text(out: &mut impl Write, m: &Measured) -> io::Result<()> {
         m.max_offset_ns / 1_000_000_000,
         if m.over_server_cap > 0 {
             format!(
-                "; {} of servers over the cap, not corrected",
+                "; {} requests of servers over the cap of {MAX_SERVERS}, not corrected",
                 m.over_server_cap
             )
         } else {
