@@ -3,6 +3,10 @@
 //! `model` holds the question and answer types every part shares; `time` parses the
 //! timestamps operators paste; `access_log` reads servers' logs; `attribute` runs a whole
 //! access log through a [`model::MappingSource`]; `query` is that source over a log directory.
+//! Around `attribute`: `input` reads access logs in bounded chunks, `actor` and `correlate`
+//! group requests by the actor they name and intersect their candidates, `offset` and
+//! `server_clock` measure and apply the server's clock, `fuzz` drives arbitrary bytes
+//! through all of it.
 
 pub mod access_log;
 pub mod actor;
