@@ -6,9 +6,11 @@
 //! Every request with a client port and a known destination is a **sample**: the
 //! session(s) that held that public endpoint toward that destination, found in a wide
 //! window (`T ± max offset`), must have carried it, so the offset lies in
-//! `[T − active_end, T − start]` for one of them, where `active_end` is the session's last
-//! activity where the log knows it ([`Candidate::last_active_ns`]), else its end. A start
-//! or end the log does not have is bounded by the window searched.
+//! `[T − active_end, T + resolution − start]` for one of them, where `active_end` is the
+//! session's last activity where the log knows it ([`Candidate::last_active_ns`]), else its
+//! end, and `resolution` is how coarse the logged time is: a time of whole seconds stands
+//! for any moment of that second (servers truncate), so 1 s; otherwise 1 ms. A start or
+//! end the log does not have is bounded by the window searched.
 //!
 //! **Estimate** ([`estimate`]):
 //!
@@ -20,7 +22,10 @@
 //!    in, a reused port) moves it little, where it would pull a fitted line; a clock that
 //!    drifts is nearly linear over the hours a log covers. With fewer than
 //!    [`MIN_HALF_SAMPLES`] samples per half, or halves less than a minute apart, the drift
-//!    is taken as 0.
+//!    is taken as 0; so it is when larger than [`MAX_DRIFT_PPB`] (no clock drifts that
+//!    fast: it is a step or several clocks, which the agreement rule handles), and when
+//!    taking it out does not make more samples agree, or, as many agreeing, more samples
+//!    share the band (a drift the evidence does not need is not applied).
 //! 2. Band. The samples, with the drift taken out (offsets referred to one time), are swept
 //!    again: the **band** is the range of offsets covered by the most samples (ties: from
 //!    the first to the last such range).
@@ -36,6 +41,12 @@ use crate::reader::model::{Candidate, Evidence};
 
 /// Fewer samples than this in a half: no drift is estimated.
 pub const MIN_HALF_SAMPLES: usize = 8;
+/// The largest drift believed (ns per s): 1000 ppm, 3.6 s an hour — ten times what an
+/// unsynchronised quartz clock does.
+pub const MAX_DRIFT_PPB: i64 = 1_000_000;
+/// The resolution assumed for a time of whole seconds, and for any other.
+const WHOLE_SECOND: i64 = 1_000_000_000;
+const FINER: i64 = 1_000_000;
 /// Intervals kept per sample (the sessions found for it); further ones are merged into the
 /// last, which only widens what the sample allows.
 pub const MAX_INTERVALS: usize = 4;
@@ -60,15 +71,22 @@ impl Sample {
         max_offset_ns: u64,
     ) -> Option<Sample> {
         let max = i64::try_from(max_offset_ns).unwrap_or(i64::MAX);
+        let resolution = if time_ns % WHOLE_SECOND as u64 == 0 {
+            WHOLE_SECOND
+        } else {
+            FINER
+        };
         let mut intervals: Vec<(i64, i64)> = candidates
             .iter()
             .filter(|c| c.evidence == Evidence::Session)
             .filter_map(|c| {
                 let active_end = c.last_active_ns.or(c.end_ns);
                 let lo = active_end.map_or(-max, |end| signed_diff(time_ns, end).max(-max));
-                let hi = c
-                    .start_ns
-                    .map_or(max, |start| signed_diff(time_ns, start).min(max));
+                let hi = c.start_ns.map_or(max, |start| {
+                    signed_diff(time_ns, start)
+                        .saturating_add(resolution)
+                        .min(max)
+                });
                 (lo <= hi).then_some((lo, hi))
             })
             .collect();
@@ -250,7 +268,39 @@ fn drift(sorted: &[&Sample]) -> (i64, u64) {
         let residual = (i128::from(m2) - i128::from(m1)) * NS_PER_S / elapsed;
         ppb = (i128::from(ppb) + residual).clamp(i128::from(i64::MIN), i128::from(i64::MAX)) as i64;
     }
+    if ppb.abs() > MAX_DRIFT_PPB {
+        return (0, reference);
+    }
     (ppb, reference)
+}
+
+/// The band, its coverage, the samples agreeing and the offsets allowed, for one drift.
+struct Fit {
+    band: (i64, i64),
+    covered: usize,
+    agreeing: u64,
+    allowed: (i64, i64),
+}
+
+fn fit(sorted: &[&Sample], drift_ppb: i64, reference_ns: u64, skew_ns: u64) -> Option<Fit> {
+    let shift = |s: &Sample| drift_shift(drift_ppb, s.time_ns, reference_ns);
+    let (lo, hi, covered) = best_range(sorted.iter().map(|s| (*s, shift(s))))?;
+    let mut allowed = (lo, hi);
+    let mut agreeing = 0u64;
+    for sample in sorted {
+        let (distance, nearest) = sample.nearest(shift(sample), lo, hi);
+        if distance <= skew_ns {
+            agreeing += 1;
+        } else {
+            allowed = (allowed.0.min(nearest), allowed.1.max(nearest));
+        }
+    }
+    Some(Fit {
+        band: (lo, hi),
+        covered,
+        agreeing,
+        allowed,
+    })
 }
 
 /// The estimate from a server's samples, with `skew_ns` the disagreement tolerated; `None`
@@ -259,24 +309,19 @@ pub fn estimate(samples: &[Sample], skew_ns: u64) -> Option<OffsetEstimate> {
     let mut sorted: Vec<&Sample> = samples.iter().collect();
     sorted.sort_by_key(|s| s.time_ns);
     let (first, last) = (sorted.first()?.time_ns, sorted.last()?.time_ns);
-    let (drift_ppb, reference_ns) = drift(&sorted);
-    let shift = |s: &Sample| drift_shift(drift_ppb, s.time_ns, reference_ns);
-    let (lo, hi, _) = best_range(sorted.iter().map(|s| (*s, shift(s))))?;
-    let mut allowed = (lo, hi);
-    let mut agreeing = 0u64;
-    for sample in &sorted {
-        let (distance, nearest) = sample.nearest(shift(sample), lo, hi);
-        if distance <= skew_ns {
-            agreeing += 1;
-        } else {
-            allowed = (allowed.0.min(nearest), allowed.1.max(nearest));
+    let (drifting, reference_ns) = drift(&sorted);
+    let still = fit(&sorted, 0, reference_ns, skew_ns)?;
+    let (drift_ppb, chosen) = match fit(&sorted, drifting, reference_ns, skew_ns) {
+        Some(d) if drifting != 0 && (d.agreeing, d.covered) > (still.agreeing, still.covered) => {
+            (drifting, d)
         }
-    }
+        _ => (0, still),
+    };
     Some(OffsetEstimate {
         samples: sorted.len() as u64,
-        agreeing,
-        band: (lo, hi),
-        allowed,
+        agreeing: chosen.agreeing,
+        band: chosen.band,
+        allowed: chosen.allowed,
         reference_ns,
         drift_ppb,
         first_ns: first,
@@ -373,11 +418,11 @@ mod tests {
 
     #[test]
     fn drift_is_followed() {
-        // 2000 ppm: 7.2 s over the hour, far more than the skew allowed.
-        let offset = |t: u64| -160 * S as i64 + ((t - T0) / 500) as i64;
-        let all = samples(600, 3600 * S, true, offset);
+        // 500 ppm: 18 s over ten hours, far more than the skew allowed.
+        let offset = |t: u64| -160 * S as i64 + ((t - T0) / 2000) as i64;
+        let all = samples(600, 36_000 * S, true, offset);
         let e = estimate(&all, S / 2).unwrap();
-        assert!((1_500_000..2_500_000).contains(&e.drift_ppb), "{e:?}");
+        assert!((400_000..600_000).contains(&e.drift_ppb), "{e:?}");
         assert!(e.consistent(), "{e:?}");
         every_sample_is_reached(&e, &all, S / 2);
         // Without following the drift the samples could not agree.
@@ -385,7 +430,7 @@ mod tests {
             all.iter()
                 .any(|s| s.nearest(0, e.band.0, e.band.1).0 > S / 2)
         );
-        for (at, truth) in [(T0, offset(T0)), (T0 + 3500 * S, offset(T0 + 3500 * S))] {
+        for (at, truth) in [(T0, offset(T0)), (T0 + 35_000 * S, offset(T0 + 35_000 * S))] {
             let (lo, hi) = e.allowed_at(at);
             assert!(
                 lo - (S as i64) / 2 <= truth && truth <= hi + S as i64,
@@ -421,12 +466,21 @@ mod tests {
         b.start_ns = Some(t + 100 * S);
         let s = Sample::from_candidates(t, &[b, a], MAX).unwrap();
         let (s5, s10, s100) = (5 * S as i64, 10 * S as i64, 100 * S as i64);
-        assert_eq!(s.intervals, vec![(-(MAX as i64), -s100), (s5, s10)]);
+        // The request's time is whole seconds: it stands for any moment of its second.
+        let s1 = S as i64;
+        assert_eq!(
+            s.intervals,
+            vec![(-(MAX as i64), -s100 + s1), (s5, s10 + s1)]
+        );
         // Unknown start: bounded by the search too.
         let mut c = session(0, Some(t + 50 * MS), None);
         c.start_ns = None;
         let s = Sample::from_candidates(t, &[c], MAX).unwrap();
         assert_eq!(s.intervals, vec![(-50 * MS as i64, MAX as i64)]);
+        // A time with a fraction has millisecond resolution.
+        let a = session(t - 10 * S, None, Some(t - 5 * S));
+        let s = Sample::from_candidates(t + 1, &[a], MAX).unwrap();
+        assert_eq!(s.intervals, vec![(s5 + 1, s10 + 1 + MS as i64)]);
     }
 
     #[test]

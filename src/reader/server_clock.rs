@@ -344,8 +344,9 @@ mod tests {
         let right = m.by_server[&(Ipv4Addr::new(198, 51, 100, 81), None)];
         assert!(slow.consistent() && right.consistent());
         let secs = |(lo, hi): (i64, i64)| (lo / S as i64, hi / S as i64);
-        assert_eq!(secs(slow.allowed), (-161, -159));
-        assert_eq!(secs(right.allowed), (-1, 1));
+        // Active 2 s, logged in whole seconds: 3 s of offsets.
+        assert_eq!(secs(slow.allowed), (-161, -158));
+        assert_eq!(secs(right.allowed), (-1, 2));
 
         let clock = ServerClock::Measured(m);
         let t = T0 + 500 * S;
