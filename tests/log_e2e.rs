@@ -449,11 +449,13 @@ fn requests_grouped_by_user_narrow_to_their_subscriber() {
 }
 
 /// The access log with ports of a server whose clock is `offset(i, ts)` ns away from the
-/// NAT's for request i (logged 300 ms after its SYN, truncated to the second).
+/// NAT's for request i, logged at its connection's SYN (the sessions' only packet: a
+/// request after a session's last activity could not have travelled on it), truncated to
+/// the second.
 fn access_log_with_clock(t: &Traced, name: &str, offset: impl Fn(usize, u64) -> i64) -> PathBuf {
     let mut text = String::new();
     for (i, (ts, _, public)) in t.sessions.iter().enumerate() {
-        let at = ts + 300 * MS;
+        let at = *ts;
         let logged = (at as i64 + offset(i, at)) as u64;
         text.push_str(&format!(
             "{public} - - {} \"GET /page/{i} HTTP/1.1\" 200 512 \"-\" \"curl/8\"\n",
@@ -534,7 +536,8 @@ fn a_slow_server_clock_is_measured_and_applied() {
     assert_eq!(server["consistent"], true, "{server}");
     let hi = server["band_ns"][1].as_i64().unwrap();
     let lo = server["band_ns"][0].as_i64().unwrap();
-    // Truncation to the second puts the true offset of each request in (-161 s, -160 s].
+    // The band holds the true offset and is bounded above within a second of it (by the
+    // sessions' starts and the one-second resolution).
     assert!(lo <= SLOW && (hi - SLOW).abs() <= SEC as i64, "{server}");
     for ((verdict, subs), truth) in verdicts(&lines).iter().zip(&truth) {
         assert_eq!(verdict, "unique");
