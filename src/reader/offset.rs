@@ -71,7 +71,7 @@ impl Sample {
         max_offset_ns: u64,
     ) -> Option<Sample> {
         let max = i64::try_from(max_offset_ns).unwrap_or(i64::MAX);
-        let resolution = if time_ns % WHOLE_SECOND as u64 == 0 {
+        let resolution = if time_ns.is_multiple_of(WHOLE_SECOND as u64) {
             WHOLE_SECOND
         } else {
             FINER
