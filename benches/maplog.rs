@@ -220,6 +220,7 @@ fn bench_settings(dir: &std::path::Path) -> LogSettings {
         batches_per_worker: 64,
         record_time_only: true,
         config_text: None,
+        seed: tracenat::maplog::runs::SeedOrigin::Default,
     }
 }
 

@@ -6,10 +6,11 @@ set -euo pipefail
 # Debian packages: tshark checks checksums of replay output independently in the tests;
 # gcc builds the zstd and BLAKE3 C code bundled in their crates. The veth lab (`tracenat lab`)
 # drives iproute2 (ip), ethtool (checksum offload off), procps (sysctl) and iputils-ping
-# (reachability checks); its tests and the demo fetch pages with curl. scripts/bench-e2e.sh
+# (reachability checks); its tests and the demo fetch pages with curl, and the restart test
+# logs them with nginx (a real web server; its service is not started). scripts/bench-e2e.sh
 # compares with the kernel's NAT (nftables: nft; conntrack: flush and inspect the table) and
 # draws its latency plot with python3 alone (scripts/plot-latency.py: no other module).
-PACKAGES=(tshark iproute2 gcc libc6-dev ethtool procps iputils-ping curl nftables conntrack python3)
+PACKAGES=(tshark iproute2 gcc libc6-dev ethtool procps iputils-ping curl nginx nftables conntrack python3)
 
 missing=()
 for p in "${PACKAGES[@]}"; do

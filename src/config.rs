@@ -141,8 +141,10 @@ pub struct Allocation {
     /// Lowest and highest port handed out; the lowest is never below 1024.
     pub port_min: u16,
     pub port_max: u16,
-    /// Seed for port randomisation, so replays are reproducible.
-    pub seed: u64,
+    /// Seed for port randomisation when the configuration fixes one. Unset, `tracenat run`
+    /// draws a fresh one at every start (the port order must not be predictable from one
+    /// start to the next) and `replay` uses 0, so replays are reproducible.
+    pub seed: Option<u64>,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -672,7 +674,7 @@ mod raw {
 // ---------------------------------------------------------------------------
 // Defaults and protocol minimums
 
-mod defaults {
+pub mod defaults {
     use std::time::Duration;
 
     pub const WORKERS: i64 = 1;
@@ -1072,7 +1074,7 @@ fn allocation(raw: raw::Allocation) -> Result<Allocation, ConfigError> {
         mode,
         port_min,
         port_max,
-        seed: raw.seed.unwrap_or(0),
+        seed: raw.seed,
     })
 }
 
@@ -1418,7 +1420,11 @@ impl Config {
                 range / u32::from(ports_per_subscriber)
             ),
         };
-        format!("allocation: {detail}, seed {}", self.allocation.seed)
+        let seed = match self.allocation.seed {
+            Some(seed) => format!("seed {seed}"),
+            None => "seed random at every start of `run` (0 in `replay`)".to_owned(),
+        };
+        format!("allocation: {detail}, {seed}")
     }
 
     fn timeouts_line(&self) -> String {
@@ -1510,7 +1516,7 @@ subscribers = ["100.64.0.0/24"]
                 max_blocks_per_subscriber: 4
             }
         );
-        assert_eq!(config.allocation.seed, 7);
+        assert_eq!(config.allocation.seed, Some(7));
         assert_eq!(
             config.interfaces.outside_address,
             Some(Ipv4Addr::new(192, 0, 2, 1))
@@ -1536,7 +1542,7 @@ subscribers = ["100.64.0.0/24"]
             (config.allocation.port_min, config.allocation.port_max),
             (1024, 65535)
         );
-        assert_eq!(config.allocation.seed, 0);
+        assert_eq!(config.allocation.seed, None);
         assert_eq!(
             config.limits,
             Limits {

@@ -153,6 +153,16 @@ impl LabProcess {
         Ok(())
     }
 
+    /// SIGKILL (a crash: nothing flushed, nothing closed), then waits; returns what it
+    /// printed.
+    pub fn kill(mut self) -> Result<String, DemoError> {
+        if let Some(mut child) = self.child.take() {
+            child.kill().map_err(io_err("killing"))?;
+            child.wait().map_err(io_err("waiting"))?;
+        }
+        std::fs::read_to_string(&self.output).map_err(io_err("process output"))
+    }
+
     pub fn is_running(&mut self) -> bool {
         self.child
             .as_mut()

@@ -16,6 +16,7 @@ use crate::config::Config;
 use crate::engine::counters::Counters;
 use crate::engine::event::{Event, EventSink, VecSink};
 use crate::engine::{Engine, Side, Verdict};
+use crate::maplog::runs::SeedOrigin;
 use crate::maplog::writer::{LogError, LogSettings, MapLog, Producer, WriterReport};
 use crate::pcap::{PcapError, PcapReader, PcapWriter};
 use crate::wire::{ethernet, icmp, ipv4};
@@ -305,6 +306,9 @@ pub fn run(args: &ReplayArgs) -> Result<ReplaySummary, ReplayError> {
             let mut settings = LogSettings::from_config(&args.config, dir);
             settings.record_time_only = true;
             settings.config_text = args.config_text.clone();
+            if args.config.allocation.seed.is_none() {
+                settings.seed = SeedOrigin::Default; // replays stay reproducible
+            }
             let (log, producers) = MapLog::start(settings, args.config.workers.count, start)?;
             (Some(log), producers.into_iter().map(Some).collect())
         }
@@ -314,6 +318,12 @@ pub fn run(args: &ReplayArgs) -> Result<ReplaySummary, ReplayError> {
         events: VecSink::default(),
         log: producers.get_mut(w as usize).and_then(Option::take),
     });
+    // Appending to a log a run already wrote: its last ports rest, as in `tracenat run`.
+    if let Some(previous) = maplog.as_ref().and_then(MapLog::previous_run) {
+        for engine in engines.iter_mut() {
+            engine.rest_ports(&previous.resting, previous.rest_until_ns);
+        }
+    }
     let mut out = Outputs::create(&args.out_dir)?;
     let mut steering = Steering {
         fragments: HashMap::new(),

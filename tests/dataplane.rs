@@ -288,3 +288,190 @@ fn sigterm_in_the_middle_of_traffic_loses_no_log_record() {
     assert_eq!(distinct.len(), logged.len(), "one record per session");
     assert_eq!(reported(&output, "UMEM frames unaccounted for at exit:"), 0);
 }
+
+/// nginx in `tn-inet`, logging `$remote_addr:$remote_port`; stopped when dropped.
+struct Nginx(std::process::Child);
+
+impl Nginx {
+    /// A real web server, when Debian's nginx is installed (scripts/setup.sh installs it).
+    fn start(dir: &Path, access_log: &Path) -> Option<Nginx> {
+        let binary = ["/usr/sbin/nginx", "/usr/bin/nginx"]
+            .into_iter()
+            .find(|p| Path::new(p).exists())?;
+        let conf = dir.join("nginx.conf");
+        let text = format!(
+            "daemon off;\nmaster_process on;\nworker_processes 1;\nuser root;\n\
+             pid {pid};\nerror_log {err};\nevents {{ worker_connections 64; }}\n\
+             http {{\n  log_format withport '$remote_addr:$remote_port - $remote_user [$time_local] \
+             \"$request\" $status $body_bytes_sent \"$http_referer\" \"$http_user_agent\"';\n\
+             access_log {log} withport;\n  client_body_temp_path {tmp};\n\
+             server {{ listen {server}; location / {{ return 200 \"ok\\n\"; }} }}\n}}\n",
+            pid = dir.join("nginx.pid").display(),
+            err = dir.join("nginx-error.log").display(),
+            log = access_log.display(),
+            tmp = dir.display(),
+            server = demo::http_server(),
+        );
+        std::fs::write(&conf, text).unwrap();
+        let child = std::process::Command::new("ip")
+            .args(["netns", "exec", topology::INET_NS, binary, "-c"])
+            .arg(&conf)
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .ok()?;
+        let nginx = Nginx(child);
+        // Up once it accepts connections on the server address.
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while in_namespace(topology::INET_NS, || {
+            std::net::TcpStream::connect_timeout(&demo::http_server(), Duration::from_millis(200))
+        })
+        .is_err()
+        {
+            assert!(Instant::now() < deadline, "nginx did not come up");
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        Some(nginx)
+    }
+}
+
+impl Drop for Nginx {
+    fn drop(&mut self) {
+        // SAFETY: kill(2) on our own child's pid (`ip netns exec` execs nginx's master).
+        unsafe { libc::kill(self.0.id() as i32, libc::SIGTERM) };
+        let _ = self.0.wait();
+    }
+}
+
+/// Subscriber `i` fetches `n` pages; (subscriber endpoint, path) of each, in order.
+fn fetch(i: u16, n: usize) -> Vec<SocketAddrV4> {
+    let ports = in_namespace(&topology::subscriber_ns(i), || {
+        (0..n)
+            .map(|r| {
+                let (status, port) = http_get(http_server(), &format!("/sub{i}/{r}"))?;
+                assert_eq!(status, 200);
+                Ok(port)
+            })
+            .collect::<std::io::Result<Vec<u16>>>()
+    })
+    .expect("HTTP through the NAT");
+    ports
+        .into_iter()
+        .map(|p| SocketAddrV4::new(subscriber(i), p))
+        .collect()
+}
+
+/// The public endpoints of each run's sessions, by the run starts in `runs.jsonl`.
+fn publics_by_run(log_dir: &Path) -> Vec<BTreeSet<SocketAddrV4>> {
+    use tracenat::maplog::runs::{self, RunLine};
+    let starts: Vec<u64> = runs::read(log_dir)
+        .unwrap()
+        .lines
+        .iter()
+        .filter_map(|l| match l {
+            RunLine::Start(s) => Some(s.start_ns),
+            RunLine::Stop(_) => None,
+        })
+        .collect();
+    let mut by_run = vec![BTreeSet::new(); starts.len()];
+    for r in records(log_dir, RecordKind::SessionCreated) {
+        let run = starts.iter().rposition(|&s| s <= r.ts_ns).unwrap();
+        by_run[run].insert(r.public());
+    }
+    by_run
+}
+
+/// Restarts change nothing to attribution: three rounds of requests from different
+/// subscribers, separated by a SIGTERM and a SIGKILL each followed by an immediate
+/// restart on the same log. With the seed fixed (so only the rest of the previous run's
+/// ports keeps a port from being reissued), every request is traced unique and right.
+#[test]
+fn restarts_after_sigterm_and_sigkill_keep_every_request_traced_to_its_sender() {
+    let Some(lab) = Lab::up("restarts", 2, 8) else {
+        return;
+    };
+    let config = lab.dir.join("tracenat.toml");
+    let mut text = std::fs::read_to_string(&config).unwrap();
+    text.push_str("\n[allocation]\nseed = 0\n");
+    std::fs::write(&config, text).unwrap();
+    let access_log = lab.dir.join("access.log");
+    let _nginx = Nginx::start(&lab.dir, &access_log);
+    let _lab_servers = match &_nginx {
+        Some(_) => None,
+        None => {
+            eprintln!("nginx not installed: the lab's own web server logs the requests");
+            Some(demo::start_servers(&exe(), &lab.dir).unwrap())
+        }
+    };
+    let mut sent = Vec::new();
+
+    let nat = lab.nat();
+    (1..=3).for_each(|i| sent.extend(fetch(i, 3)));
+    let first = nat.stop().unwrap();
+    assert!(!first.contains("previous run"), "{first}");
+
+    let nat = lab.nat();
+    (4..=6).for_each(|i| sent.extend(fetch(i, 3)));
+    // The log is durable within two flush intervals (1 s each): then the crash.
+    std::thread::sleep(Duration::from_millis(2500));
+    let second = nat.kill().unwrap();
+    assert!(second.contains("previous run stopped cleanly"), "{second}");
+    assert!(
+        second.contains("ports resting from the previous run"),
+        "{second}"
+    );
+
+    let nat = lab.nat();
+    for i in [7, 8, 1] {
+        sent.extend(fetch(i, 3));
+    }
+    let third = nat.stop().unwrap();
+    assert!(third.contains("did not stop cleanly"), "{third}");
+    assert_eq!(reported(&third, "UMEM frames unaccounted for at exit:"), 0);
+
+    // No public endpoint of one run was given out again in the next.
+    let log_dir = lab.dir.join("log");
+    let by_run = publics_by_run(&log_dir);
+    assert_eq!(by_run.len(), 3);
+    for k in 0..2 {
+        let reused: Vec<_> = by_run[k].intersection(&by_run[k + 1]).collect();
+        assert!(reused.is_empty(), "run {} reissued {reused:?}", k + 2);
+    }
+
+    let mut log = LogDir::open(&log_dir).unwrap();
+    let access = std::fs::read_to_string(&access_log).unwrap();
+    let mut out = Vec::new();
+    let summary = attribute::attribute(
+        access.as_bytes(),
+        &mut AccessLogParser::new(LogFormat::Auto, JsonFields::default()),
+        &mut log,
+        &AttributeOptions {
+            skew_ns: 2_000_000_000,
+            server: Some((Ipv4Addr::new(198, 51, 100, 10), Some(80))),
+            json: true,
+        },
+        &mut out,
+    )
+    .unwrap();
+    let report = String::from_utf8_lossy(&out);
+    assert_eq!(summary.unique as usize, sent.len(), "{report}");
+    let lines: Vec<serde_json::Value> = report
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .filter(|v: &serde_json::Value| v.get("line").is_some())
+        .collect();
+    assert_eq!(lines.len(), sent.len(), "{report}");
+    for (line, sender) in lines.iter().zip(&sent) {
+        assert_eq!(line["verdict"], "unique", "{line}");
+        assert_eq!(
+            line["subscribers"],
+            serde_json::json!([sender.ip().to_string()]),
+            "{line}"
+        );
+        assert_eq!(
+            line["candidates"][0]["subscriber"],
+            sender.to_string(),
+            "{line}"
+        );
+    }
+}

@@ -77,6 +77,7 @@ fn event(
         dest_port: dest.1,
         block_first: block.0,
         block_last: block.1,
+        last_active_ns: 0,
     }
 }
 
@@ -138,6 +139,8 @@ fn synthetic_events(worker: u16, n: usize, start_ns: u64, seed: u64) -> Vec<Even
             Event {
                 kind: EventKind::SessionEnded,
                 ts_ns: ts,
+                // The engine writes whole milliseconds before the end.
+                last_active_ns: ts.saturating_sub(rng.below(300_000) * 1_000_000),
                 ..created
             }
         } else if roll < 85 || (roll < 92 && open_blocks.is_empty()) {

@@ -169,8 +169,12 @@ fn candidate_line(c: &Candidate) -> String {
         .dest
         .map(|d| format!(" to {}", endpoint_text(d)))
         .unwrap_or_default();
+    let active = c
+        .last_active_ns
+        .map(|t| format!(" (last packet {})", format_time(t)))
+        .unwrap_or_default();
     format!(
-        "subscriber {subscriber:<21} public {public:<21} {:<4} {} .. {}{dest}  [{}]",
+        "subscriber {subscriber:<21} public {public:<21} {:<4} {} .. {}{active}{dest}  [{}]",
         protocol_name(c.protocol),
         opt_time(c.start_ns, "(before the log)"),
         opt_time(c.end_ns, "(still held)"),
@@ -189,6 +193,8 @@ fn candidate_json(c: &Candidate) -> serde_json::Value {
         "end": c.end_ns.map(format_time),
         "start_ns": c.start_ns,
         "end_ns": c.end_ns,
+        "last_active": c.last_active_ns.map(format_time),
+        "last_active_ns": c.last_active_ns,
         "evidence": c.evidence.name(),
     })
 }

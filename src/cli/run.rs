@@ -10,6 +10,8 @@ use clap::Args;
 use tracenat::config::Config;
 use tracenat::dataplane::metrics::{self, Snapshot};
 use tracenat::dataplane::run::{self, RunReport};
+use tracenat::maplog::runs::PreviousRun;
+use tracenat::reader::time::format_time;
 
 use super::commands::Failure;
 use super::signals;
@@ -41,7 +43,12 @@ pub fn run(command: RunCommand) -> Result<ExitCode, Failure> {
         config.workers.count, config.interfaces.inside, config.interfaces.outside
     );
     let mut earlier: Option<(Snapshot, Instant)> = None;
-    let report = run::run(&config, text, &signals::STOP, |now| {
+    let on_start = |previous: Option<&PreviousRun>| {
+        if let Some(line) = previous.map(describe_previous) {
+            println!("tracenat: {line}");
+        }
+    };
+    let report = run::run(&config, text, &signals::STOP, on_start, |now| {
         if let Some((before, at)) = &earlier
             && terminal
         {
@@ -56,6 +63,24 @@ pub fn run(command: RunCommand) -> Result<ExitCode, Failure> {
     }
     print_report(&report);
     Ok(ExitCode::SUCCESS)
+}
+
+/// One line for the operator: how the previous run ended and what rests because of it.
+fn describe_previous(p: &PreviousRun) -> String {
+    let ended = if p.previous.clean {
+        "stopped cleanly"
+    } else {
+        "did not stop cleanly (a crash or kill -9); its sessions end at this start"
+    };
+    let ports: u64 = p
+        .resting
+        .iter()
+        .map(|r| u64::from(r.last - r.first) + 1)
+        .sum();
+    format!(
+        "the previous run {ended}; {ports} ports resting from the previous run until {} (RFC 6888 REQ-8)",
+        format_time(p.rest_until_ns)
+    )
 }
 
 fn print_report(r: &RunReport) {
@@ -75,10 +100,10 @@ fn print_report(r: &RunReport) {
         t.rx[0], t.rx[1], t.tx[0], t.tx[1]
     );
     println!(
-        "sessions: {} created, {} still open at exit",
+        "sessions: {} created, {} still open at the stop (ended then in the log)",
         t.engine
             .get(tracenat::engine::counters::Activity::SessionsCreated),
-        t.live_sessions
+        r.ended_at_stop
     );
     println!(
         "dropped: {} (by reason in `tracenat stats` while running); handoffs: {}",
@@ -89,6 +114,9 @@ fn print_report(r: &RunReport) {
         "mapping log: {} records in {} blocks, {} bytes ({}); all flushed",
         r.log.records, r.log.blocks, r.log.bytes, r.log.io
     );
+    for note in &r.log.recovered {
+        println!("mapping log recovered: {note}");
+    }
     let leaked: isize = r.leaked_frames.iter().sum();
     println!("UMEM frames unaccounted for at exit: {leaked}");
 }

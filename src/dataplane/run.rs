@@ -1,7 +1,11 @@
 //! `tracenat run`: sets up the AF_XDP sockets and XDP steering on both interfaces, one
 //! pinned worker per queue, the mapping log, and the control loop (status line, metrics,
-//! next-hop refresh); on SIGINT/SIGTERM it stops the workers, drains the rings, flushes the
-//! mapping log and detaches.
+//! next-hop refresh); on SIGINT/SIGTERM it stops the workers, drains the rings, ends every
+//! live session in the log, flushes the mapping log and detaches.
+//!
+//! A restart must not change who the log says had a port: every start draws a fresh port
+//! seed unless the config fixes one, lets the ports the previous run held rest (read from
+//! the log's tail), and a clean stop ends every session at the stop (docs/dataplane.md).
 
 use std::net::Ipv4Addr;
 use std::sync::Arc;
@@ -16,9 +20,12 @@ use super::worker::{Link, Worker, WorkerStats};
 use super::xdp::bpf::{XdpLink, XdpMode, XdpProgram, XskMap};
 use super::xdp::xsk::{BindInfo, FramePool, Umem, XskConfig, XskSocket};
 use crate::config::Config;
+use crate::engine::ports::RestingRange;
 use crate::engine::ports::{self, Ownership, SubscriberSteering};
+use crate::engine::rng::fresh_seed;
 use crate::engine::{Engine, Side};
 use crate::maplog::clock::wall_clock_ns;
+use crate::maplog::runs::PreviousRun;
 use crate::maplog::writer::{LogSettings, MapLog, Producer, WriterReport};
 use crate::rss::plan::{Design, Profile};
 use crate::rss::steer;
@@ -46,6 +53,8 @@ pub struct Started {
     pub xdp_modes: [XdpMode; 2],
     pub bind: BindInfo,
     pub log_io: String,
+    /// What this start found of the previous run (`None`: the first run on the log).
+    pub previous_run: Option<PreviousRun>,
 }
 
 /// What a run did, reported when it ends.
@@ -56,6 +65,8 @@ pub struct RunReport {
     pub snapshot: Snapshot,
     /// Frames not accounted for when the workers stopped (should be 0 each).
     pub leaked_frames: Vec<isize>,
+    /// Sessions still open at the stop, ended then in the log.
+    pub ended_at_stop: usize,
 }
 
 /// The pieces that must outlive the workers: XDP programs stay attached until dropped.
@@ -73,12 +84,14 @@ struct Running {
     started: Started,
 }
 
-/// Runs the NAT until `stop` is set. `on_tick` is called about once a second with the
+/// Runs the NAT until `stop` is set. `on_start` hears, before any packet moves, what was
+/// found of the previous run on the log; `on_tick` is called about once a second with the
 /// current counters (the CLI prints its status line there).
 pub fn run(
     config: &Config,
     config_text: Option<String>,
     stop: &AtomicBool,
+    on_start: impl FnOnce(Option<&PreviousRun>),
     mut on_tick: impl FnMut(&Snapshot),
 ) -> Result<RunReport, RunError> {
     let log_dir = config.logging.dir.clone().ok_or_else(|| {
@@ -95,8 +108,13 @@ pub fn run(
     let mut settings = LogSettings::from_config(config, &log_dir);
     settings.config_text = config_text;
     let (maplog, producers) = MapLog::start(settings, config.workers.count, wall_clock_ns())?;
+    let previous_run = maplog.previous_run().cloned();
+    on_start(previous_run.as_ref());
+    let config = &seeded(config);
+    let resting = Resting::of(maplog.previous_run());
     let worker_stop = Arc::new(AtomicBool::new(false));
-    let (running, steering) = start(config, producers, &worker_stop)?;
+    let (mut running, steering) = start(config, producers, &resting, &worker_stop)?;
+    running.started.previous_run = previous_run;
     // Serving metrics is best effort: the NAT keeps translating (and logging) without it.
     let metrics_server = metrics_listener.and_then(|listener| {
         metrics::serve(
@@ -125,11 +143,16 @@ pub fn run(
         engines.push(t.join().map_err(|_| setup("a worker thread panicked"))?);
     }
     drop(steering.links);
+    // No session outlives the process: each ends in the log at the stop, through the
+    // usual end-of-session path, before the last records are handed over.
+    let stop_ns = wall_clock_ns();
+    let mut ended_at_stop = 0;
     for e in &mut engines {
+        ended_at_stop += e.end_all_sessions(stop_ns);
         e.sink_mut().finish();
     }
     let snapshot = Snapshot::take(&running.stats, &running.rings, Some(maplog.stats()));
-    let log = maplog.close()?;
+    let log = maplog.close_stopped(stop_ns)?;
     drop(metrics_server);
     let leaked_frames = running
         .stats
@@ -150,7 +173,37 @@ pub fn run(
         log,
         snapshot,
         leaked_frames,
+        ended_at_stop,
     })
+}
+
+/// The config this start runs with: without `allocation.seed`, a fresh seed, so the port
+/// order cannot be predicted from one start to the next.
+fn seeded(config: &Config) -> Config {
+    let mut config = config.clone();
+    config.allocation.seed.get_or_insert_with(fresh_seed);
+    config
+}
+
+/// Ports the previous run held, resting until a time (empty after a first start).
+struct Resting {
+    ranges: Vec<RestingRange>,
+    until_ns: u64,
+}
+
+impl Resting {
+    fn of(previous: Option<&PreviousRun>) -> Resting {
+        previous.map_or(
+            Resting {
+                ranges: Vec::new(),
+                until_ns: 0,
+            },
+            |p| Resting {
+                ranges: p.resting.clone(),
+                until_ns: p.rest_until_ns,
+            },
+        )
+    }
 }
 
 fn refresh_next_hops(gateways: &[(Option<Ipv4Addr>, Arc<SharedMac>); 2]) {
@@ -186,6 +239,7 @@ fn next_hop(
 fn start(
     config: &Config,
     producers: Vec<Producer>,
+    resting: &Resting,
     stop: &Arc<AtomicBool>,
 ) -> Result<(Running, Steering), RunError> {
     let ifs = &config.interfaces;
@@ -226,9 +280,11 @@ fn start(
     for ((w, (umem, sockets)), producer) in (0..workers).zip(sockets).zip(producers) {
         let stats = Arc::new(WorkerStats::default());
         all_stats.push(stats.clone());
+        let mut engine = Engine::new(config, w, ownership.clone(), producer, now);
+        engine.rest_ports(&resting.ranges, resting.until_ns);
         let worker = Worker {
             id: w,
-            engine: Engine::new(config, w, ownership.clone(), producer, now),
+            engine,
             pool: FramePool::new(&umem),
             umem,
             sockets,
@@ -268,6 +324,7 @@ fn start(
         xdp_modes: [steering.links[0].mode(), steering.links[1].mode()],
         bind,
         log_io: String::new(),
+        previous_run: None,
     };
     Ok((
         Running {
@@ -397,6 +454,18 @@ mod tests {
             let queue = steer::subscriber_queue(&design.inside, sub, remote, 40000, 443);
             assert_eq!(own.owner_of_subscriber(sub), queue);
         }
+    }
+
+    #[test]
+    fn every_start_draws_its_own_seed_unless_the_config_fixes_one() {
+        let text = "[interfaces]\ninside = \"a\"\noutside = \"b\"\n\
+                    [pool]\npublic = [\"203.0.113.0/30\"]\nsubscribers = [\"100.64.0.0/16\"]\n";
+        let config = Config::from_toml_str(text).unwrap();
+        let (a, b) = (seeded(&config), seeded(&config));
+        assert!(a.allocation.seed.is_some());
+        assert_ne!(a.allocation.seed, b.allocation.seed);
+        let fixed = Config::from_toml_str(&format!("{text}[allocation]\nseed = 9\n")).unwrap();
+        assert_eq!(seeded(&fixed).allocation.seed, Some(9));
     }
 
     #[test]

@@ -59,6 +59,11 @@ pub struct Event {
     /// Port range of a block event, inclusive.
     pub block_first: u16,
     pub block_last: u16,
+    /// `SessionEnded`: the session's last activity (its last packet), in the same clock,
+    /// whole milliseconds before `ts_ns`. An end is emitted when the idle timer fires —
+    /// minutes after the traffic stopped — so this is what says when the session could
+    /// have carried a request. 0 for every other kind (and for ends where it is unknown).
+    pub last_active_ns: u64,
 }
 
 impl Event {
@@ -85,6 +90,9 @@ impl Event {
         );
         if self.dest_ip != 0 {
             s.push_str(&format!(",\"dest\":\"{}\"", self.dest()));
+        }
+        if self.last_active_ns != 0 {
+            s.push_str(&format!(",\"last_active_ns\":{}", self.last_active_ns));
         }
         if matches!(
             self.kind,

@@ -27,7 +27,7 @@ use crate::config::{Config, FilteringMode, Ipv4Prefix, TtlExpiredAction};
 use counters::Counters;
 use event::EventSink;
 use fragments::FragmentTable;
-use ports::{Ownership, PortAllocator};
+use ports::{Ownership, PortAllocator, RestingRange};
 use state::NatState;
 use timer::TimerWheel;
 
@@ -243,5 +243,70 @@ impl<S: EventSink> Engine<S> {
             self.counters.count(counters::Activity::SessionsExpired);
         }
         self.expired = expired;
+    }
+
+    /// Ends every live session at `now_ns`, as if each had expired then: its
+    /// `SessionEnded` event, its port and block released. Called when the NAT stops
+    /// cleanly, so the log shows no session outliving the process that translated it.
+    /// Returns how many sessions were ended.
+    pub fn end_all_sessions(&mut self, now_ns: u64) -> usize {
+        let live = self.state.live_session_ids();
+        for &s in &live {
+            self.end_session(s, now_ns);
+        }
+        live.len()
+    }
+
+    /// Keeps the ports of `ranges` (what a previous run held at its end or released just
+    /// before) from being handed out before `until_ns`. Call before the first packet.
+    /// Returns how many ports (per protocol) or blocks of this worker's share rest.
+    pub fn rest_ports(&mut self, ranges: &[RestingRange], until_ns: u64) -> usize {
+        self.ports.rest(ranges, until_ns)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::engine::event::{EventKind, VecSink};
+    use crate::workload;
+
+    #[test]
+    fn ending_all_sessions_ends_each_through_the_usual_path() {
+        let cfg = Config::from_toml_str(
+            "[interfaces]\ninside = \"a\"\noutside = \"b\"\n\
+             [pool]\npublic = [\"203.0.113.0/30\"]\nsubscribers = [\"100.64.0.0/16\"]\n\
+             [allocation]\nmode = \"port-block\"\nblock-size = 64\n",
+        )
+        .unwrap();
+        let mut engine = Engine::for_all_workers(&cfg, 1, |_| VecSink::default()).remove(0);
+        let flows = workload::flows(Ipv4Addr::new(100, 64, 0, 1), 3, 4, 1);
+        for flow in &flows {
+            let mut frame = workload::min_frame(flow);
+            let len = frame.len();
+            frame.resize(2048, 0);
+            assert!(matches!(
+                engine.process(&mut frame, len, Side::Inside, 10),
+                Verdict::Forward(Side::Outside)
+            ));
+        }
+        let capacity = engine.free_port_capacity();
+        let created = engine.sink().events.len();
+        assert_eq!(engine.end_all_sessions(99), 12);
+        assert_eq!(engine.live_sessions(), 0);
+        assert_eq!(engine.live_mappings(), 0);
+        assert_eq!(engine.live_subscribers(), 0);
+        let after: Vec<_> = engine.sink().events[created..].to_vec();
+        let count = |k: EventKind| after.iter().filter(|e| e.kind == k).count();
+        assert_eq!(count(EventKind::SessionEnded), 12);
+        assert_eq!(
+            count(EventKind::BlockReleased),
+            3,
+            "one block per subscriber"
+        );
+        assert!(after.iter().all(|e| e.ts_ns == 99));
+        // Released blocks rest (RFC 6888 REQ-8) like any other: not free at once.
+        assert_eq!(engine.free_port_capacity(), capacity + 3);
+        assert_eq!(engine.end_all_sessions(100), 0, "nothing left to end");
     }
 }

@@ -15,6 +15,9 @@ use std::sync::Arc;
 use crate::config::{AllocationMode, Config, Ipv4Prefix};
 use crate::engine::rng::SplitMix64;
 
+mod rest;
+pub use rest::RestingRange;
+
 /// Transport protocols with their own port space.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 #[repr(u8)]
@@ -466,7 +469,9 @@ pub struct PortAllocator {
 
 impl PortAllocator {
     pub fn new(cfg: &Config, partition: &Partition, worker: u16) -> PortAllocator {
-        let mut rng = SplitMix64::new(cfg.allocation.seed ^ ((worker as u64) << 48));
+        // No seed in the config: replay's fixed default (`run` sets a fresh one per start).
+        let seed = cfg.allocation.seed.unwrap_or(0);
+        let mut rng = SplitMix64::new(seed ^ ((worker as u64) << 48));
         let (min, max) = (cfg.allocation.port_min, cfg.allocation.port_max);
         let addrs = partition
             .addrs()

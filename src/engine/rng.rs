@@ -1,5 +1,6 @@
 //! A small seeded generator (SplitMix64) for port randomisation. Seeded from config so that
-//! replays are reproducible; not for anything that needs cryptographic unpredictability.
+//! replays are reproducible, or afresh at every start of `run` when the config fixes no
+//! seed; not for anything that needs cryptographic unpredictability.
 
 #[derive(Debug, Clone)]
 pub struct SplitMix64(u64);
@@ -32,9 +33,32 @@ impl SplitMix64 {
     }
 }
 
+/// A fresh seed from the kernel's random source, for a run whose configuration fixes none:
+/// the port order must not be predictable from one start to the next (RFC 6888 REQ-15).
+/// Falls back to the clock and process id if `getrandom` fails (it does not block once
+/// the kernel's pool is initialised, which is long done when a NAT starts).
+pub fn fresh_seed() -> u64 {
+    let mut bytes = [0u8; 8];
+    // SAFETY: getrandom writes at most `bytes.len()` bytes into the buffer we own.
+    let got = unsafe { libc::getrandom(bytes.as_mut_ptr().cast(), bytes.len(), 0) };
+    if got == bytes.len() as isize {
+        return u64::from_ne_bytes(bytes);
+    }
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos() as u64);
+    SplitMix64::new(now ^ (std::process::id() as u64) << 32).next_u64()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn fresh_seeds_differ_from_one_start_to_the_next() {
+        let seeds: std::collections::HashSet<u64> = (0..8).map(|_| fresh_seed()).collect();
+        assert_eq!(seeds.len(), 8);
+    }
 
     #[test]
     fn same_seed_same_sequence_and_values_in_range() {

@@ -254,6 +254,13 @@ impl NatState {
         (r, m.sessions == 0)
     }
 
+    /// The index of every live session (a slot whose `mapping` is set).
+    pub fn live_session_ids(&self) -> Vec<u32> {
+        (0..self.sessions.items.len() as u32)
+            .filter(|&s| self.sessions.items[s as usize].mapping != NONE)
+            .collect()
+    }
+
     pub fn subscriber(&mut self, ip: Ipv4Addr) -> Option<&mut Subscriber> {
         self.subscribers.get_mut(&u32::from(ip))
     }

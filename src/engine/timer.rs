@@ -65,6 +65,11 @@ impl TimerWheel {
             .min(u32::MAX as u64) as u32
     }
 
+    /// The time a tick stands for: the inverse of [`TimerWheel::deadline_tick`].
+    pub fn tick_ns(&self, tick: u32) -> u64 {
+        self.epoch_ns + tick as u64 * TICK_NS
+    }
+
     /// Schedules `entry` to be checked at `tick`; returns the tick it was placed at.
     pub fn schedule(&mut self, entry: u32, tick: u32) -> u32 {
         let placed = placement(self.current, tick);

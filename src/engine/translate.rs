@@ -607,9 +607,9 @@ impl<S: EventSink> Engine<S> {
         self.emit_session(
             EventKind::SessionCreated,
             &m,
-            remote_ip,
-            remote_port(flow.proto, remote_port_),
+            (remote_ip, remote_port(flow.proto, remote_port_)),
             now,
+            0,
         );
         self.counters.count(Activity::SessionsCreated);
         session
@@ -638,6 +638,17 @@ impl<S: EventSink> Engine<S> {
         s.scheduled_tick = scheduled_tick;
     }
 
+    /// When a session last carried a packet: every packet pushes its deadline to
+    /// `now + timeout(state)`, so the deadline less the timeout of its current state is the
+    /// last packet's time — rounded up to the timer's tick, and then to a whole millisecond
+    /// toward `now` (the log stores milliseconds), so never earlier than the truth.
+    fn last_activity(&self, s: &Session, proto: Proto, now: u64) -> u64 {
+        let deadline = self.wheel.tick_ns(s.expires_tick);
+        let active = deadline.saturating_sub(self.timeout(proto, s.tcp)).min(now);
+        let idle_ms = (now - active) / 1_000_000;
+        now - idle_ms * 1_000_000
+    }
+
     fn timeout(&self, proto: Proto, tcp: u8) -> u64 {
         use tcp_state::*;
         match proto {
@@ -656,7 +667,14 @@ impl<S: EventSink> Engine<S> {
     pub(super) fn end_session(&mut self, session: u32, now: u64) {
         let (s, mapping_idle) = self.state.remove_session(session);
         let m = *self.state.mapping(s.mapping);
-        self.emit_session(EventKind::SessionEnded, &m, s.remote_ip, s.remote_port, now);
+        let last_active = self.last_activity(&s, m.proto, now);
+        self.emit_session(
+            EventKind::SessionEnded,
+            &m,
+            (s.remote_ip, s.remote_port),
+            now,
+            last_active,
+        );
         let Some(mut sub) = self.state.subscribers.get(&m.inside_ip).copied() else {
             debug_assert!(false, "session without subscriber");
             return;
@@ -829,6 +847,7 @@ impl<S: EventSink> Engine<S> {
                 dest_port: owner.dest_port,
                 block_first: 0,
                 block_last: 0,
+                last_active_ns: 0,
             });
         }
         reason
@@ -838,9 +857,9 @@ impl<S: EventSink> Engine<S> {
         &mut self,
         kind: EventKind,
         m: &Mapping,
-        remote_ip: u32,
-        remote_port: u16,
+        (remote_ip, remote_port): (u32, u16),
         now: u64,
+        last_active_ns: u64,
     ) {
         self.sink.emit(&Event {
             kind,
@@ -855,6 +874,7 @@ impl<S: EventSink> Engine<S> {
             dest_port: remote_port,
             block_first: 0,
             block_last: 0,
+            last_active_ns,
         });
     }
 
@@ -876,6 +896,7 @@ impl<S: EventSink> Engine<S> {
             dest_port: 0,
             block_first: change.first,
             block_last: change.last,
+            last_active_ns: 0,
         });
     }
 }

@@ -46,6 +46,9 @@ pub mod flags {
     pub const CHECKPOINT: u8 = 1;
     /// The host clock was not synchronised when the block was written.
     pub const CLOCK_UNSYNCHRONISED: u8 = 2;
+    /// The payload ends with the activity column: each session end's last activity. Blocks
+    /// written before the log kept it lack the column; their ends' activity is unknown.
+    pub const ACTIVITY: u8 = 4;
 }
 
 /// Everything a reader learns from a block without decompressing it.
@@ -226,7 +229,7 @@ pub fn encode(
     let filter_words = EndpointFilter::build(records, &mut bytes);
     let payload = &bytes[HEADER_LEN..];
     let (key_min, key_max, address_filter) = summarise(records);
-    let mut flags = 0;
+    let mut flags = flags::ACTIVITY;
     if ctx.checkpoint {
         flags |= flags::CHECKPOINT;
     }
@@ -276,7 +279,14 @@ pub fn decode(header: &BlockHeader, bytes: &[u8], out: &mut Vec<Record>) -> Resu
         return Err(BlockError::PayloadCrc);
     }
     let raw = decompress(header, &covered[..header.payload_len as usize])?;
-    decode_columns(&raw, header.count as usize, header.first_ts_ns, out)
+    let activity = header.flags & flags::ACTIVITY != 0;
+    decode_columns(
+        &raw,
+        header.count as usize,
+        header.first_ts_ns,
+        activity,
+        out,
+    )
 }
 
 /// A Bloom filter over the public endpoints of a block's records, stored after the payload
@@ -489,12 +499,27 @@ fn encode_columns(records: &[Record], out: &mut Vec<u8>) {
     for r in records.iter().filter(|r| r.kind == RecordKind::LiveMapping) {
         put_varint(out, r.open_sessions as u64);
     }
+    for r in records.iter().filter(|r| r.kind.is_session_end()) {
+        put_varint(out, idle_code(r));
+    }
 }
+
+/// A session end's idle time (end − last activity) in whole milliseconds, plus one; 0 when
+/// the activity is unknown. Rounding down moves the activity later, never earlier.
+fn idle_code(r: &Record) -> u64 {
+    match r.ts_ns.checked_sub(r.last_active_ns) {
+        Some(idle) if r.last_active_ns != 0 => idle / NS_PER_MS + 1,
+        _ => 0,
+    }
+}
+
+const NS_PER_MS: u64 = 1_000_000;
 
 fn decode_columns(
     raw: &[u8],
     count: usize,
     first_ts: u64,
+    activity: bool,
     out: &mut Vec<Record>,
 ) -> Result<(), BlockError> {
     if count > MAX_RECORDS {
@@ -520,6 +545,7 @@ fn decode_columns(
             block_first: 0,
             block_last: 0,
             open_sessions: 0,
+            last_active_ns: 0,
         });
     }
     let records = &mut out[start..];
@@ -543,6 +569,17 @@ fn decode_columns(
     {
         rec.open_sessions =
             u32::try_from(r.varint()?).map_err(|_| BlockError::Corrupt("session count"))?;
+    }
+    if activity {
+        for rec in records.iter_mut().filter(|r| r.kind.is_session_end()) {
+            rec.last_active_ns = match r.varint()? {
+                0 => 0,
+                code => (code - 1)
+                    .checked_mul(NS_PER_MS)
+                    .and_then(|idle| rec.ts_ns.checked_sub(idle))
+                    .ok_or(BlockError::Corrupt("activity before the epoch"))?,
+            };
+        }
     }
     if r.pos != raw.len() {
         return Err(BlockError::Corrupt("trailing bytes"));
@@ -650,28 +687,36 @@ mod tests {
             any::<u8>(),
             any::<(u32, u16, u32, u16, u32, u16)>(),
             any::<(u16, u16, u32)>(),
+            0u64..1 << 40,
         )
-            .prop_map(|(k, ts, proto, (ii, ip, pi, pp, di, dp), (bf, bl, open))| {
-                let kind = RecordKind::from_code(k).unwrap();
-                Record {
-                    kind,
-                    ts_ns: ts,
-                    protocol: proto,
-                    inside_ip: ii,
-                    inside_port: ip,
-                    public_ip: pi,
-                    public_port: pp,
-                    dest_ip: di,
-                    dest_port: dp,
-                    block_first: if kind.has_block() { bf } else { 0 },
-                    block_last: if kind.has_block() { bl } else { 0 },
-                    open_sessions: if kind == RecordKind::LiveMapping {
-                        open
-                    } else {
-                        0
-                    },
-                }
-            })
+            .prop_map(
+                |(k, ts, proto, (ii, ip, pi, pp, di, dp), (bf, bl, open), idle_ms)| {
+                    let kind = RecordKind::from_code(k).unwrap();
+                    Record {
+                        kind,
+                        ts_ns: ts,
+                        protocol: proto,
+                        inside_ip: ii,
+                        inside_port: ip,
+                        public_ip: pi,
+                        public_port: pp,
+                        dest_ip: di,
+                        dest_port: dp,
+                        block_first: if kind.has_block() { bf } else { 0 },
+                        block_last: if kind.has_block() { bl } else { 0 },
+                        open_sessions: if kind == RecordKind::LiveMapping {
+                            open
+                        } else {
+                            0
+                        },
+                        // Whole milliseconds before the end, as the engine writes them.
+                        last_active_ns: match ts.checked_sub(idle_ms * 1_000_000) {
+                            Some(active) if kind.is_session_end() => active,
+                            _ => 0,
+                        },
+                    }
+                },
+            )
     }
 
     proptest! {
@@ -748,6 +793,7 @@ mod tests {
                 block_first: 0,
                 block_last: 0,
                 open_sessions: 0,
+                last_active_ns: 0,
             })
             .collect();
         let block = encode(&records, &ctx(), Codec::Zstd, &mut Vec::new());
@@ -777,6 +823,7 @@ mod tests {
             dest_port: 53,
             block_first: 0,
             block_last: 0,
+            last_active_ns: 0,
         });
         let first = r;
         r.ts_ns = 5_000;

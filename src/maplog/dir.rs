@@ -11,6 +11,7 @@ use super::segment;
 pub const MARKER: &str = "tracenat-log.json";
 pub const CONFIGS: &str = "configs";
 pub const RETIRED: &str = "retired.jsonl";
+pub const RUNS: &str = "runs.jsonl";
 
 pub fn worker_dir(root: &Path, worker: u16) -> PathBuf {
     root.join(format!("worker-{worker:03}"))

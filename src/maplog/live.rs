@@ -202,6 +202,7 @@ mod tests {
             block_first: 0,
             block_last: 0,
             open_sessions: 0,
+            last_active_ns: 0,
         }
     }
 

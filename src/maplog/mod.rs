@@ -4,7 +4,8 @@
 //! `record` (what is stored) → `block` (columns, compression, CRC, hash chain) → `segment`
 //! (files of blocks with an index) → `dir` (the directory layout) → `writer` (producers,
 //! rings, the writer thread, rotation, retention) over `io` (io_uring) and `clock`.
-//! `live` keeps the checkpoint each segment starts with.
+//! `live` keeps the checkpoint each segment starts with; `runs` records where each run of
+//! the NAT began and ended, and `tail` reads what the previous run left (ports to rest).
 
 pub mod block;
 pub mod clock;
@@ -12,5 +13,7 @@ pub mod dir;
 pub mod io;
 pub mod live;
 pub mod record;
+pub mod runs;
 pub mod segment;
+pub mod tail;
 pub mod writer;

@@ -52,6 +52,14 @@ impl RecordKind {
         }
     }
 
+    /// Session ends: the kinds that carry the session's last activity.
+    pub fn is_session_end(self) -> bool {
+        matches!(
+            self,
+            RecordKind::SessionEnded | RecordKind::SessionEndedElided
+        )
+    }
+
     /// Kinds that carry a port range.
     pub fn has_block(self) -> bool {
         matches!(
@@ -143,6 +151,9 @@ pub struct Record {
     pub block_last: u16,
     /// `LiveMapping`: sessions open on the mapping; zero otherwise.
     pub open_sessions: u32,
+    /// Session ends (kinds 2 and 9): the session's last packet, whole milliseconds before
+    /// `ts_ns`; 0 where unknown (written before the log kept it) and for other kinds.
+    pub last_active_ns: u64,
 }
 
 impl Record {
@@ -160,6 +171,7 @@ impl Record {
             block_first: e.block_first,
             block_last: e.block_last,
             open_sessions: 0,
+            last_active_ns: e.last_active_ns,
         }
     }
 
@@ -178,6 +190,7 @@ impl Record {
             dest_port: self.dest_port,
             block_first: self.block_first,
             block_last: self.block_last,
+            last_active_ns: self.last_active_ns,
         })
     }
 

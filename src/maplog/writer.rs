@@ -26,6 +26,7 @@ use super::dir;
 use super::io::{Backend, IoMode, LogFile};
 use super::live::{LiveSet, Undo};
 use super::record::{self, Record};
+use super::runs::{self, PreviousRun, RunLine, RunStop, SeedOrigin};
 use super::segment::{self, BlockRef, Segment, SegmentError, SegmentHeader, Tail};
 use crate::config::{BackpressurePolicy, Config, LogVolume};
 use crate::engine::event::{Event, EventSink};
@@ -53,6 +54,8 @@ pub struct LogSettings {
     pub record_time_only: bool,
     /// The configuration text, stored in the log directory with its activation time.
     pub config_text: Option<String>,
+    /// Where the allocator's seed came from, recorded with the run (`runs.jsonl`).
+    pub seed: SeedOrigin,
 }
 
 impl LogSettings {
@@ -73,6 +76,10 @@ impl LogSettings {
             batches_per_worker: 64,
             record_time_only: false,
             config_text: None,
+            seed: match cfg.allocation.seed {
+                Some(_) => SeedOrigin::Config,
+                None => SeedOrigin::Random,
+            },
         }
     }
 }
@@ -252,6 +259,8 @@ impl EventSink for Producer {
 pub struct MapLog {
     shared: Arc<Shared>,
     thread: Option<JoinHandle<Result<WriterReport, LogError>>>,
+    dir: PathBuf,
+    previous: Option<PreviousRun>,
 }
 
 /// What the writer did, for the operator.
@@ -315,6 +324,16 @@ impl MapLog {
                 shared: shared.clone(),
             });
         }
+        let next_segments = logs.iter().map(|l| l.segment_sequence).collect();
+        let previous = runs::begin(
+            &settings.dir,
+            now_ns,
+            next_segments,
+            settings.seed,
+            &mut recovered,
+        )
+        .map_err(io_err(&settings.dir))?;
+        let dir = settings.dir.clone();
         // The writer thread says what the first segment file really uses once it opens it.
         *shared.stats.io_mode.lock().unwrap() = String::from("(no segment open yet)");
         let writer = Writer {
@@ -338,6 +357,8 @@ impl MapLog {
             MapLog {
                 shared,
                 thread: Some(thread),
+                dir,
+                previous,
             },
             producers,
         ))
@@ -353,9 +374,25 @@ impl MapLog {
     }
 
     /// Drains every ring, writes and syncs everything, closes the segments. Call after
-    /// each producer's [`Producer::finish`].
+    /// each producer's [`Producer::finish`]. The next start takes this run for one that
+    /// crashed (its sessions may have lived until then): see [`MapLog::close_stopped`].
     pub fn close(mut self) -> Result<WriterReport, LogError> {
         self.stop()
+    }
+
+    /// [`MapLog::close`] for a NAT that ended every session at `stop_ns` (a clean stop):
+    /// once everything is on disk, says so in `runs.jsonl`, so readers close whatever is
+    /// still open there and the next start knows when this run ended.
+    pub fn close_stopped(mut self, stop_ns: u64) -> Result<WriterReport, LogError> {
+        let report = self.stop()?;
+        runs::append(&self.dir, &RunLine::Stop(RunStop { stop_ns })).map_err(io_err(&self.dir))?;
+        Ok(report)
+    }
+
+    /// The run before this one on the directory, if any: how it ended, and the ports that
+    /// must rest before this run hands them out.
+    pub fn previous_run(&self) -> Option<&PreviousRun> {
+        self.previous.as_ref()
     }
 
     fn stop(&mut self) -> Result<WriterReport, LogError> {

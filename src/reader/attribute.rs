@@ -649,6 +649,8 @@ fn write_json(
         json_time(out, candidate_times, c.start_ns)?;
         out.write_all(b",\"end\":")?;
         json_time(out, candidate_times, c.end_ns)?;
+        out.write_all(b",\"last_active\":")?;
+        json_time(out, candidate_times, c.last_active_ns)?;
         write!(out, ",\"evidence\":\"{}\"}}", c.evidence.name())?;
     }
     writeln!(

@@ -8,12 +8,16 @@ use crate::engine::ports::Deterministic;
 use crate::maplog::block::{self, BlockError, Hash};
 use crate::maplog::dir;
 use crate::maplog::record::{EndpointResolver, Record};
+use crate::maplog::runs::{self, RunEnd};
 use crate::maplog::segment::{BlockRef, Segment, SegmentError, Tail};
 use crate::reader::ReaderError;
 
 pub struct WorkerSegments {
     pub worker: u16,
     pub segments: Vec<Segment>,
+    /// When each run of the NAT that this worker may have been part of ended, in time
+    /// order (`runs.jsonl`): no holding outlives its run.
+    pub run_ends: Vec<RunEnd>,
 }
 
 pub struct LogDir {
@@ -45,6 +49,14 @@ impl LogDir {
         dir::check(root).map_err(io(root))?;
         let mut workers = Vec::new();
         let mut skipped = Vec::new();
+        // A damaged line is reported (and fails `verify`); the runs it described are then
+        // not closed at their end, which only widens answers.
+        let runs = runs::read(root).map_err(io(&root.join(dir::RUNS)))?;
+        skipped.extend(
+            runs.problems
+                .iter()
+                .map(|why| (root.join(dir::RUNS), why.clone())),
+        );
         for w in dir::workers(root).map_err(io(root))? {
             let wdir = dir::worker_dir(root, w);
             let mut segments = Vec::new();
@@ -61,6 +73,7 @@ impl LogDir {
             workers.push(WorkerSegments {
                 worker: w,
                 segments,
+                run_ends: runs::ends_for(&runs.lines, w),
             });
         }
         let mut configs = Vec::new();
@@ -86,6 +99,24 @@ impl LogDir {
             skipped,
             configs,
         })
+    }
+
+    /// How long after a session's last packet its end can be logged: the longest idle
+    /// timeout that ends a session which stopped its traffic (UDP, ICMP, TCP after FIN or
+    /// RST) among the stored configurations, plus a margin for the timer's tick. TCP
+    /// sessions idle in the established state end later; a reader that has not seen their
+    /// end counts them as possibly active.
+    pub fn activity_lookahead_ns(&self) -> u64 {
+        const MARGIN_NS: u64 = 2_000_000_000;
+        use crate::config::defaults;
+        let stored = self.configs.iter().map(|c| {
+            let t = &c.config.timeouts;
+            t.udp.max(t.icmp).max(t.tcp_transitory)
+        });
+        let fallback = defaults::UDP
+            .max(defaults::ICMP)
+            .max(defaults::TCP_TRANSITORY);
+        stored.max().unwrap_or(fallback).as_nanos() as u64 + MARGIN_NS
     }
 
     /// Every damaged region in the directory, as "file: offset: reason" lines.

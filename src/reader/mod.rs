@@ -20,6 +20,7 @@ pub mod offset;
 pub mod query;
 pub mod server_clock;
 pub mod time;
+mod tracker;
 
 /// Why a reader command failed.
 #[derive(Debug, thiserror::Error)]

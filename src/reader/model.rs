@@ -113,6 +113,15 @@ pub struct ClockNote {
     pub max_error_us: u32,
 }
 
+impl ClockNote {
+    /// The error bound in nanoseconds, unless it is unknown (`u32::MAX`: capture times in
+    /// `replay`, or adjtimex failed) — then nothing can be added and the answer's
+    /// `unsynchronised` flag is what warns.
+    pub fn known_max_error_ns(&self) -> Option<u64> {
+        (self.max_error_us != u32::MAX).then_some(self.max_error_us as u64 * 1_000)
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Answer {
     pub verdict: Verdict,

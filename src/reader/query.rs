@@ -10,80 +10,18 @@
 //! every endpoint the batch asks about, so `attribute` costs one pass per chunk of an
 //! access log rather than one query per line. A single query is a batch of one.
 
-use std::net::{Ipv4Addr, SocketAddrV4};
+use std::net::SocketAddrV4;
 
 use hashbrown::{HashMap, HashSet};
 
 use crate::maplog::block::{BlockHeader, EndpointFilter};
-use crate::maplog::record::{Record, RecordKind};
+use crate::maplog::record::Record;
+use crate::maplog::runs::RunEnd;
 use crate::maplog::segment::{BlockRef, Segment};
 use crate::reader::ReaderError;
 use crate::reader::logdir::LogDir;
 use crate::reader::model::{Answer, Candidate, ClockNote, Evidence, MappingSource, Question};
-
-/// The IP protocols a mapping can have.
-const PROTOCOLS: [u8; 3] = [1, 6, 17];
-
-/// A session seen on a mapping, with its destination.
-#[derive(Debug, Clone)]
-struct SessionSeen {
-    dest: SocketAddrV4,
-    start: u64,
-    end: Option<u64>,
-}
-
-/// One subscriber's hold on a public port (or port block), as far as the log shows it.
-#[derive(Debug, Clone)]
-struct Holding {
-    protocol: u8,
-    subscriber: SocketAddrV4,
-    public: SocketAddrV4,
-    ports: Option<(u16, u16)>,
-    start: Option<u64>,
-    end: Option<u64>,
-    active: bool,
-    open: u32,
-    sessions: Vec<SessionSeen>,
-    /// Held before the records read: its earlier sessions' destinations are unknown.
-    earlier_unknown: bool,
-}
-
-impl Holding {
-    fn new(r: &Record, start: Option<u64>, earlier_unknown: bool) -> Holding {
-        let block = r.kind.has_block();
-        Holding {
-            protocol: if block { 0 } else { r.protocol },
-            subscriber: r.inside(),
-            public: SocketAddrV4::new(
-                Ipv4Addr::from(r.public_ip),
-                if block { 0 } else { r.public_port },
-            ),
-            ports: block.then_some((r.block_first, r.block_last)),
-            start,
-            end: None,
-            active: true,
-            open: 0,
-            sessions: Vec::new(),
-            earlier_unknown,
-        }
-    }
-
-    fn overlaps(&self, from: u64, to: u64) -> bool {
-        self.start.is_none_or(|s| s <= to) && self.end.is_none_or(|e| e >= from)
-    }
-}
-
-/// (public address, protocol, port): mappings by protocol and port; blocks have protocol
-/// 0 and their first port.
-type Key = (u32, u8, u16);
-
-fn key_of(r: &Record) -> Key {
-    if r.kind.has_block() {
-        (r.public_ip, 0, r.block_first)
-    } else {
-        (r.public_ip, r.protocol, r.public_port)
-    }
-}
+use crate::reader::tracker::{Key, Tracker, key_of};
 
 /// What a batch asks about: whole addresses (questions without a port) and endpoints.
 #[derive(Default)]
@@ -170,184 +108,6 @@ impl Interest {
     }
 }
 
-/// Follows every endpoint of interest through the records, in time order.
-#[derive(Default)]
-struct Tracker {
-    /// Every holding of each key, oldest first; the last may still be active.
-    holdings: HashMap<Key, Vec<Holding>>,
-    keys_by_address: HashMap<u32, Vec<Key>>,
-    /// Port-block keys by address: a question's port may lie in any of them.
-    block_keys_by_address: HashMap<u32, Vec<Key>>,
-}
-
-/// The active (last) holding of a key's list, if it is still active.
-fn active(list: &mut [Holding]) -> Option<&mut Holding> {
-    list.last_mut().filter(|h| h.active)
-}
-
-fn finish(list: &mut [Holding], end: u64) {
-    if let Some(h) = active(list) {
-        h.active = false;
-        h.end = Some(end);
-    }
-}
-
-impl Tracker {
-    /// The holdings of `key`, created (and indexed) on first use: one hash lookup.
-    fn list(&mut self, key: Key) -> &mut Vec<Holding> {
-        self.holdings.entry(key).or_insert_with(|| {
-            self.keys_by_address.entry(key.0).or_default().push(key);
-            if key.1 == 0 {
-                self.block_keys_by_address
-                    .entry(key.0)
-                    .or_default()
-                    .push(key);
-            }
-            Vec::new()
-        })
-    }
-
-    fn apply(&mut self, r: &Record) {
-        let ts = r.ts_ns;
-        let list = self.list(key_of(r));
-        match r.kind {
-            RecordKind::LiveMapping | RecordKind::LiveBlock => {
-                if active(list).is_none() {
-                    let mut h = Holding::new(r, Some(ts), true);
-                    h.open = r.open_sessions;
-                    list.push(h);
-                }
-            }
-            RecordKind::SessionCreated => {
-                let same = active(list).is_some_and(|h| h.subscriber == r.inside());
-                if !same {
-                    finish(list, ts); // a missed end: never merge two subscribers
-                    list.push(Holding::new(r, Some(ts), false));
-                }
-                let h = list.last_mut().expect("an active holding");
-                h.open += 1;
-                if r.dest_ip != 0 {
-                    h.sessions.push(SessionSeen {
-                        dest: r.dest(),
-                        start: ts,
-                        end: None,
-                    });
-                }
-            }
-            // An elided end's inside endpoint is the active holder's: the same handling.
-            RecordKind::SessionEnded | RecordKind::SessionEndedElided => {
-                if active(list).is_none() {
-                    // Began before anything read: its start is unknown.
-                    let mut h = Holding::new(r, None, true);
-                    h.open = 1;
-                    list.push(h);
-                }
-                let h = list.last_mut().expect("an active holding");
-                let dest = r.dest();
-                if let Some(s) = h
-                    .sessions
-                    .iter_mut()
-                    .find(|s| s.end.is_none() && s.dest == dest)
-                {
-                    s.end = Some(ts);
-                }
-                h.open = h.open.saturating_sub(1);
-                if h.open == 0 {
-                    finish(list, ts);
-                }
-            }
-            RecordKind::BlockAllocated => {
-                finish(list, ts);
-                list.push(Holding::new(r, Some(ts), false));
-            }
-            RecordKind::BlockReleased => {
-                if active(list).is_none() {
-                    list.push(Holding::new(r, None, true));
-                }
-                finish(list, ts);
-            }
-            RecordKind::RefusedPortsExhausted | RecordKind::RefusedSubscriberLimit => {}
-        }
-    }
-
-    /// The holdings that can answer `q`: its endpoint's under each protocol, and the port
-    /// blocks on its address (or, without a port, everything on the address).
-    fn holdings_for<'a>(&'a self, q: &'a Question) -> impl Iterator<Item = &'a Holding> + 'a {
-        let ip = u32::from(q.public_ip);
-        let keys = |index: &'a HashMap<u32, Vec<Key>>| index.get(&ip).map_or(&[][..], |k| k);
-        let protocol_ok = move |k: &Key| k.1 == 0 || q.protocol.is_none_or(|p| p == k.1);
-        let (endpoint, blocks, whole_address) = match q.public_port {
-            Some(port) => (
-                Some(PROTOCOLS.map(|p| (ip, p, port))),
-                keys(&self.block_keys_by_address),
-                &[][..],
-            ),
-            None => (None, &[][..], keys(&self.keys_by_address)),
-        };
-        endpoint
-            .into_iter()
-            .flatten()
-            .chain(blocks.iter().copied())
-            .chain(whole_address.iter().copied())
-            .filter(protocol_ok)
-            .filter_map(|k| self.holdings.get(&k))
-            .flatten()
-    }
-
-    fn candidates(&self, q: &Question, out: &mut Vec<Candidate>) {
-        for h in self.holdings_for(q) {
-            let in_block = h
-                .ports
-                .is_none_or(|(lo, hi)| q.public_port.is_none_or(|p| lo <= p && p <= hi));
-            if in_block && h.overlaps(q.from_ns, q.to_ns) {
-                holding_candidates(h, q, out);
-            }
-        }
-    }
-}
-
-/// The evidence one holding gives about `q`: its matching sessions, else the holding.
-fn holding_candidates(h: &Holding, q: &Question, out: &mut Vec<Candidate>) {
-    let as_candidate = |dest, start, end, last_active, evidence| Candidate {
-        subscriber: h.subscriber,
-        public: h.public,
-        ports: h.ports,
-        dest,
-        protocol: h.protocol,
-        start_ns: start,
-        end_ns: end,
-        last_active_ns: last_active,
-        evidence,
-    };
-    let before = out.len();
-    for s in &h.sessions {
-        let in_window = s.start <= q.to_ns && s.end.is_none_or(|e| e >= q.from_ns);
-        let to_dest = q.dest_ip.is_none_or(|ip| *s.dest.ip() == ip)
-            && q.dest_port.is_none_or(|p| s.dest.port() == p);
-        if in_window && to_dest {
-            out.push(as_candidate(
-                Some(s.dest),
-                Some(s.start),
-                s.end,
-                None,
-                Evidence::Session,
-            ));
-        }
-    }
-    // Without a session to show, the holding itself is the evidence — unless the question
-    // names a destination and every session on it is known not to match.
-    let dests_known = !h.earlier_unknown && !h.sessions.is_empty();
-    let excluded = q.dest_ip.is_some() && dests_known;
-    if out.len() == before && !excluded {
-        let evidence = if h.ports.is_some() {
-            Evidence::Block
-        } else {
-            Evidence::Mapping
-        };
-        out.push(as_candidate(None, h.start, h.end, None, evidence));
-    }
-}
-
 /// The clock state of the blocks whose records were used, by time span.
 #[derive(Default)]
 struct ClockSpans(Vec<(u64, u64, ClockNote)>);
@@ -396,15 +156,31 @@ pub(crate) struct Cursor {
     /// Records decoded from the last block read but not yet applied (later than asked).
     pending: Vec<Record>,
     applied: usize,
+    /// How many of the worker's run ends (`WorkerSegments::run_ends`) are behind.
+    runs_ended: usize,
+}
+
+/// A run that ended at `end` had ended before `seg` began (its checkpoint already shows
+/// that): it ended before the segment was created, or the segment belongs to a later run.
+fn run_ended_before(end: &RunEnd, seg: &Segment) -> bool {
+    end.at_ns < seg.header.created_ns || end.next_segment.is_some_and(|n| n <= seg.header.sequence)
 }
 
 impl Cursor {
     /// Positions at the segment open at `from`, with its checkpoint applied.
-    fn start(segments: &[Segment], interest: &Interest, from: u64) -> Result<Cursor, ReaderError> {
+    fn start(
+        segments: &[Segment],
+        ends: &[RunEnd],
+        interest: &Interest,
+        from: u64,
+    ) -> Result<Cursor, ReaderError> {
         let segment = segments
             .iter()
             .rposition(|s| s.header.created_ns <= from)
             .unwrap_or(0);
+        let runs_ended = segments.get(segment).map_or(0, |seg| {
+            ends.iter().take_while(|e| run_ended_before(e, seg)).count()
+        });
         let mut cursor = Cursor {
             tracker: Tracker::default(),
             clock: ClockSpans::default(),
@@ -413,6 +189,7 @@ impl Cursor {
             block: 0,
             pending: Vec::new(),
             applied: 0,
+            runs_ended,
         };
         if let Some(seg) = segments.get(segment) {
             let live = checkpoint_of(seg, interest)?;
@@ -421,10 +198,34 @@ impl Cursor {
         Ok(cursor)
     }
 
-    /// Applies every record up to `to`.
+    /// Applies every record up to `to`, and closes what a run that ended by then held.
     fn advance(
         &mut self,
         segments: &[Segment],
+        ends: &[RunEnd],
+        interest: &Interest,
+        to: u64,
+    ) -> Result<(), ReaderError> {
+        self.read_until(segments, ends, interest, to)?;
+        // Whatever a run ended by `to` wrote is applied (all its records are older than
+        // its end): what it still holds closes, even with no later segment of this worker.
+        self.end_runs(ends, |e| e.at_ns <= to);
+        Ok(())
+    }
+
+    /// Closes, in order, what was held when each run `ended` says is over ended: no
+    /// session outlives the process that translated it (docs/mapping-log.md §8).
+    fn end_runs(&mut self, ends: &[RunEnd], ended: impl Fn(&RunEnd) -> bool) {
+        while let Some(end) = ends.get(self.runs_ended).filter(|e| ended(e)) {
+            self.tracker.end_run(end.at_ns);
+            self.runs_ended += 1;
+        }
+    }
+
+    fn read_until(
+        &mut self,
+        segments: &[Segment],
+        ends: &[RunEnd],
         interest: &Interest,
         to: u64,
     ) -> Result<(), ReaderError> {
@@ -447,6 +248,7 @@ impl Cursor {
                 if next.header.created_ns > to {
                     return Ok(());
                 }
+                self.end_runs(ends, |e| run_ended_before(e, next));
                 let live: HashSet<Key> =
                     checkpoint_of(next, interest)?.iter().map(key_of).collect();
                 self.tracker.reconcile(&live, next.header.created_ns);
@@ -501,37 +303,6 @@ fn checkpoint_of(seg: &Segment, interest: &Interest) -> Result<Vec<Record>, Read
     Ok(out)
 }
 
-impl Tracker {
-    /// Drops holdings and sessions that ended before `cutoff`.
-    fn forget_before(&mut self, cutoff: u64) {
-        let ended_before = |end: Option<u64>| end.is_some_and(|e| e < cutoff);
-        self.holdings.retain(|_, list| {
-            list.retain(|h| h.active || !ended_before(h.end));
-            for h in list.iter_mut() {
-                h.sessions.retain(|s| !ended_before(s.end));
-            }
-            !list.is_empty()
-        });
-        let holdings = &self.holdings;
-        for index in [&mut self.keys_by_address, &mut self.block_keys_by_address] {
-            index.retain(|_, keys| {
-                keys.retain(|k| holdings.contains_key(k));
-                !keys.is_empty()
-            });
-        }
-    }
-
-    /// A later segment's checkpoint says what was live when it opened: anything still
-    /// held here that is not in it ended by then (e.g. the NAT restarted).
-    fn reconcile(&mut self, live: &HashSet<Key>, at_ns: u64) {
-        for (key, list) in self.holdings.iter_mut() {
-            if !live.contains(key) {
-                finish(list, at_ns);
-            }
-        }
-    }
-}
-
 impl LogDir {
     /// Deterministic NAT: the configuration in force at the time says who had the port.
     /// Deterministic NAT: each configuration in force during the window says who had the
@@ -577,15 +348,21 @@ impl MappingSource for LogDir {
             return Ok(Vec::new());
         }
         let from = questions.iter().map(|q| q.from_ns).min().unwrap_or(0);
-        let to = questions.iter().map(|q| q.to_ns).max().unwrap_or(0);
+        // A port-less question needs the ends of the sessions open in its window, which
+        // are logged up to an idle timeout after their last packet: read that far ahead.
+        let lookahead = match questions.iter().any(|q| q.public_port.is_none()) {
+            true => self.activity_lookahead_ns(),
+            false => 0,
+        };
+        let to = questions.iter().map(|q| q.to_ns).max().unwrap_or(0) + lookahead;
         let cursors = if questions.len() >= STREAM_BATCH {
             self.streaming_cursors(from, to)?
         } else {
             let interest = Interest::of(questions);
             let mut cursors = Vec::new();
             for w in &self.workers {
-                let mut cursor = Cursor::start(&w.segments, &interest, from)?;
-                cursor.advance(&w.segments, &interest, to)?;
+                let mut cursor = Cursor::start(&w.segments, &w.run_ends, &interest, from)?;
+                cursor.advance(&w.segments, &w.run_ends, &interest, to)?;
                 cursors.push(cursor);
             }
             cursors
@@ -597,8 +374,9 @@ impl MappingSource for LogDir {
                 self.answer_deterministic(q, &mut candidates);
                 let mut clock = ClockNote::default();
                 for c in &cursors {
-                    c.tracker.candidates(q, &mut candidates);
                     let note = c.clock.over(q.from_ns, q.to_ns);
+                    let clock_error_ns = note.known_max_error_ns().unwrap_or(0);
+                    c.tracker.candidates(q, clock_error_ns, &mut candidates);
                     clock.unsynchronised |= note.unsynchronised;
                     clock.max_error_us = clock.max_error_us.max(note.max_error_us);
                 }
@@ -632,11 +410,14 @@ impl LogDir {
             None => self
                 .workers
                 .iter()
-                .map(|w| Cursor::start(&w.segments, &interest, from.saturating_sub(KEEP_BEHIND_NS)))
+                .map(|w| {
+                    let from = from.saturating_sub(KEEP_BEHIND_NS);
+                    Cursor::start(&w.segments, &w.run_ends, &interest, from)
+                })
                 .collect::<Result<_, _>>()?,
         };
         for (c, w) in cursors.iter_mut().zip(&self.workers) {
-            c.advance(&w.segments, &interest, to)?;
+            c.advance(&w.segments, &w.run_ends, &interest, to)?;
             c.forget_before(from.saturating_sub(KEEP_BEHIND_NS));
         }
         Ok(cursors)

@@ -286,6 +286,25 @@ pub fn replay(cfg: &Cfg, packets: &[Input]) -> Outcome {
 }
 
 pub fn replay_config(config: Config, packets: &[Input]) -> Outcome {
+    replay_into(config, packets, None, None)
+}
+
+/// Replays `packets` and also writes the durable mapping log into `log_dir`.
+pub fn replay_logged(cfg: &Cfg, packets: &[Input], log_dir: &Path) -> Outcome {
+    replay_into(
+        cfg.config(),
+        packets,
+        Some(log_dir.to_owned()),
+        Some(cfg.toml()),
+    )
+}
+
+fn replay_into(
+    config: Config,
+    packets: &[Input],
+    log_dir: Option<PathBuf>,
+    config_text: Option<String>,
+) -> Outcome {
     let dir = fresh_dir();
     let split = |side: Side| -> Vec<(u64, Vec<u8>)> {
         packets
@@ -300,12 +319,12 @@ pub fn replay_config(config: Config, packets: &[Input]) -> Outcome {
     pcap::write_all(&outside, &split(Side::Outside)).expect("write outside capture");
     let out_dir = dir.join("out");
     let args = ReplayArgs {
-        config,
         inside,
         outside: Some(outside),
         out_dir: out_dir.clone(),
-        log_dir: None,
-        config_text: None,
+        config_text,
+        log_dir,
+        config,
     };
     replay::run(&args).unwrap_or_else(|e| panic!("replay failed: {e}"));
     let outcome = read_outcome(&out_dir);

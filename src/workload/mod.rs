@@ -4,6 +4,8 @@
 
 use std::net::{Ipv4Addr, SocketAddrV4};
 
+pub mod web;
+
 use crate::engine::rng::SplitMix64;
 use crate::wire::build::{FrameSpec, build};
 
