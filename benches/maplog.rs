@@ -473,8 +473,7 @@ fn main() {
     let mut parser = AccessLogParser::new(LogFormat::Combined, JsonFields::default());
     let options = AttributeOptions {
         skew_ns: SEC,
-        server: None,
-        json: false,
+        ..AttributeOptions::default()
     };
     let t = Instant::now();
     let summary = attribute::attribute(

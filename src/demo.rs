@@ -376,6 +376,7 @@ fn scenario(
             skew_ns: 2_000_000_000,
             server: Some((server_ip, Some(http.port()))),
             json: true,
+            ..AttributeOptions::default()
         },
         &mut text,
     )

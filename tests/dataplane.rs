@@ -159,6 +159,7 @@ fn tcp_udp_icmp_through(workers: u16) {
             skew_ns: 2_000_000_000,
             server: Some((Ipv4Addr::new(198, 51, 100, 10), Some(80))),
             json: true,
+            ..AttributeOptions::default()
         },
         &mut out,
     )
@@ -448,6 +449,7 @@ fn restarts_after_sigterm_and_sigkill_keep_every_request_traced_to_its_sender() 
             skew_ns: 2_000_000_000,
             server: Some((Ipv4Addr::new(198, 51, 100, 10), Some(80))),
             json: true,
+            ..AttributeOptions::default()
         },
         &mut out,
     )

@@ -41,6 +41,11 @@ fn traced_capture(name: &str) -> Traced {
 }
 
 fn traced_capture_with(name: &str, cfg: Cfg) -> Traced {
+    traced_capture_spaced(name, cfg, 6_700 * MS)
+}
+
+/// The same 90 connections, `spacing` apart.
+fn traced_capture_spaced(name: &str, cfg: Cfg, spacing: u64) -> Traced {
     let dir = std::env::temp_dir().join(format!("tracenat-e2e-{name}-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(&dir).unwrap();
@@ -52,7 +57,7 @@ fn traced_capture_with(name: &str, cfg: Cfg) -> Traced {
     let mut inside = Vec::new();
     for i in 0..90u64 {
         let sub = Ipv4Addr::new(100, 64, 1, (i % 30) as u8 + 10);
-        let t = T0 + i * 6_700 * MS;
+        let t = T0 + i * spacing;
         inside.push((t, tcp(sock(sub, 40000 + i as u16), server, SYN)));
     }
     pcap::write_all(&dir.join("in.pcap"), &inside).unwrap();
@@ -311,4 +316,294 @@ fn deterministic_volume_answers_from_the_stored_config() {
     let (code, answer) = query_json(&t, &address, t.sessions[0].0);
     assert_eq!(code, Some(3), "{answer}");
     assert!(answer["candidates"].as_array().unwrap().len() > 1);
+}
+
+/// Port-less lines naming their subscriber's user (`u<last octet>`), plus an actor `mover`
+/// whose two requests come from subscribers on two different public addresses.
+fn access_log_with_users(t: &Traced) -> (PathBuf, usize) {
+    let mut text = String::new();
+    for (i, (ts, inside, public)) in t.sessions.iter().enumerate() {
+        text.push_str(&format!(
+            "{} - u{} {} \"GET /page/{i} HTTP/1.1\" 200 512 \"-\" \"curl/8\"\n",
+            public.ip(),
+            inside.ip().octets()[3],
+            clf_time(ts + 300 * MS)
+        ));
+    }
+    let (t0, _, p0) = t.sessions[0];
+    let other = (1..t.sessions.len())
+        .find(|&j| t.sessions[j].2.ip() != p0.ip())
+        .expect("two public addresses in use");
+    let (t1, _, p1) = t.sessions[other];
+    for (ts, public) in [(t0, p0), (t1, p1)] {
+        text.push_str(&format!(
+            "{} - mover {} \"GET / HTTP/1.1\" 200 1 \"-\" \"curl/8\"\n",
+            public.ip(),
+            clf_time(ts + 300 * MS)
+        ));
+    }
+    let path = t.dir.join("access-users.log");
+    std::fs::write(&path, text).unwrap();
+    (path, other)
+}
+
+#[test]
+fn requests_grouped_by_user_narrow_to_their_subscriber() {
+    let t = traced_capture("correlate");
+    let (log, _) = access_log_with_users(&t);
+    let o = tracenat(&[
+        "log",
+        "attribute",
+        "--dir",
+        t.log.to_str().unwrap(),
+        "--access-log",
+        log.to_str().unwrap(),
+        "--server",
+        SERVER,
+        "--correlate",
+        "user",
+        "--json",
+    ]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let lines: Vec<Value> = stdout(&o)
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    let requests: Vec<&Value> = lines
+        .iter()
+        .filter(|l| l.get("verdict").is_some())
+        .collect();
+    assert_eq!(requests.len(), t.sessions.len() + 2);
+    let groups: Vec<&Value> = lines.iter().filter_map(|l| l.get("group")).collect();
+    assert_eq!(groups.len(), 31, "30 users and the mover");
+    let mut unique = 0;
+    for g in &groups {
+        let fit: BTreeSet<&str> = g["fit_all"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|f| f["subscriber"].as_str().unwrap())
+            .collect();
+        if g["value"] == "mover" {
+            assert_eq!(g["verdict"], "conflict", "{g}");
+            assert!(fit.is_empty());
+            assert_eq!(g["others"][0]["requests"], 1, "{g}");
+            continue;
+        }
+        let user = g["value"].as_str().unwrap();
+        let truth = format!("100.64.1.{}", &user[1..]);
+        assert!(fit.contains(truth.as_str()), "{truth} not in {g}");
+        assert_eq!(g["requests"], 3);
+        // The intersection is never wider than any of its requests.
+        for line in g["lines"].as_array().unwrap() {
+            let request = requests.iter().find(|r| r["line"] == *line).unwrap();
+            let addresses = request["subscribers"].as_array().unwrap().len();
+            assert!(fit.len() <= addresses);
+        }
+        unique += (g["verdict"] == "unique") as u64;
+    }
+    let summary = &lines
+        .iter()
+        .find_map(|l| l.get("group_summary"))
+        .expect("a group summary");
+    assert_eq!(summary["unique"], unique);
+    assert_eq!(summary["conflict"], 1);
+    assert_eq!(summary["requests_in_unique"], 3 * unique);
+    assert!(lines.last().unwrap().get("summary").is_some());
+
+    // Only the groups and the summaries.
+    let o = tracenat(&[
+        "log",
+        "attribute",
+        "--dir",
+        t.log.to_str().unwrap(),
+        "--access-log",
+        log.to_str().unwrap(),
+        "--server",
+        SERVER,
+        "--correlate",
+        "user",
+        "--groups-only",
+    ]);
+    let text = stdout(&o);
+    println!("{text}");
+    assert!(!text.lines().any(|l| l.starts_with("line ")), "{text}");
+    assert_eq!(text.lines().filter(|l| l.starts_with("group ")).count(), 31);
+    assert!(text.contains("groups by user: "), "{text}");
+
+    // A field the format does not have is a usage error.
+    let o = tracenat(&[
+        "log",
+        "attribute",
+        "--dir",
+        t.log.to_str().unwrap(),
+        "--access-log",
+        log.to_str().unwrap(),
+        "--format",
+        "combined",
+        "--correlate",
+        "cookie",
+    ]);
+    assert_eq!(o.status.code(), Some(2));
+    let _ = std::fs::remove_dir_all(&t.dir);
+}
+
+/// The access log with ports of a server whose clock is `offset(i, ts)` ns away from the
+/// NAT's for request i, logged at its connection's SYN (the sessions' only packet: a
+/// request after a session's last activity could not have travelled on it), truncated to
+/// the second.
+fn access_log_with_clock(t: &Traced, name: &str, offset: impl Fn(usize, u64) -> i64) -> PathBuf {
+    let mut text = String::new();
+    for (i, (ts, _, public)) in t.sessions.iter().enumerate() {
+        let at = *ts;
+        let logged = (at as i64 + offset(i, at)) as u64;
+        text.push_str(&format!(
+            "{public} - - {} \"GET /page/{i} HTTP/1.1\" 200 512 \"-\" \"curl/8\"\n",
+            clf_time(logged)
+        ));
+    }
+    let path = t.dir.join(name);
+    std::fs::write(&path, text).unwrap();
+    path
+}
+
+fn attribute_with(t: &Traced, log: &Path, extra: &[&str]) -> Vec<Value> {
+    let mut args = vec![
+        "log",
+        "attribute",
+        "--dir",
+        t.log.to_str().unwrap(),
+        "--access-log",
+        log.to_str().unwrap(),
+        "--server",
+        SERVER,
+        "--json",
+    ];
+    args.extend_from_slice(extra);
+    let o = tracenat(&args);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    stdout(&o)
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect()
+}
+
+/// Per request: (verdict, subscriber addresses), in log order.
+fn verdicts(lines: &[Value]) -> Vec<(String, BTreeSet<String>)> {
+    lines
+        .iter()
+        .filter(|l| l.get("verdict").is_some())
+        .map(|l| {
+            let subs = l["subscribers"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|s| s.as_str().unwrap().to_owned())
+                .collect();
+            (l["verdict"].as_str().unwrap().to_owned(), subs)
+        })
+        .collect()
+}
+
+fn measured_server(lines: &[Value]) -> Value {
+    let clock = lines
+        .iter()
+        .find_map(|l| l.get("server_clock"))
+        .expect("a server clock report");
+    assert_eq!(clock["mode"], "measured");
+    assert_eq!(clock["servers"].as_array().unwrap().len(), 1, "{clock}");
+    clock["servers"][0].clone()
+}
+
+const SLOW: i64 = -160 * SEC as i64;
+
+#[test]
+fn a_slow_server_clock_is_measured_and_applied() {
+    let t = traced_capture("clock");
+    let log = access_log_with_clock(&t, "slow.log", |_, _| SLOW);
+    let truth: Vec<String> = t
+        .sessions
+        .iter()
+        .map(|(_, s, _)| s.ip().to_string())
+        .collect();
+
+    let skewed = verdicts(&attribute_with(&t, &log, &["--skew", "2s"]));
+    assert!(skewed.iter().all(|(v, _)| v == "none"), "{skewed:?}");
+
+    let lines = attribute_with(&t, &log, &["--skew", "auto"]);
+    let server = measured_server(&lines);
+    assert_eq!(server["samples"], 90, "{server}");
+    assert_eq!(server["consistent"], true, "{server}");
+    let hi = server["band_ns"][1].as_i64().unwrap();
+    let lo = server["band_ns"][0].as_i64().unwrap();
+    // The band holds the true offset and is bounded above within a second of it (by the
+    // sessions' starts and the one-second resolution).
+    assert!(lo <= SLOW && (hi - SLOW).abs() <= SEC as i64, "{server}");
+    for ((verdict, subs), truth) in verdicts(&lines).iter().zip(&truth) {
+        assert_eq!(verdict, "unique");
+        assert_eq!(subs, &BTreeSet::from([truth.clone()]));
+    }
+
+    // A given offset does the same without measuring.
+    let given = verdicts(&attribute_with(&t, &log, &["--server-offset", "-160s"]));
+    assert!(
+        given
+            .iter()
+            .zip(&truth)
+            .all(|((v, s), truth)| v == "unique" && s.contains(truth))
+    );
+    let _ = std::fs::remove_dir_all(&t.dir);
+}
+
+#[test]
+fn a_drifting_server_clock_is_followed() {
+    // Ten hours of connections; the server's clock drifts by 500 ppm: 18 s over the log,
+    // far more than the skew.
+    let t = traced_capture_spaced("drift", Cfg::new(), 400 * SEC);
+    let first = t.sessions[0].0;
+    let log = access_log_with_clock(&t, "drift.log", |_, at| SLOW + ((at - first) / 2000) as i64);
+    let lines = attribute_with(&t, &log, &["--skew", "auto"]);
+    let server = measured_server(&lines);
+    let ppm = server["drift_ppm"].as_f64().unwrap();
+    assert_eq!(server["consistent"], true, "{server}");
+    let band = |i: usize| server["band_ns"][i].as_i64().unwrap();
+    if band(1) - band(0) < 10 * SEC as i64 {
+        // With each session's last activity logged, the band is narrow and the drift shows.
+        assert!((300.0..700.0).contains(&ppm), "{server}");
+    } else {
+        // With only the sessions' ends, each sample spans their minutes of lifetime: the
+        // 18 s of drift are within that, and no drift the evidence does not need is applied.
+        assert_eq!(ppm, 0.0, "{server}");
+    }
+    for ((verdict, subs), (_, truth, _)) in verdicts(&lines).iter().zip(&t.sessions) {
+        assert_eq!(verdict, "unique", "{server}");
+        assert_eq!(subs, &BTreeSet::from([truth.ip().to_string()]));
+    }
+    let _ = std::fs::remove_dir_all(&t.dir);
+}
+
+#[test]
+fn two_server_clocks_in_one_log_give_no_false_unique() {
+    let t = traced_capture("twoclocks");
+    // Without the sessions' last activity in the log, a session is evidence for the
+    // whole of its lifetime (minutes): clocks must differ by more than that to be told
+    // apart. Whether they are told apart or not, no answer may be falsely unique.
+    let log = access_log_with_clock(&t, "two.log", |i, _| {
+        if i % 3 == 0 {
+            -20 * SEC as i64
+        } else {
+            -400 * SEC as i64
+        }
+    });
+    let lines = attribute_with(&t, &log, &["--skew", "auto"]);
+    let server = measured_server(&lines);
+    assert_eq!(server["consistent"], false, "{server}");
+    for ((verdict, subs), (_, truth, _)) in verdicts(&lines).iter().zip(&t.sessions) {
+        let truth = truth.ip().to_string();
+        assert!(subs.contains(&truth), "{verdict} {subs:?} lacks {truth}");
+        if verdict == "unique" {
+            assert_eq!(subs.len(), 1);
+        }
+    }
+    let _ = std::fs::remove_dir_all(&t.dir);
 }

@@ -100,7 +100,7 @@ fn attribute_a_small_log() {
     let options = AttributeOptions {
         skew_ns: S,
         server: Some((Ipv4Addr::new(192, 0, 2, 80), Some(443))),
-        json: false,
+        ..AttributeOptions::default()
     };
     let mut out = Vec::new();
     let summary = attribute(log.as_bytes(), &mut parser, &mut source, &options, &mut out).unwrap();
@@ -131,4 +131,45 @@ fn attribute_a_small_log() {
     assert_eq!(asked.to_ns, 971_211_337 * S);
     assert_eq!(asked.dest_port, Some(443));
     assert_eq!(Verdict::of(&[]), Verdict::None);
+}
+
+mod hostile {
+    use proptest::prelude::*;
+    use tracenat::reader::fuzz::attribute_bytes;
+
+    const LINE: &str = "203.0.113.7:40214 - bob [10/Oct/2000:13:55:36 -0700] \"GET /x HTTP/1.0\" 200 1 \"-\" \"ua\"\n";
+
+    proptest! {
+        /// Binary junk, broken quoting and invalid UTF-8 among valid lines.
+        #[test]
+        fn junk_among_lines_never_panics(
+            choice in any::<u8>(),
+            pieces in prop::collection::vec(
+                prop_oneof![
+                    Just(LINE.as_bytes().to_vec()),
+                    prop::collection::vec(any::<u8>(), 0..200),
+                    Just(b"203.0.113.7 - \"bob [10/Oct/2000:13:55:36 -0700] \"GET\n".to_vec()),
+                    Just(b"{\"remote_addr\":\"203.0.113.7:4\",\"time\":1,\"remote_user\":[1,{}]}\n".to_vec()),
+                ],
+                0..30,
+            ),
+        ) {
+            let mut data = vec![choice];
+            for piece in pieces {
+                data.extend(piece);
+            }
+            attribute_bytes(&data);
+        }
+    }
+
+    #[test]
+    fn a_huge_line_and_one_actor_many_times() {
+        let mut data = vec![0x80u8];
+        data.extend(std::iter::repeat_n(b'"', 1 << 20));
+        data.push(b'\n');
+        for _ in 0..20_000 {
+            data.extend_from_slice(LINE.as_bytes());
+        }
+        attribute_bytes(&data);
+    }
 }

@@ -110,9 +110,17 @@ pub struct AttributeCommand {
     /// The server's address (and port): the sessions' destination.
     #[arg(long, value_name = "IP[:PORT]")]
     pub server: Option<String>,
-    /// How far the server's clock may be from the NAT's.
-    #[arg(long, value_name = "DUR", default_value = "2s")]
+    /// How far the server's clock may be from the NAT's; `auto`: measure the server's
+    /// clock from the log first (= `--server-offset auto --skew 1s`).
+    #[arg(long, value_name = "DUR|auto", default_value = "2s")]
     pub skew: String,
+    /// The server's clock minus the NAT's, applied to every request (`-160s`: the server
+    /// is 160 s slow), or `auto` to measure it per server from the requests with ports.
+    #[arg(long, value_name = "DUR|auto", allow_hyphen_values = true)]
+    pub server_offset: Option<String>,
+    /// With a measured offset: the largest offset searched for.
+    #[arg(long, value_name = "DUR", default_value = "10m")]
+    pub max_offset: String,
     /// JSON lines: field holding the client address.
     #[arg(long, default_value = "remote_addr")]
     pub json_ip_field: String,
@@ -125,6 +133,13 @@ pub struct AttributeCommand {
     /// One JSON object per request, then a summary object.
     #[arg(long)]
     pub json: bool,
+    /// Group requests naming the same actor and intersect their candidates: user, ident,
+    /// request, path, referer, user-agent (common/combined), or any key of a JSON log.
+    #[arg(long, value_name = "FIELD")]
+    pub correlate: Option<String>,
+    /// With --correlate: print only the groups and the summaries, no line per request.
+    #[arg(long, requires = "correlate")]
+    pub groups_only: bool,
 }
 
 #[derive(Debug, Args)]

@@ -6,10 +6,13 @@ use std::net::{Ipv4Addr, SocketAddrV4};
 use std::process::ExitCode;
 
 use tracenat::config::parse_duration;
+use tracenat::reader::ReaderError;
 use tracenat::reader::access_log::{AccessLogParser, JsonFields, LogFormat};
+use tracenat::reader::actor::ActorField;
 use tracenat::reader::attribute::{self, AttributeOptions};
 use tracenat::reader::logdir::{self, LogDir};
 use tracenat::reader::model::{Answer, Candidate, MappingSource, Question, Verdict, endpoint_text};
+use tracenat::reader::server_clock::{self, ServerClock};
 use tracenat::reader::time::{format_time, parse_time};
 
 use super::args::{
@@ -227,33 +230,118 @@ fn attribute(c: AttributeCommand) -> Result<ExitCode, Failure> {
         time: c.json_time_field.clone(),
         ..JsonFields::default()
     };
-    let options = AttributeOptions {
-        skew_ns: duration_ns("--skew", &c.skew)?,
+    let (skew_ns, offset) = clock_arguments(&c)?;
+    let mut options = AttributeOptions {
+        skew_ns,
         server: c
             .server
             .as_deref()
             .map(|s| endpoint("--server", s))
             .transpose()?,
         json: c.json,
+        correlate: c.correlate.as_deref().map(ActorField::new),
+        groups_only: c.groups_only,
+        server_clock: ServerClock::Trusted,
     };
-    let input = File::open(&c.access_log).map_err(|source| {
-        Failure::Reader(tracenat::reader::ReaderError::Io {
-            path: c.access_log.clone(),
-            source,
-        })
-    })?;
+    if let Some(field) = &options.correlate {
+        field
+            .check(format)
+            .map_err(|e| Failure::Usage(e.to_string()))?;
+    }
+    let open_input = || {
+        File::open(&c.access_log)
+            .map(|file| BufReader::with_capacity(1 << 16, file))
+            .map_err(|source| {
+                Failure::Reader(ReaderError::Io {
+                    path: c.access_log.clone(),
+                    source,
+                })
+            })
+    };
     let mut log = open(&c.dir)?;
+    options.server_clock = match offset {
+        Offset::Trusted => ServerClock::Trusted,
+        Offset::Given(ns) => ServerClock::Fixed(ns),
+        Offset::Measure(max_offset_ns) => {
+            // A first pass over the file; the second, below, attributes.
+            let mut parser = AccessLogParser::new(format, fields.clone());
+            let measured = server_clock::measure(
+                open_input()?,
+                &mut parser,
+                &mut log,
+                &options,
+                max_offset_ns,
+            )
+            .map_err(reader_failure)?;
+            ServerClock::Measured(measured)
+        }
+    };
     let mut parser = AccessLogParser::new(format, fields);
     let out = io::stdout().lock();
     attribute::attribute(
-        BufReader::with_capacity(1 << 16, input),
+        open_input()?,
         &mut parser,
         &mut log,
         &options,
         &mut BufWriter::new(out),
     )
-    .map_err(Failure::Reader)?;
+    .map_err(reader_failure)?;
     Ok(ExitCode::SUCCESS)
+}
+
+/// What `--skew` and `--server-offset` ask of the server's clock.
+enum Offset {
+    Trusted,
+    /// Server minus NAT, ns.
+    Given(i64),
+    /// Measure it, searching up to this far (ns).
+    Measure(u64),
+}
+
+/// `--skew DUR|auto`, `--server-offset DUR|auto` and `--max-offset DUR`: the skew and
+/// what to do with the server's clock.
+fn clock_arguments(c: &AttributeCommand) -> Result<(u64, Offset), Failure> {
+    let auto_skew = c.skew.trim().eq_ignore_ascii_case("auto");
+    // `auto`: the offset is measured; what remains is the log's own resolution (whole
+    // seconds in the common log format).
+    let skew_ns = if auto_skew {
+        1_000_000_000
+    } else {
+        duration_ns("--skew", &c.skew)?
+    };
+    let max_offset = duration_ns("--max-offset", &c.max_offset)?;
+    let offset = match c.server_offset.as_deref().map(str::trim) {
+        None if auto_skew => Offset::Measure(max_offset),
+        None => Offset::Trusted,
+        Some(text) if text.eq_ignore_ascii_case("auto") => Offset::Measure(max_offset),
+        Some(_) if auto_skew => {
+            return Err(Failure::Usage(
+                "--skew auto measures the server's offset: it cannot be combined with a given --server-offset".into(),
+            ));
+        }
+        Some(text) => Offset::Given(signed_duration_ns("--server-offset", text)?),
+    };
+    Ok((skew_ns, offset))
+}
+
+/// A duration with an optional sign: `-160s`, `+2m`, `500ms`.
+fn signed_duration_ns(what: &str, text: &str) -> Result<i64, Failure> {
+    let (negative, magnitude) = match text.strip_prefix('-') {
+        Some(rest) => (true, rest),
+        None => (false, text.strip_prefix('+').unwrap_or(text)),
+    };
+    let ns =
+        i64::try_from(duration_ns(what, magnitude)?).map_err(|_| usage(what, text, "too large"))?;
+    Ok(if negative { -ns } else { ns })
+}
+
+/// A usage error found while reading (a `--correlate` field the detected format lacks)
+/// exits as usage errors do.
+fn reader_failure(error: ReaderError) -> Failure {
+    match error {
+        ReaderError::Usage(message) => Failure::Usage(message),
+        other => Failure::Reader(other),
+    }
 }
 
 #[derive(Clone, Copy, PartialEq, Eq)]

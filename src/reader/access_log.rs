@@ -134,6 +134,8 @@ pub struct AccessRecord<'a> {
 /// Why a line could not be read as a request.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum LineError {
+    #[error("line longer than {} KiB: skipped", crate::reader::input::MAX_LINE_BYTES >> 10)]
+    TooLong,
     #[error("empty line")]
     Empty,
     #[error("no client address")]
@@ -428,19 +430,19 @@ fn float_secs_ns(secs: f64) -> Result<u64, LineError> {
 // ---------------------------------------------------------------------------
 // Tokens after the timestamp
 
-enum Token<'a> {
+pub(crate) enum Token<'a> {
     /// Between the quotes, escapes left in.
     Quoted(&'a str),
     Bare(&'a str),
 }
 
-struct Tail<'a> {
-    text: &'a str,
-    at: usize,
+pub(crate) struct Tail<'a> {
+    pub text: &'a str,
+    pub at: usize,
 }
 
 impl<'a> Tail<'a> {
-    fn next(&mut self) -> Result<Option<Token<'a>>, LineError> {
+    pub(crate) fn next(&mut self) -> Result<Option<Token<'a>>, LineError> {
         let bytes = self.text.as_bytes();
         while self.at < bytes.len() && matches!(bytes[self.at], b' ' | b'\t') {
             self.at += 1;
@@ -478,7 +480,7 @@ fn closing_quote(bytes: &[u8]) -> Option<usize> {
 // JSON lines, read without building a tree
 
 /// A JSON value as far as the access log needs it.
-enum Scalar<'a> {
+pub(crate) enum Scalar<'a> {
     Str(Cow<'a, str>),
     Int(u64),
     Float(f64),

@@ -50,6 +50,10 @@
 //! - `clock`: `{"unsynchronised": bool, "max_error_us": number}` for the NAT's clock
 //!   while the evidence was written.
 //!
+//! With a measured or given server clock, then with `--correlate`, the clock report and
+//! the groups follow the requests ([`server_clock`], [`correlate`]; docs/mapping-log.md
+//! §9.5–9.6).
+//!
 //! For the first [`MAX_UNPARSED_SHOWN`] unparsed lines: `{"line": N, "unparsed":
 //! "reason"}`. Last: `{"summary": {"lines", "requests", "unique", "ambiguous", "none",
 //! "unparsed", "format"}}` where `lines` counts non-blank lines, `requests` those that
@@ -61,8 +65,12 @@ use std::net::Ipv4Addr;
 use std::path::PathBuf;
 
 use crate::reader::ReaderError;
-use crate::reader::access_log::{AccessLogParser, AccessRecord};
-use crate::reader::model::{Answer, Candidate, Evidence, MappingSource, Question, Verdict};
+use crate::reader::access_log::{AccessLogParser, AccessRecord, LineError};
+use crate::reader::actor::ActorField;
+use crate::reader::correlate::{self, Groups};
+use crate::reader::input::Chunk;
+use crate::reader::model::{Answer, Evidence, MappingSource, Question, Verdict};
+use crate::reader::server_clock::{self, ServerClock};
 use crate::reader::time::TimeDisplay;
 
 /// Unparsed lines reported one by one before they are only counted.
@@ -73,7 +81,7 @@ pub const MAX_LISTED: usize = 8;
 pub const MAX_REQUEST_SHOWN: usize = 100;
 
 /// TCP: access logs are HTTP.
-const TCP: u8 = 6;
+pub(crate) const TCP: u8 = 6;
 
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct AttributeOptions {
@@ -84,6 +92,12 @@ pub struct AttributeOptions {
     pub server: Option<(Ipv4Addr, Option<u16>)>,
     /// One JSON object per line instead of text.
     pub json: bool,
+    /// Group requests by this field and intersect their candidates ([`crate::reader::correlate`]).
+    pub correlate: Option<ActorField>,
+    /// With `correlate`: only the groups and the summaries, no line per request.
+    pub groups_only: bool,
+    /// The server's clock against the NAT's: trusted, given or measured.
+    pub server_clock: ServerClock,
 }
 
 /// Counts over one access log.
@@ -104,13 +118,6 @@ impl Summary {
     }
 }
 
-fn input_error(source: io::Error) -> ReaderError {
-    ReaderError::Io {
-        path: PathBuf::from("<access log>"),
-        source,
-    }
-}
-
 fn output_error(source: io::Error) -> ReaderError {
     ReaderError::Io {
         path: PathBuf::from("<output>"),
@@ -121,11 +128,14 @@ fn output_error(source: io::Error) -> ReaderError {
 /// The question one request asks.
 pub fn question_for(record: &AccessRecord<'_>, options: &AttributeOptions) -> Question {
     let dest = options.server.or(record.server);
+    let (from_ns, to_ns) = options
+        .server_clock
+        .window(record.time_ns, dest, options.skew_ns);
     Question {
         public_ip: record.client_ip,
         public_port: record.client_port,
-        from_ns: record.time_ns.saturating_sub(options.skew_ns),
-        to_ns: record.time_ns.saturating_add(options.skew_ns),
+        from_ns,
+        to_ns,
         dest_ip: dest.map(|(ip, _)| ip),
         dest_port: dest.and_then(|(_, port)| port),
         protocol: Some(TCP),
@@ -136,7 +146,9 @@ pub fn question_for(record: &AccessRecord<'_>, options: &AttributeOptions) -> Qu
 /// request to `out`, then the summary. Returns the summary.
 ///
 /// Output is buffered here; `out` need not be. Lines that are not valid UTF-8 are read
-/// with replacement characters. A failing source or output stops the run with its error.
+/// with replacement characters; lines longer than 64 KiB are skipped and counted as
+/// unparsed ([`crate::reader::input`]). A failing source or output stops the run with its
+/// error.
 pub fn attribute<R: BufRead, W: Write>(
     mut input: R,
     parser: &mut AccessLogParser,
@@ -151,11 +163,17 @@ pub fn attribute<R: BufRead, W: Write>(
         time_text: TimeText::new(options.json),
         candidate_times: TimeText::new(true),
         summary: Summary::default(),
+        groups: options.correlate.as_ref().map(|_| Groups::default()),
     };
     let mut chunk = Chunk::default();
     let mut line_no = 0u64;
     while chunk.read(&mut input, &mut line_no)? {
         run.chunk(&chunk, parser, source)?;
+    }
+    server_clock::write_report(&mut run.out, &options.server_clock, options.json)
+        .map_err(output_error)?;
+    if let (Some(groups), Some(field)) = (&run.groups, &options.correlate) {
+        write_groups(&mut run.out, groups, field.name(), options.json).map_err(output_error)?;
     }
     write_summary(&mut run.out, options, &run.summary, parser.format().name())
         .map_err(output_error)?;
@@ -163,40 +181,23 @@ pub fn attribute<R: BufRead, W: Write>(
     Ok(run.summary)
 }
 
-/// Lines answered together: one sweep over the log serves the whole chunk.
-const CHUNK_LINES: usize = 1 << 16;
-
-/// A chunk of an access log's lines, kept in one buffer.
-#[derive(Default)]
-struct Chunk {
-    text: String,
-    /// (line number, start, end) of each non-blank line in `text`.
-    lines: Vec<(u64, usize, usize)>,
-}
-
-impl Chunk {
-    /// Reads up to [`CHUNK_LINES`] non-blank lines; false at the end of the input.
-    fn read(&mut self, input: &mut impl BufRead, line_no: &mut u64) -> Result<bool, ReaderError> {
-        self.text.clear();
-        self.lines.clear();
-        let mut buf = Vec::with_capacity(4096);
-        while self.lines.len() < CHUNK_LINES {
-            buf.clear();
-            if input.read_until(b'\n', &mut buf).map_err(input_error)? == 0 {
-                break;
-            }
-            *line_no += 1;
-            let start = self.text.len();
-            // Lines that are not UTF-8 are read with replacement characters.
-            self.text.push_str(&String::from_utf8_lossy(&buf));
-            if self.text[start..].trim_ascii().is_empty() {
-                self.text.truncate(start);
-                continue;
-            }
-            self.lines.push((*line_no, start, self.text.len()));
-        }
-        Ok(!self.lines.is_empty())
-    }
+/// Every line of a chunk: its number, its text and what it parsed as.
+pub(crate) fn parse_lines<'c>(
+    chunk: &'c Chunk,
+    parser: &mut AccessLogParser,
+) -> Vec<(u64, &'c str, Result<AccessRecord<'c>, LineError>)> {
+    chunk
+        .lines
+        .iter()
+        .map(|line| {
+            let parsed = if line.too_long {
+                Err(LineError::TooLong)
+            } else {
+                parser.parse(line.no, chunk.line(line))
+            };
+            (line.no, chunk.line(line), parsed)
+        })
+        .collect()
 }
 
 /// State carried from chunk to chunk.
@@ -207,6 +208,8 @@ struct Run<'o, W: Write> {
     time_text: TimeText,
     candidate_times: TimeText,
     summary: Summary,
+    /// With `--correlate`: the groups so far (they span chunks).
+    groups: Option<Groups>,
 }
 
 impl<W: Write> Run<'_, W> {
@@ -216,19 +219,15 @@ impl<W: Write> Run<'_, W> {
         parser: &mut AccessLogParser,
         source: &mut impl MappingSource,
     ) -> Result<(), ReaderError> {
-        let parsed: Vec<_> = chunk
-            .lines
-            .iter()
-            .map(|&(no, start, end)| (no, parser.parse(no, &chunk.text[start..end])))
-            .collect();
+        let parsed = parse_lines(chunk, parser);
         let questions: Vec<Question> = parsed
             .iter()
-            .filter_map(|(_, p)| p.as_ref().ok())
+            .filter_map(|(_, _, p)| p.as_ref().ok())
             .map(|record| question_for(record, self.options))
             .collect();
         let mut answers = source.answer_all(&questions)?.into_iter();
         let mut asked = questions.iter();
-        for (line_no, result) in &parsed {
+        for (line_no, text, result) in &parsed {
             self.summary.lines += 1;
             match result {
                 Err(error) => self.unparsed(*line_no, error)?,
@@ -237,9 +236,28 @@ impl<W: Write> Run<'_, W> {
                         return Err(ReaderError::Log("a source gave too few answers".into()));
                     };
                     self.answered(record, question, &answer)?;
+                    self.correlate(parser, text, *line_no, &answer)?;
                 }
             }
         }
+        Ok(())
+    }
+
+    /// Adds the request to its actor's group.
+    fn correlate(
+        &mut self,
+        parser: &AccessLogParser,
+        line: &str,
+        line_no: u64,
+        answer: &Answer,
+    ) -> Result<(), ReaderError> {
+        let (Some(groups), Some(field)) = (&mut self.groups, &self.options.correlate) else {
+            return Ok(());
+        };
+        let value = field
+            .value(parser.format(), line)
+            .map_err(|e| ReaderError::Usage(e.to_string()))?;
+        groups.add(value.as_deref(), line_no, answer);
         Ok(())
     }
 
@@ -269,7 +287,10 @@ impl<W: Write> Run<'_, W> {
             Verdict::Ambiguous => self.summary.ambiguous += 1,
             Verdict::None => self.summary.none += 1,
         }
-        subscribers(&answer.candidates, &mut self.scratch);
+        if self.options.groups_only {
+            return Ok(());
+        }
+        correlate::subscriber_addresses(&answer.candidates, &mut self.scratch);
         let time = self.time_text.get(record.time_ns);
         if self.options.json {
             let shown = Shown {
@@ -331,14 +352,6 @@ impl TimeText {
     }
 }
 
-/// The distinct subscriber addresses, sorted, into `into`.
-fn subscribers(candidates: &[Candidate], into: &mut Vec<Ipv4Addr>) {
-    into.clear();
-    into.extend(candidates.iter().map(|c| *c.subscriber.ip()));
-    into.sort_unstable();
-    into.dedup();
-}
-
 fn write_unparsed(
     out: &mut impl Write,
     options: &AttributeOptions,
@@ -358,6 +371,18 @@ fn write_unparsed(
     } else {
         writeln!(out, "line {line_no}: unparsed: {error}")
     }
+}
+
+/// Every group, then their summary.
+fn write_groups(out: &mut impl Write, groups: &Groups, field: &str, json: bool) -> io::Result<()> {
+    for (index, group) in groups.results().iter().enumerate() {
+        if json {
+            correlate::write_group_json(out, field, group)?;
+        } else {
+            correlate::write_group_text(out, index + 1, field, group)?;
+        }
+    }
+    correlate::write_group_summary(out, field, &groups.summary(), json)
 }
 
 fn write_summary(
@@ -639,7 +664,7 @@ fn write_json(
 mod tests {
     use super::*;
     use crate::reader::access_log::{JsonFields, LogFormat};
-    use crate::reader::model::ClockNote;
+    use crate::reader::model::{Candidate, ClockNote};
     use std::net::SocketAddrV4;
 
     const S: u64 = 1_000_000_000;
@@ -789,7 +814,7 @@ mod tests {
         let options = AttributeOptions {
             skew_ns: 2 * S,
             server: Some((ip("192.0.2.80"), Some(443))),
-            json: false,
+            ..AttributeOptions::default()
         };
         run(LOG, &options, &mut source);
         assert_eq!(source.asked.len(), 4);
@@ -826,6 +851,17 @@ mod tests {
             (Some(ip("192.0.2.81")), None)
         );
         assert_eq!(asked.protocol, Some(6));
+
+        // A given server offset moves the window: a server 160 s slow logged T for T + 160.
+        let mut source = fake();
+        let options = AttributeOptions {
+            skew_ns: 2 * S,
+            server_clock: ServerClock::Fixed(-160 * S as i64),
+            ..AttributeOptions::default()
+        };
+        run(LOG, &options, &mut source);
+        let asked = &source.asked[0];
+        assert_eq!((asked.from_ns, asked.to_ns), (T + 158 * S, T + 162 * S));
     }
 
     #[test]
@@ -835,6 +871,7 @@ mod tests {
             skew_ns: 2 * S,
             server: Some((ip("192.0.2.80"), Some(443))),
             json: true,
+            ..AttributeOptions::default()
         };
         let (summary, text) = run(LOG, &options, &mut source);
         let objects: Vec<serde_json::Value> = text
@@ -977,8 +1014,8 @@ mod tests {
         for json in [false, true] {
             let options = AttributeOptions {
                 skew_ns: 2 * S,
-                server: None,
                 json,
+                ..AttributeOptions::default()
             };
             let mut parser = AccessLogParser::new(LogFormat::Auto, JsonFields::default());
             let started = std::time::Instant::now();
