@@ -21,6 +21,7 @@ use tracenat::engine::event::{Event, EventKind, VecSink};
 use tracenat::maplog::writer::{LogSettings, MapLog};
 use tracenat::reader::access_log::{AccessLogParser, JsonFields, LogFormat};
 use tracenat::reader::attribute::{self, AttributeOptions};
+use tracenat::reader::correlate::{Fit, GroupResult, GroupVerdict, Groups};
 use tracenat::reader::logdir::LogDir;
 use tracenat::reader::model::{Answer, MappingSource, Question};
 use tracenat::workload::web::{self, LoggedRequest, WebSpec};
@@ -168,13 +169,37 @@ fn groups(sample: &[LoggedRequest], size: usize) -> Vec<(u32, Vec<usize>)> {
     out
 }
 
-/// The subscribers that could have made every request of a group.
-fn intersection(answers: &[Vec<Ipv4Addr>], members: &[usize]) -> Vec<Ipv4Addr> {
-    let mut left = answers[members[0]].clone();
-    for &m in &members[1..] {
-        left.retain(|ip| answers[m].binary_search(ip).is_ok());
+/// Each group's verdict as `attribute --correlate` gives it: the product's own grouping.
+/// Returns (groups, unique groups, groups whose answer leaves out the true subscriber).
+fn group_verdicts(
+    spec: &WebSpec,
+    answers: &[Vec<Ipv4Addr>],
+    groups: &[(u32, Vec<usize>)],
+) -> (usize, usize, usize) {
+    let mut grouping = Groups::default();
+    for (actor, members) in groups {
+        let value = format!("actor-{actor}");
+        for &m in members {
+            grouping.add_subscribers(Some(&value), m as u64, &answers[m]);
+        }
     }
-    left
+    let results = grouping.results();
+    let truth = |r: &GroupResult| {
+        let actor: u32 = r.value["actor-".len()..].parse().expect("actor value");
+        web::subscriber_ip(spec, actor)
+    };
+    let unique = results
+        .iter()
+        .filter(|r| r.verdict == GroupVerdict::Unique)
+        .count();
+    let wrong = results
+        .iter()
+        .filter(|r| {
+            // The true subscriber made every request: it must fit them all.
+            !r.fit_all.iter().any(|f: &Fit| f.subscriber == truth(r))
+        })
+        .count();
+    (results.len(), unique, wrong)
 }
 
 fn attribute_rate(log: &mut LogDir, access_log: &str) -> f64 {
@@ -260,23 +285,18 @@ fn run(s: &Scenario, scale: f64) {
     println!("actor groups (requests with the same user agent, intersected):");
     for size in [1, 2, 5, 10] {
         let groups = groups(&sample, size);
-        let mut unique = [0usize; 2];
-        let mut wrong = 0;
-        for (actor, members) in &groups {
-            for (k, n) in [&before, &after].into_iter().enumerate() {
-                let left = intersection(&n.answers, members);
-                unique[k] += (left.len() == 1) as usize;
-                let truth = web::subscriber_ip(&spec, *actor);
-                wrong += (!left.contains(&truth)) as usize;
-            }
-        }
-        let pct = |u: usize| 100.0 * u as f64 / groups.len().max(1) as f64;
+        let (n, unique_before, wrong_before) = group_verdicts(&spec, &before.answers, &groups);
+        let (_, unique_after, wrong_after) = group_verdicts(&spec, &after.answers, &groups);
+        let pct = |u: usize| 100.0 * u as f64 / n.max(1) as f64;
         println!(
-            "  groups of {size:>2}: {:>6} groups; unique {:5.1} % before, {:5.1} % after{}",
-            groups.len(),
-            pct(unique[0]),
-            pct(unique[1]),
-            if wrong > 0 { " — TRUTH MISSING" } else { "" }
+            "  groups of {size:>2}: {n:>6} groups; unique {:5.1} % before, {:5.1} % after{}",
+            pct(unique_before),
+            pct(unique_after),
+            if wrong_before + wrong_after > 0 {
+                " — TRUTH MISSING"
+            } else {
+                ""
+            }
         );
     }
     let portless = web::access_log(&sample, false);

@@ -6,10 +6,13 @@
 //!
 //! Sessions are listed by start time. A question about `[from, to]` looks at those begun in
 //! `[from − SHORT, to]`, plus the *long* ones: a session begun earlier can only have been
-//! active at `from` if it lasted more than `SHORT`, so each session is examined once the
-//! sweep has read `SHORT` past its start — still open, or active for longer than `SHORT`,
-//! and it is listed as long. The answer is exactly the one a scan of every mapping on the
-//! address would give.
+//! active at `from` if it lasted more than `SHORT`. Each session is examined once the sweep
+//! has read `SHORT + L` past its start, `L` being the reader's look-ahead (the longest idle
+//! timeout): a session whose traffic stopped within `SHORT` has its end, with its last
+//! packet, logged by then. Still open then, or active for longer than `SHORT`, it is listed
+//! as long. Questions are answered with the sweep `L` past their window, so every session
+//! begun before `from − SHORT` has been examined. The answer is exactly the one a scan of
+//! every mapping on the address would give.
 
 use std::collections::VecDeque;
 
@@ -44,21 +47,37 @@ pub(super) struct DestIndex {
     young: VecDeque<DestSession>,
     /// How far the sweep has read: every record up to here is applied.
     position: u64,
+    /// How long after `SHORT_NS` past its start a session is examined: the look-ahead.
+    examine_delay: u64,
 }
 
 impl DestIndex {
+    /// `examine_delay`: the reader's look-ahead past a question's window (0 when only
+    /// questions with a port are asked, which do not use the index).
+    pub fn new(examine_delay: u64) -> DestIndex {
+        DestIndex {
+            examine_delay,
+            ..DestIndex::default()
+        }
+    }
+
+    /// Whether a session begun at `start` is examined once the sweep is at `now`.
+    fn due(&self, start: u64, now: u64) -> bool {
+        start + SHORT_NS + self.examine_delay < now
+    }
+
     pub fn started(&mut self, s: DestSession) {
         let list = self.by_dest.entry((s.key.0, s.dest_ip)).or_default();
         list.by_start.push((s.start, s.key));
         self.young.push_back(s);
     }
 
-    /// The sweep has read everything up to `now`: sessions begun more than `SHORT_NS`
-    /// before it are examined; `lasted_long` says whether one is still open or was active
-    /// for more than `SHORT_NS` (false once it is forgotten).
+    /// The sweep has read everything up to `now`: sessions due are examined;
+    /// `lasted_long` says whether one is still open or was active for more than
+    /// `SHORT_NS` (false once it is forgotten).
     pub fn advance(&mut self, now: u64, lasted_long: impl Fn(&DestSession) -> bool) {
         self.position = self.position.max(now);
-        while let Some(s) = self.young.front().filter(|s| s.start + SHORT_NS < now) {
+        while let Some(s) = self.young.front().filter(|s| self.due(s.start, now)) {
             let s = *s;
             self.young.pop_front();
             if lasted_long(&s) {
@@ -100,7 +119,7 @@ impl DestIndex {
         self.by_dest.clear();
         let mut young: Vec<DestSession> = Vec::new();
         for s in sessions {
-            let examined = s.start + SHORT_NS < self.position;
+            let examined = self.due(s.start, self.position);
             if examined && lasted_long(&s) {
                 self.mark_long(&s);
             }
@@ -158,6 +177,19 @@ mod tests {
         index.keys(1, 8, 0, 300 * S, &mut out);
         index.keys(2, 9, 0, 300 * S, &mut out);
         assert!(out.is_empty());
+    }
+
+    #[test]
+    fn a_session_is_examined_only_once_its_end_can_have_been_read() {
+        // With a 300 s look-ahead, a session begun at 0 is examined after 330 s: by then
+        // an end 240 s after a 2 s burst is read, so it is short.
+        let mut index = DestIndex::new(300 * S);
+        index.started(session(1000, 0));
+        let ended_short = |_: &DestSession| false;
+        index.advance(100 * S, |_| panic!("examined before its end can be known"));
+        index.advance(331 * S, ended_short);
+        assert_eq!(keys(&index, 60, 61), Vec::<u16>::new());
+        assert_eq!(keys(&index, 1, 2), vec![1000]);
     }
 
     #[test]

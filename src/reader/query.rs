@@ -173,6 +173,7 @@ impl Cursor {
         ends: &[RunEnd],
         interest: &Interest,
         from: u64,
+        activity_lookahead_ns: u64,
     ) -> Result<Cursor, ReaderError> {
         let segment = segments
             .iter()
@@ -182,7 +183,7 @@ impl Cursor {
             ends.iter().take_while(|e| run_ended_before(e, seg)).count()
         });
         let mut cursor = Cursor {
-            tracker: Tracker::default(),
+            tracker: Tracker::new(activity_lookahead_ns),
             clock: ClockSpans::default(),
             valid_from: from,
             segment,
@@ -381,9 +382,14 @@ impl LogDir {
             self.streaming_cursors(from, to)?
         } else {
             let interest = Interest::of(questions);
+            // A port-less question is narrowed by the destinations of the sessions active
+            // in its window, which a checkpoint does not carry: start early enough to see
+            // the creations of the sessions that stopped within the look-ahead.
+            let start = from.saturating_sub(lookahead);
             let mut cursors = Vec::new();
             for w in &self.workers {
-                let mut cursor = Cursor::start(&w.segments, &w.run_ends, &interest, from)?;
+                let mut cursor =
+                    Cursor::start(&w.segments, &w.run_ends, &interest, start, lookahead)?;
                 cursor.advance(&w.segments, &w.run_ends, &interest, to)?;
                 cursors.push(cursor);
             }
@@ -423,6 +429,7 @@ impl LogDir {
     /// The kept sweep, moved on to `to`, or a new one if the batch starts before it.
     fn streaming_cursors(&mut self, from: u64, to: u64) -> Result<Vec<Cursor>, ReaderError> {
         let interest = Interest::everything();
+        let lookahead = self.activity_lookahead_ns();
         let kept = self
             .sweep
             .take()
@@ -434,7 +441,7 @@ impl LogDir {
                 .iter()
                 .map(|w| {
                     let from = from.saturating_sub(KEEP_BEHIND_NS);
-                    Cursor::start(&w.segments, &w.run_ends, &interest, from)
+                    Cursor::start(&w.segments, &w.run_ends, &interest, from, lookahead)
                 })
                 .collect::<Result<_, _>>()?,
         };

@@ -205,6 +205,15 @@ fn update(list: &mut Vec<Holding>, r: &Record) {
 }
 
 impl Tracker {
+    /// `activity_lookahead_ns`: how far past a port-less question's window the reader
+    /// reads (see `dest_index`).
+    pub(super) fn new(activity_lookahead_ns: u64) -> Tracker {
+        Tracker {
+            destinations: DestIndex::new(activity_lookahead_ns),
+            ..Tracker::default()
+        }
+    }
+
     /// The holdings of `key`, created (and indexed) on first use: one hash lookup.
     fn list(&mut self, key: Key) -> &mut Vec<Holding> {
         self.holdings.entry(key).or_insert_with(|| {

@@ -193,8 +193,9 @@ pub fn drive<S: EventSink>(
         .collect();
     schedule.sort_unstable();
     let mut buf = vec![0u8; 2048];
+    let mut clock = ClockSteps::default();
     for (t, i, step) in schedule {
-        engine.advance(t);
+        clock.run_to(t, engine);
         let c = &mut connections[i as usize];
         let (_, side, flags) = STEPS[step as usize];
         let spec = match (side, c.public) {
@@ -210,8 +211,28 @@ pub fn drive<S: EventSink>(
         }
         drain(engine.sink_mut());
     }
-    engine.advance(end_ns);
+    clock.run_to(end_ns, engine);
     drain(engine.sink_mut());
+}
+
+/// The engine's clock moved on in steps of at most a second, as a running NAT's workers
+/// move it whether packets come or not: sessions end when their timers fire, not at the
+/// next packet after a quiet spell.
+#[derive(Default)]
+struct ClockSteps {
+    now: u64,
+}
+
+impl ClockSteps {
+    fn run_to<S: EventSink>(&mut self, t: u64, engine: &mut Engine<S>) {
+        const STEP: u64 = 1_000_000_000;
+        while self.now != 0 && self.now + STEP < t {
+            self.now += STEP;
+            engine.advance(self.now);
+        }
+        self.now = self.now.max(t);
+        engine.advance(t);
+    }
 }
 
 /// The IPv4 source endpoint of an Ethernet frame (no VLAN, as built here).
