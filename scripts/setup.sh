@@ -23,7 +23,18 @@ if ((${#missing[@]})); then
   # tshark asks whether non-root users may capture; the answer does not matter here.
   echo "wireshark-common wireshark-common/install-setuid boolean false" | debconf-set-selections
   apt-get update -qq
-  apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+  # nginx runs only inside the lab's namespaces: Debian's maintainer scripts must not start
+  # its service on the host. policy-rc.d answering 101 forbids starting services for the
+  # install, and is removed after unless it was there before.
+  policy=/usr/sbin/policy-rc.d
+  own_policy=false
+  if [[ ! -e $policy ]]; then
+    printf '#!/bin/sh\nexit 101\n' >"$policy" && chmod +x "$policy" && own_policy=true
+  fi
+  status=0
+  apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null || status=$?
+  if $own_policy; then rm -f "$policy"; fi
+  ((status == 0)) || exit "$status"
 fi
 
 # The Rust toolchain's formatter and linter (present on the build image; added if not).
