@@ -378,8 +378,11 @@ impl LogDir {
             false => 0,
         };
         let to = questions.iter().map(|q| q.to_ns).max().unwrap_or(0) + lookahead;
+        let by_destination = questions
+            .iter()
+            .any(|q| q.public_port.is_none() && q.dest_ip.is_some());
         let cursors = if stream {
-            self.streaming_cursors(from, to)?
+            self.streaming_cursors(from, to, by_destination)?
         } else {
             let interest = Interest::of(questions);
             // A port-less question is narrowed by the destinations of the sessions active
@@ -390,6 +393,9 @@ impl LogDir {
             for w in &self.workers {
                 let mut cursor =
                     Cursor::start(&w.segments, &w.run_ends, &interest, start, lookahead)?;
+                if by_destination {
+                    cursor.tracker.keep_destinations(cursor.valid_from);
+                }
                 cursor.advance(&w.segments, &w.run_ends, &interest, to)?;
                 cursors.push(cursor);
             }
@@ -427,7 +433,12 @@ const KEEP_BEHIND_NS: u64 = 300 * 1_000_000_000;
 
 impl LogDir {
     /// The kept sweep, moved on to `to`, or a new one if the batch starts before it.
-    fn streaming_cursors(&mut self, from: u64, to: u64) -> Result<Vec<Cursor>, ReaderError> {
+    fn streaming_cursors(
+        &mut self,
+        from: u64,
+        to: u64,
+        by_destination: bool,
+    ) -> Result<Vec<Cursor>, ReaderError> {
         let interest = Interest::everything();
         let lookahead = self.activity_lookahead_ns();
         let kept = self
@@ -446,6 +457,9 @@ impl LogDir {
                 .collect::<Result<_, _>>()?,
         };
         for (c, w) in cursors.iter_mut().zip(&self.workers) {
+            if by_destination {
+                c.tracker.keep_destinations(c.valid_from);
+            }
             c.advance(&w.segments, &w.run_ends, &interest, to)?;
             c.forget_before(from.saturating_sub(KEEP_BEHIND_NS));
         }

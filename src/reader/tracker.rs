@@ -122,6 +122,9 @@ pub(super) struct Tracker {
     /// Mapping keys by address with a holding whose sessions are not all known: they can
     /// answer a question towards any destination.
     unknown_dest_keys_by_address: HashMap<u32, Vec<Key>>,
+    /// Whether the two destination indexes above are kept: only once a port-less question
+    /// naming a destination is asked, so a sweep answering requests with ports pays nothing.
+    destinations_kept: bool,
 }
 
 /// The active (last) holding of a key's list, if it is still active.
@@ -230,7 +233,12 @@ impl Tracker {
 
     pub(super) fn apply(&mut self, r: &Record) {
         let key = key_of(r);
+        let kept = self.destinations_kept;
         let list = self.list(key);
+        if !kept {
+            update(list, r);
+            return;
+        }
         let unknown_before = key.1 != 0 && list.iter().any(|h| !h.sessions_known());
         update(list, r);
         let unknown_now = key.1 != 0 && list.iter().any(|h| !h.sessions_known());
@@ -247,6 +255,15 @@ impl Tracker {
                 .entry(key.0)
                 .or_default()
                 .push(key);
+        }
+    }
+
+    /// From now on, keeps the destination indexes (built from what is held), for
+    /// questions from `cutoff` on.
+    pub(super) fn keep_destinations(&mut self, cutoff: u64) {
+        if !self.destinations_kept {
+            self.destinations_kept = true;
+            self.index_destinations(cutoff);
         }
     }
 
@@ -276,6 +293,7 @@ impl Tracker {
                 keys.extend(on_address(&self.block_keys_by_address));
             }
             (None, Some(dest)) => {
+                debug_assert!(self.destinations_kept, "keep_destinations first");
                 let (from, to) = (window.from, window.to);
                 self.destinations.keys(ip, u32::from(dest), from, to, keys);
                 // Listed once each: a mapping may be both towards the destination and of
@@ -421,7 +439,9 @@ impl Tracker {
                 !keys.is_empty()
             });
         }
-        self.index_destinations(cutoff);
+        if self.destinations_kept {
+            self.index_destinations(cutoff);
+        }
     }
 
     /// Rebuilds the destination indexes from the holdings left after forgetting what
