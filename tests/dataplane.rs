@@ -148,8 +148,28 @@ fn tcp_udp_icmp_through(workers: u16) {
     );
 
     // The server saw only pool addresses, and every request traces back to its sender.
-    let mut log = LogDir::open(&lab.dir.join("log")).unwrap();
-    let access = std::fs::read_to_string(lab.dir.join("access.log")).unwrap();
+    let (summary, report, lines) =
+        attribute_web_log(&lab.dir.join("log"), &lab.dir.join("access.log"));
+    assert_eq!(summary.unique, 12, "{report}");
+    for (line, sender) in lines.iter().zip(&sent) {
+        let client: SocketAddrV4 = line["client"].as_str().unwrap().parse().unwrap();
+        assert_eq!(
+            client.ip().octets()[..3],
+            [203, 0, 113],
+            "server saw {client}"
+        );
+        assert_eq!(line["candidates"][0]["subscriber"], sender.to_string());
+    }
+}
+
+/// `attribute --json` of the web server's access log against the mapping log (server
+/// 198.51.100.10:80, skew 2 s): the summary, the whole report, and one object per request.
+fn attribute_web_log(
+    log_dir: &Path,
+    access_log: &Path,
+) -> (attribute::Summary, String, Vec<serde_json::Value>) {
+    let mut log = LogDir::open(log_dir).unwrap();
+    let access = std::fs::read_to_string(access_log).unwrap();
     let mut out = Vec::new();
     let summary = attribute::attribute(
         access.as_bytes(),
@@ -164,21 +184,13 @@ fn tcp_udp_icmp_through(workers: u16) {
         &mut out,
     )
     .unwrap();
-    assert_eq!(summary.unique, 12, "{}", String::from_utf8_lossy(&out));
-    let lines: Vec<serde_json::Value> = String::from_utf8_lossy(&out)
+    let report = String::from_utf8_lossy(&out).into_owned();
+    let lines = report
         .lines()
         .map(|l| serde_json::from_str(l).unwrap())
         .filter(|v: &serde_json::Value| v.get("line").is_some())
         .collect();
-    for (line, sender) in lines.iter().zip(&sent) {
-        let client: SocketAddrV4 = line["client"].as_str().unwrap().parse().unwrap();
-        assert_eq!(
-            client.ip().octets()[..3],
-            [203, 0, 113],
-            "server saw {client}"
-        );
-        assert_eq!(line["candidates"][0]["subscriber"], sender.to_string());
-    }
+    (summary, report, lines)
 }
 
 #[test]
@@ -438,29 +450,8 @@ fn restarts_after_sigterm_and_sigkill_keep_every_request_traced_to_its_sender() 
         assert!(reused.is_empty(), "run {} reissued {reused:?}", k + 2);
     }
 
-    let mut log = LogDir::open(&log_dir).unwrap();
-    let access = std::fs::read_to_string(&access_log).unwrap();
-    let mut out = Vec::new();
-    let summary = attribute::attribute(
-        access.as_bytes(),
-        &mut AccessLogParser::new(LogFormat::Auto, JsonFields::default()),
-        &mut log,
-        &AttributeOptions {
-            skew_ns: 2_000_000_000,
-            server: Some((Ipv4Addr::new(198, 51, 100, 10), Some(80))),
-            json: true,
-            ..AttributeOptions::default()
-        },
-        &mut out,
-    )
-    .unwrap();
-    let report = String::from_utf8_lossy(&out);
+    let (summary, report, lines) = attribute_web_log(&log_dir, &access_log);
     assert_eq!(summary.unique as usize, sent.len(), "{report}");
-    let lines: Vec<serde_json::Value> = report
-        .lines()
-        .map(|l| serde_json::from_str(l).unwrap())
-        .filter(|v: &serde_json::Value| v.get("line").is_some())
-        .collect();
     assert_eq!(lines.len(), sent.len(), "{report}");
     for (line, sender) in lines.iter().zip(&sent) {
         assert_eq!(line["verdict"], "unique", "{line}");

@@ -347,23 +347,28 @@ fn access_log_with_users(t: &Traced) -> (PathBuf, usize) {
     (path, other)
 }
 
-#[test]
-fn requests_grouped_by_user_narrow_to_their_subscriber() {
-    let t = traced_capture("correlate");
-    let (log, _) = access_log_with_users(&t);
-    let o = tracenat(&[
+/// `tracenat log attribute --correlate user` of `access_log` towards the server, with `flag`.
+fn correlated_by_user(log_dir: &Path, access_log: &Path, flag: &str) -> Output {
+    tracenat(&[
         "log",
         "attribute",
         "--dir",
-        t.log.to_str().unwrap(),
+        log_dir.to_str().unwrap(),
         "--access-log",
-        log.to_str().unwrap(),
+        access_log.to_str().unwrap(),
         "--server",
         SERVER,
         "--correlate",
         "user",
-        "--json",
-    ]);
+        flag,
+    ])
+}
+
+#[test]
+fn requests_grouped_by_user_narrow_to_their_subscriber() {
+    let t = traced_capture("correlate");
+    let (log, _) = access_log_with_users(&t);
+    let o = correlated_by_user(&t.log, &log, "--json");
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
     let lines: Vec<Value> = stdout(&o)
         .lines()
@@ -412,19 +417,7 @@ fn requests_grouped_by_user_narrow_to_their_subscriber() {
     assert!(lines.last().unwrap().get("summary").is_some());
 
     // Only the groups and the summaries.
-    let o = tracenat(&[
-        "log",
-        "attribute",
-        "--dir",
-        t.log.to_str().unwrap(),
-        "--access-log",
-        log.to_str().unwrap(),
-        "--server",
-        SERVER,
-        "--correlate",
-        "user",
-        "--groups-only",
-    ]);
+    let o = correlated_by_user(&t.log, &log, "--groups-only");
     let text = stdout(&o);
     println!("{text}");
     assert!(!text.lines().any(|l| l.starts_with("line ")), "{text}");
