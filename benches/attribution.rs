@@ -17,7 +17,7 @@ use std::time::Instant;
 
 use tracenat::config::Config;
 use tracenat::engine::Engine;
-use tracenat::engine::event::{Event, EventKind, VecSink};
+use tracenat::engine::event::{Event, EventKind, EventSink, VecSink};
 use tracenat::maplog::writer::{LogSettings, MapLog};
 use tracenat::reader::access_log::{AccessLogParser, JsonFields, LogFormat};
 use tracenat::reader::attribute::{self, AttributeOptions};
@@ -77,7 +77,6 @@ fn write_log(dir: &Path, events: &[Event]) -> u64 {
     let p = &mut producers[0];
     for e in events {
         p.poll(e.ts_ns);
-        use tracenat::engine::event::EventSink;
         p.emit(e);
     }
     p.finish();
