@@ -11,6 +11,7 @@ pub mod demo;
 pub mod engine;
 pub mod fuzzing;
 pub mod generator;
+pub mod identity;
 pub mod lab;
 pub mod maplog;
 pub mod pcap;
