@@ -89,13 +89,14 @@ pub fn check(root: &Path) -> io::Result<()> {
 }
 
 /// Stores the configuration text in force from `activation_ns` on. Deterministic mode
-/// computes mappings from it; every mode keeps it as a record of what the NAT did.
+/// computes mappings from it; every mode keeps it as a record of what the NAT did. Shared
+/// secrets (`[identity.radius]`) are redacted: whoever reads the log must not learn them.
 pub fn store_config(root: &Path, activation_ns: u64, text: &str) -> io::Result<()> {
     let dir = root.join(CONFIGS);
     fs::create_dir_all(&dir)?;
     let path = dir.join(format!("{activation_ns:020}.toml"));
     if !path.exists() {
-        fs::write(&path, text)?;
+        fs::write(&path, crate::config::identity::redact_secrets(text))?;
         fs::File::open(&dir)?.sync_all()?;
     }
     Ok(())
