@@ -121,6 +121,20 @@ impl Identity {
         *self == Identity::default()
     }
 
+    /// The same holder as `other`: the same RADIUS session where both name one, else the
+    /// same user, hardware address and client identifier. A Stop ends only the holding of
+    /// its own holder, so a late Stop of the previous customer cannot end the next one's.
+    pub fn same_holder(&self, other: &Identity) -> bool {
+        match (&self.session_id, &other.session_id) {
+            (Some(a), Some(b)) => a == b && self.user == other.user,
+            _ => {
+                self.user == other.user
+                    && self.hw_addr == other.hw_addr
+                    && self.client_id == other.client_id
+            }
+        }
+    }
+
     /// `(name, value)` for every field present, in a fixed order; names as in JSON.
     pub fn fields(&self) -> Vec<(&'static str, String)> {
         let text = [

@@ -49,6 +49,9 @@ pub mod flags {
     /// The payload ends with the activity column: each session end's last activity. Blocks
     /// written before the log kept it lack the column; their ends' activity is unknown.
     pub const ACTIVITY: u8 = 4;
+    /// The payload holds identity records (docs/mapping-log.md §5.2), not mappings: the
+    /// blocks of the identity chain.
+    pub const IDENTITY: u8 = 8;
 }
 
 /// Everything a reader learns from a block without decompressing it.
@@ -223,13 +226,55 @@ pub fn encode(
 ) -> EncodedBlock {
     scratch.clear();
     encode_columns(records, scratch);
+    let keys = records.iter().filter(|r| r.public_ip != 0).map(|r| {
+        let port = if r.kind.has_block() {
+            r.block_first
+        } else {
+            r.public_port
+        };
+        (r.public_ip, port)
+    });
+    let (key_min, key_max, address_filter) = summarise(keys);
+    let summary = Summary {
+        count: records.len() as u32,
+        first_ts_ns: records.iter().map(|r| r.ts_ns).min().unwrap_or(0),
+        last_ts_ns: records.iter().map(|r| r.ts_ns).max().unwrap_or(0),
+        key_min,
+        key_max,
+        address_filter,
+    };
+    seal(scratch, &summary, flags::ACTIVITY, ctx, codec, |bytes| {
+        EndpointFilter::build(records, bytes)
+    })
+}
+
+/// What a block's header says about its records, so they can be skipped undecoded.
+pub(crate) struct Summary {
+    pub count: u32,
+    pub first_ts_ns: u64,
+    pub last_ts_ns: u64,
+    pub key_min: u64,
+    pub key_max: u64,
+    pub address_filter: [u8; 32],
+}
+
+/// Compresses an encoded payload and puts the header (with `content_flags` and the chain
+/// context's), the payload and whatever `add_filter` appends (returning its length in
+/// 8-byte words) together as one block. Every kind of payload is sealed the same way.
+pub(crate) fn seal(
+    raw: &[u8],
+    summary: &Summary,
+    content_flags: u8,
+    ctx: &BlockContext,
+    codec: Codec,
+    add_filter: impl FnOnce(&mut Vec<u8>) -> u16,
+) -> EncodedBlock {
     let mut bytes = vec![0u8; HEADER_LEN];
-    compress(codec, scratch, &mut bytes);
+    compress(codec, raw, &mut bytes);
     let payload_len = bytes.len() - HEADER_LEN;
-    let filter_words = EndpointFilter::build(records, &mut bytes);
+    let filter_words = add_filter(&mut bytes);
     let payload = &bytes[HEADER_LEN..];
-    let (key_min, key_max, address_filter) = summarise(records);
-    let mut flags = flags::ACTIVITY;
+    let mut flags = content_flags;
     if ctx.checkpoint {
         flags |= flags::CHECKPOINT;
     }
@@ -240,18 +285,18 @@ pub fn encode(
         codec,
         flags,
         worker: ctx.worker,
-        count: records.len() as u32,
+        count: summary.count,
         sequence: ctx.sequence,
-        first_ts_ns: records.iter().map(|r| r.ts_ns).min().unwrap_or(0),
-        last_ts_ns: records.iter().map(|r| r.ts_ns).max().unwrap_or(0),
+        first_ts_ns: summary.first_ts_ns,
+        last_ts_ns: summary.last_ts_ns,
         payload_len: payload_len as u32,
         filter_words,
-        raw_len: scratch.len() as u32,
+        raw_len: raw.len() as u32,
         clock_max_error_us: ctx.clock.max_error_us,
         clock_est_error_us: ctx.clock.est_error_us,
-        key_min,
-        key_max,
-        address_filter,
+        key_min: summary.key_min,
+        key_max: summary.key_max,
+        address_filter: summary.address_filter,
         prev_hash: ctx.prev_hash,
         payload_crc: crc32c::crc32c(payload),
     };
@@ -272,13 +317,10 @@ pub fn block_hash(block_bytes: &[u8]) -> Hash {
 /// Checks the payload CRC and decodes the records of a whole block (`bytes` starts at the
 /// header and holds at least `header.total_len()` bytes).
 pub fn decode(header: &BlockHeader, bytes: &[u8], out: &mut Vec<Record>) -> Result<(), BlockError> {
-    let covered = bytes
-        .get(HEADER_LEN..header.total_len())
-        .ok_or(BlockError::Truncated)?;
-    if crc32c::crc32c(covered) != header.payload_crc {
-        return Err(BlockError::PayloadCrc);
+    if header.flags & flags::IDENTITY != 0 {
+        return Err(BlockError::Corrupt("an identity block where mappings were expected"));
     }
-    let raw = decompress(header, &covered[..header.payload_len as usize])?;
+    let raw = payload(header, bytes)?;
     let activity = header.flags & flags::ACTIVITY != 0;
     decode_columns(
         &raw,
@@ -287,6 +329,18 @@ pub fn decode(header: &BlockHeader, bytes: &[u8], out: &mut Vec<Record>) -> Resu
         activity,
         out,
     )
+}
+
+/// Checks the payload CRC (which covers the endpoint filter too) and returns the payload
+/// decompressed.
+pub(crate) fn payload(header: &BlockHeader, bytes: &[u8]) -> Result<Vec<u8>, BlockError> {
+    let covered = bytes
+        .get(HEADER_LEN..header.total_len())
+        .ok_or(BlockError::Truncated)?;
+    if crc32c::crc32c(covered) != header.payload_crc {
+        return Err(BlockError::PayloadCrc);
+    }
+    decompress(header, &covered[..header.payload_len as usize])
 }
 
 /// A Bloom filter over the public endpoints of a block's records, stored after the payload
@@ -370,19 +424,15 @@ fn address_bit(ip: u32) -> usize {
     (ip.wrapping_mul(0x9E37_79B1) >> 24) as usize
 }
 
-fn summarise(records: &[Record]) -> (u64, u64, [u8; 32]) {
+/// Key range and address filter over `(address, port)` keys (§4.5).
+pub(crate) fn summarise(keys: impl Iterator<Item = (u32, u16)>) -> (u64, u64, [u8; 32]) {
     let mut filter = [0u8; 32];
     let (mut min, mut max) = (u64::MAX, 0u64);
-    for r in records.iter().filter(|r| r.public_ip != 0) {
-        let port = if r.kind.has_block() {
-            r.block_first
-        } else {
-            r.public_port
-        };
-        let key = (r.public_ip as u64) << 16 | port as u64;
+    for (ip, port) in keys {
+        let key = (ip as u64) << 16 | port as u64;
         min = min.min(key);
         max = max.max(key);
-        let bit = address_bit(r.public_ip);
+        let bit = address_bit(ip);
         filter[bit / 8] |= 1 << (bit % 8);
     }
     if min > max {
@@ -587,11 +637,11 @@ fn decode_columns(
     Ok(())
 }
 
-fn zigzag(v: i64) -> u64 {
+pub(crate) fn zigzag(v: i64) -> u64 {
     ((v << 1) ^ (v >> 63)) as u64
 }
 
-fn unzigzag(v: u64) -> i64 {
+pub(crate) fn unzigzag(v: u64) -> i64 {
     (v >> 1) as i64 ^ -((v & 1) as i64)
 }
 

@@ -8,8 +8,11 @@
 //! the NAT began and ended, and `tail` reads what the previous run left (ports to rest).
 
 pub mod block;
+mod chain;
 pub mod clock;
 pub mod dir;
+pub mod identity_block;
+pub mod identity_log;
 pub mod io;
 pub mod live;
 pub mod record;

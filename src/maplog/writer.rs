@@ -10,9 +10,7 @@
 //! opposite policy, `drop-records`, sessions are translated anyway and the records that do
 //! not fit are counted as lost.
 
-use std::collections::VecDeque;
-use std::fs::{self, OpenOptions};
-use std::io::{self, Write};
+use std::io;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
@@ -20,14 +18,13 @@ use std::thread::{self, JoinHandle};
 
 use crossbeam_queue::ArrayQueue;
 
-use super::block::{self, BlockContext, Codec, Hash};
-use super::clock::{self, ClockState};
+use super::block::{self, Codec};
+use super::chain::SegmentChain;
+use super::clock;
 use super::dir;
-use super::io::{Backend, IoMode, LogFile};
 use super::live::{LiveSet, Undo};
 use super::record::{self, Record};
 use super::runs::{self, PreviousRun, RunLine, RunStop, SeedOrigin};
-use super::segment::{self, BlockRef, Segment, SegmentError, SegmentHeader, Tail};
 use crate::config::{BackpressurePolicy, Config, LogVolume};
 use crate::engine::event::{Event, EventSink};
 
@@ -84,6 +81,31 @@ impl LogSettings {
     }
 }
 
+impl LogSettings {
+    /// The defaults of `[logging]`, for writing into a directory without a configuration
+    /// (`tracenat identity import`).
+    pub fn defaults(dir: &Path) -> LogSettings {
+        use crate::config::defaults;
+        LogSettings {
+            dir: dir.to_owned(),
+            volume: LogVolume::SessionsWithDestination,
+            flush_interval_ns: defaults::FLUSH_INTERVAL.as_nanos() as u64,
+            segment_size: defaults::SEGMENT_SIZE as u64,
+            segment_age_ns: defaults::SEGMENT_AGE.as_nanos() as u64,
+            retention_ns: None,
+            policy: BackpressurePolicy::RefuseSessions,
+            direct_io: true,
+            codec: Codec::Zstd,
+            block_records: 8192,
+            batch_records: 1024,
+            batches_per_worker: 64,
+            record_time_only: false,
+            config_text: None,
+            seed: SeedOrigin::Default,
+        }
+    }
+}
+
 #[derive(Debug, thiserror::Error)]
 pub enum LogError {
     #[error("mapping log {path}: {source}")]
@@ -94,7 +116,7 @@ pub enum LogError {
     WriterGone,
 }
 
-fn io_err(path: &Path) -> impl FnOnce(io::Error) -> LogError + '_ {
+pub(super) fn io_err(path: &Path) -> impl FnOnce(io::Error) -> LogError + '_ {
     move |source| LogError::Io {
         path: path.to_owned(),
         source,
@@ -126,7 +148,7 @@ pub struct LogStats {
 }
 
 impl LogStats {
-    fn add(counter: &AtomicU64, n: u64) {
+    pub(super) fn add(counter: &AtomicU64, n: u64) {
         counter.fetch_add(n, Ordering::Relaxed);
     }
     pub fn get(counter: &AtomicU64) -> u64 {
@@ -134,7 +156,7 @@ impl LogStats {
     }
 
     /// Counts a failed write and keeps its message for the operator.
-    fn note_error(&self, path: &Path, e: &io::Error) {
+    pub(super) fn note_error(&self, path: &Path, e: &io::Error) {
         Self::add(&self.write_errors, 1);
         *self.last_error.lock().unwrap() = Some(format!("{}: {e}", path.display()));
     }
@@ -324,7 +346,7 @@ impl MapLog {
                 shared: shared.clone(),
             });
         }
-        let next_segments = logs.iter().map(|l| l.segment_sequence).collect();
+        let next_segments = logs.iter().map(|l| l.chain.segment_sequence).collect();
         let previous = runs::begin(
             &settings.dir,
             now_ns,
@@ -515,7 +537,7 @@ impl Writer {
             match log.drain(&self.settings, stats) {
                 Ok(any) => busy |= any,
                 Err(e) => {
-                    stats.note_error(&log.path, &e);
+                    stats.note_error(&log.chain.path, &e);
                     return Drain::Failed;
                 }
             }
@@ -537,7 +559,7 @@ impl Writer {
             match log.sync(cut, &self.settings, stats) {
                 Ok(()) => LogStats::add(&stats.syncs, 1),
                 Err(e) => {
-                    stats.note_error(&log.path, &e);
+                    stats.note_error(&log.chain.path, &e);
                     ok = false;
                 }
             }
@@ -577,7 +599,7 @@ impl Writer {
         let mut ok = true;
         for log in &mut self.logs {
             if let Err(e) = log.close(&self.settings, stats) {
-                stats.note_error(&log.path, &e);
+                stats.note_error(&log.chain.path, &e);
                 ok = false;
             }
         }
@@ -585,22 +607,13 @@ impl Writer {
     }
 }
 
-/// A closed segment remembered for retention.
-struct Retained {
-    path: PathBuf,
-    sequence: u64,
-    last_ts_ns: u64,
-    last_hash: Hash,
-}
-
-/// One worker's chain of segments, as the writer keeps it.
+/// One worker's chain of segments, as the writer keeps it: the records its producer hands
+/// over, cut into blocks and appended to the worker's [`SegmentChain`].
 ///
 /// Every step that does I/O can fail (disk full) and be called again: records stay in
-/// `pending` or `unfinished` until their block is appended, and a segment stays open until
-/// its close fully succeeded.
+/// `pending` or `unfinished` until their block is appended.
 struct WorkerLog {
-    worker: u16,
-    dir: PathBuf,
+    chain: SegmentChain,
     to_writer: Arc<ArrayQueue<Vec<Record>>>,
     free: Arc<ArrayQueue<Vec<Record>>>,
     /// The producer's oldest held timestamp, and what it was before the last drain.
@@ -609,25 +622,12 @@ struct WorkerLog {
     /// A batch taken from the ring whose remaining records could not be moved to `pending`
     /// because cutting a block failed; it is finished before the ring is read again.
     unfinished: Option<Vec<Record>>,
-    file: Option<LogFile>,
-    path: PathBuf,
-    /// The open segment's index is appended but closing it failed: it takes no more blocks.
-    index_appended: bool,
-    segment_sequence: u64,
-    segment_created_ns: u64,
-    blocks: Vec<BlockRef>,
-    next_block_sequence: u64,
-    prev_hash: Hash,
     pending: Vec<Record>,
     /// Newest timestamp among records already appended to the file.
     written_through_ns: u64,
     live: LiveSet,
     /// Re-used record of the live-set changes of the block being written.
     journal: Vec<Undo>,
-    retained: VecDeque<Retained>,
-    scratch: Vec<u8>,
-    /// What `LogStats::io_mode` was last told about this worker's file.
-    io_noted: Option<(Backend, IoMode)>,
 }
 
 impl WorkerLog {
@@ -640,140 +640,18 @@ impl WorkerLog {
         recovered: &mut Vec<String>,
     ) -> Result<WorkerLog, LogError> {
         let dir = dir::worker_dir(&settings.dir, worker);
-        fs::create_dir_all(&dir).map_err(io_err(&dir))?;
-        let mut log = WorkerLog {
-            worker,
-            dir: dir.clone(),
+        Ok(WorkerLog {
+            chain: SegmentChain::open(settings, worker, dir, recovered)?,
             to_writer,
             free,
             producer_oldest,
             producer_oldest_seen: u64::MAX,
             unfinished: None,
-            file: None,
-            path: PathBuf::new(),
-            index_appended: false,
-            segment_sequence: 0,
-            segment_created_ns: 0,
-            blocks: Vec::new(),
-            next_block_sequence: 0,
-            prev_hash: [0; 32],
             pending: Vec::new(),
             written_through_ns: 0,
             live: LiveSet::default(),
             journal: Vec::new(),
-            retained: VecDeque::new(),
-            scratch: Vec::new(),
-            io_noted: None,
-        };
-        let paths = dir::segments(&dir).map_err(io_err(&dir))?;
-        for (i, path) in paths.iter().enumerate() {
-            let seg = match Segment::open(path) {
-                Ok(seg) => seg,
-                Err(e @ SegmentError::Empty { .. }) if i + 1 == paths.len() => {
-                    Self::remove_unwritten(path, &dir, &e, recovered)?;
-                    break;
-                }
-                Err(SegmentError::Io(e)) => return Err(io_err(path)(e)),
-                Err(e) => {
-                    // Damaged beyond reading its header: left as evidence for `verify`; the
-                    // chain goes on from the last readable segment, under a new number.
-                    recovered.push(format!(
-                        "{}: unreadable ({e}); left as it is, run `tracenat log verify`",
-                        path.display()
-                    ));
-                    if let Some(seq) = path
-                        .file_name()
-                        .and_then(|n| n.to_str())
-                        .and_then(segment::parse_file_name)
-                    {
-                        log.segment_sequence = log.segment_sequence.max(seq + 1);
-                    }
-                    continue;
-                }
-            };
-            if let Tail::Open { valid_len } = seg.tail {
-                Self::finish_interrupted(&seg, valid_len, settings, recovered)?;
-            }
-            log.continue_after(&seg);
-        }
-        Ok(log)
-    }
-
-    /// The chain goes on after `seg`, which retention will delete in its time.
-    fn continue_after(&mut self, seg: &Segment) {
-        self.segment_sequence = self.segment_sequence.max(seg.header.sequence + 1);
-        if let Some(last) = seg.blocks.last() {
-            self.next_block_sequence = last.header.sequence + 1;
-        }
-        self.prev_hash = seg.last_hash();
-        self.retained.push_back(Retained {
-            path: seg.path.clone(),
-            sequence: seg.header.sequence,
-            last_ts_ns: seg.last_ts_ns().unwrap_or(seg.header.created_ns),
-            last_hash: self.prev_hash,
-        });
-    }
-
-    /// The last segment was created but never got its header (a crash during rotation): it
-    /// holds nothing, so it is removed and its sequence number used again. The removal is
-    /// made durable first, so a crash cannot leave two files with that number.
-    fn remove_unwritten(
-        path: &Path,
-        dir: &Path,
-        why: &SegmentError,
-        recovered: &mut Vec<String>,
-    ) -> Result<(), LogError> {
-        fs::remove_file(path).map_err(io_err(path))?;
-        fs::File::open(dir)
-            .and_then(|d| d.sync_all())
-            .map_err(io_err(dir))?;
-        recovered.push(format!("{}: {why}; removed", path.display()));
-        Ok(())
-    }
-
-    /// A segment the previous run did not close (crash, kill -9, power loss): cut the torn
-    /// tail and add its index, unless valid blocks follow the damage (then it is not a
-    /// torn write but corruption, and the file is left as evidence).
-    fn finish_interrupted(
-        seg: &Segment,
-        valid_len: u64,
-        settings: &LogSettings,
-        recovered: &mut Vec<String>,
-    ) -> Result<(), LogError> {
-        let path = &seg.path;
-        let blocks_after_damage = seg.blocks.iter().any(|b| b.offset as u64 >= valid_len);
-        if blocks_after_damage {
-            recovered.push(format!(
-                "{}: damaged in the middle; left as it is (run `tracenat log verify`)",
-                path.display()
-            ));
-            return Ok(());
-        }
-        let cut = seg.bytes().len() as u64 - valid_len;
-        let mut file =
-            LogFile::open_append(path, valid_len, settings.direct_io).map_err(io_err(path))?;
-        file.append(&segment::closing_bytes(&seg.blocks, valid_len))
-            .map_err(io_err(path))?;
-        file.close().map_err(io_err(path))?;
-        recovered.push(format!(
-            "{}: not closed by the last run; {} blocks kept, {cut} torn bytes cut",
-            path.display(),
-            seg.blocks.len()
-        ));
-        Ok(())
-    }
-
-    /// Tells the operator how this worker's file is written, when that changed: the first
-    /// write may fall back from O_DIRECT, a failed ring falls back to pwrite.
-    fn note_io(&mut self, stats: &LogStats) {
-        let Some(file) = &self.file else {
-            return;
-        };
-        let io = (file.backend(), file.mode());
-        if self.io_noted != Some(io) {
-            self.io_noted = Some(io);
-            *stats.io_mode.lock().unwrap() = format!("{}, {}", io.0, io.1);
-        }
+        })
     }
 
     fn nothing_queued(&self) -> bool {
@@ -848,7 +726,7 @@ impl WorkerLog {
             return Ok(());
         }
         let first_ts = self.pending.iter().map(|r| r.ts_ns).min().unwrap_or(0);
-        let rotate = self.rotation_due(settings, first_ts);
+        let rotate = self.chain.rotation_due(settings, first_ts);
         if rotate {
             self.rotate(settings, stats, first_ts)?;
         }
@@ -856,7 +734,7 @@ impl WorkerLog {
         let mut journal = std::mem::take(&mut self.journal);
         journal.clear();
         let stored = self.live.store(&pending, &mut journal);
-        if let Err(e) = self.append_block(&stored, false, settings, stats) {
+        if let Err(e) = append_records(&mut self.chain, &stored, false, settings, stats) {
             self.live.undo(journal);
             self.pending = pending;
             return Err(e);
@@ -870,167 +748,26 @@ impl WorkerLog {
         if rotate {
             // After the block: a retention failure must not hold records back. Retried at
             // the next rotation.
-            self.retire_old(settings, stats, first_ts)?;
+            self.chain.retire_old(settings, stats, first_ts)?;
         }
         Ok(())
-    }
-
-    fn rotation_due(&self, settings: &LogSettings, first_ts: u64) -> bool {
-        let Some(file) = &self.file else {
-            return true;
-        };
-        // A segment whose close failed half-way must be closed before anything else.
-        self.index_appended
-            || first_ts.saturating_sub(self.segment_created_ns) >= settings.segment_age_ns
-            || file.len() >= settings.segment_size
-    }
-
-    fn append_block(
-        &mut self,
-        records: &[Record],
-        checkpoint: bool,
-        settings: &LogSettings,
-        stats: &LogStats,
-    ) -> io::Result<()> {
-        let ctx = BlockContext {
-            worker: self.worker,
-            sequence: self.next_block_sequence,
-            prev_hash: self.prev_hash,
-            checkpoint,
-            clock: clock_state_for(settings),
-        };
-        let encoded = block::encode(records, &ctx, settings.codec, &mut self.scratch);
-        let file = self.file.as_mut().expect("a segment is open");
-        debug_assert!(!self.index_appended, "a block after the index");
-        let offset = file.len() as usize;
-        file.append(&encoded.bytes)?;
-        self.blocks.push(BlockRef {
-            offset,
-            header: encoded.header,
-        });
-        self.prev_hash = encoded.hash;
-        self.next_block_sequence += 1;
-        LogStats::add(&stats.blocks_written, 1);
-        LogStats::add(&stats.bytes_written, encoded.bytes.len() as u64);
-        Ok(())
-    }
-
-    /// Closes the current segment and opens the next. After an error, calling it again
-    /// carries on from the step that failed.
-    fn rotate(&mut self, settings: &LogSettings, stats: &LogStats, now_ns: u64) -> io::Result<()> {
-        self.close_segment()?;
-        self.open_segment(settings, stats, now_ns)
     }
 
     /// Opens the next segment, which starts with a checkpoint of everything live, so a
-    /// reader can start there. Once the file exists it is the open segment, even if writing
-    /// its start fails: the bytes stay staged and the next flush writes them.
-    fn open_segment(
-        &mut self,
-        settings: &LogSettings,
-        stats: &LogStats,
-        now_ns: u64,
-    ) -> io::Result<()> {
-        let header = SegmentHeader {
-            worker: self.worker,
-            sequence: self.segment_sequence,
-            created_ns: now_ns,
-            prev_hash: self.prev_hash,
-        };
-        let path = self
-            .dir
-            .join(segment::file_name(header.sequence, header.created_ns));
-        let mut file = LogFile::create(&path, settings.direct_io)?;
-        file.append(&header.to_bytes())?;
-        self.file = Some(file);
-        self.path = path;
-        self.segment_sequence += 1;
-        self.segment_created_ns = now_ns;
-        self.blocks.clear();
-        LogStats::add(&stats.segments_opened, 1);
-        let checkpoint = self.live.checkpoint();
-        // Always written, even empty: an empty checkpoint tells a reader nothing was live.
-        if checkpoint.is_empty() {
-            self.append_block(&[], true, settings, stats)?;
-        }
-        for chunk in checkpoint.chunks(settings.block_records) {
-            self.append_block(chunk, true, settings, stats)?;
-        }
-        // So that a crash leaves a header in the file; one that comes before this sync
-        // leaves an empty file, which `WorkerLog::open` removes.
-        let synced = self.file.as_mut().expect("just opened").sync();
-        self.note_io(stats);
-        synced
-    }
-
-    /// Closes the current segment: appends its index, then flushes, truncates and syncs.
-    /// The file stays open until all of that succeeded, so a retry after an error (disk
-    /// full) loses nothing and does not append the index twice.
-    fn close_segment(&mut self) -> io::Result<()> {
-        let Some(file) = self.file.as_mut() else {
-            return Ok(());
-        };
-        if !self.index_appended {
-            let index_offset = file.len();
-            file.append(&segment::closing_bytes(&self.blocks, index_offset))?;
-            self.index_appended = true;
-        }
-        file.finish()?;
-        let file = self.file.take().expect("checked above");
-        self.index_appended = false;
-        self.retained.push_back(Retained {
-            path: self.path.clone(),
-            sequence: self.segment_sequence - 1,
-            last_ts_ns: self
-                .blocks
-                .iter()
-                .map(|b| b.header.last_ts_ns)
-                .max()
-                .unwrap_or(self.segment_created_ns),
-            last_hash: self.prev_hash,
-        });
-        // Everything is on disk: a failing close(2) loses nothing and is only reported.
-        file.close()
-    }
-
-    /// Deletes closed segments whose newest record is older than the retention period,
-    /// noting each in `retired.jsonl` (with its last hash, so the chain stays verifiable).
-    /// After an error, a retry may note a segment twice, which is harmless.
-    fn retire_old(
-        &mut self,
-        settings: &LogSettings,
-        stats: &LogStats,
-        now_ns: u64,
-    ) -> io::Result<()> {
-        let Some(retention) = settings.retention_ns else {
-            return Ok(());
-        };
-        while let Some(oldest) = self.retained.front() {
-            if now_ns.saturating_sub(oldest.last_ts_ns) < retention {
-                break;
+    /// reader can start there.
+    fn rotate(&mut self, settings: &LogSettings, stats: &LogStats, now_ns: u64) -> io::Result<()> {
+        let live = &self.live;
+        self.chain.rotate(settings, stats, now_ns, |chain| {
+            let checkpoint = live.checkpoint();
+            // Always written, even empty: an empty checkpoint tells a reader nothing was live.
+            if checkpoint.is_empty() {
+                append_records(chain, &[], true, settings, stats)?;
             }
-            let line = format!(
-                "{{\"worker\":{},\"sequence\":{},\"last_ts_ns\":{},\"last_hash\":\"{}\"}}\n",
-                self.worker,
-                oldest.sequence,
-                oldest.last_ts_ns,
-                hex(&oldest.last_hash)
-            );
-            let retired_list = settings.dir.join(dir::RETIRED);
-            let mut f = OpenOptions::new()
-                .create(true)
-                .append(true)
-                .open(&retired_list)?;
-            f.write_all(line.as_bytes())?;
-            f.sync_data()?;
-            match fs::remove_file(&oldest.path) {
-                Err(e) if e.kind() != io::ErrorKind::NotFound => return Err(e),
-                _ => {}
+            for chunk in checkpoint.chunks(settings.block_records) {
+                append_records(chain, chunk, true, settings, stats)?;
             }
-            self.retained.pop_front();
-            LogStats::add(&stats.segments_retired, 1);
-        }
-        Ok(())
+            Ok(())
+        })
     }
 
     /// Cuts pending records into a block if `cut`, then syncs the open file.
@@ -1038,32 +775,27 @@ impl WorkerLog {
         if cut {
             self.cut_block(settings, stats)?;
         }
-        let Some(file) = &mut self.file else {
-            return Ok(());
-        };
-        file.sync()?;
-        self.note_io(stats);
-        Ok(())
+        self.chain.sync(stats)
     }
 
     /// Writes what is pending and closes the segment. Can be called again after an error.
     fn close(&mut self, settings: &LogSettings, stats: &LogStats) -> io::Result<()> {
         self.cut_block(settings, stats)?;
-        self.close_segment()
+        self.chain.close_segment()
     }
 }
 
-fn clock_state_for(settings: &LogSettings) -> ClockState {
-    if settings.record_time_only {
-        // Replayed records carry capture times: the host clock says nothing about them.
-        ClockState {
-            synchronised: false,
-            max_error_us: u32::MAX,
-            est_error_us: u32::MAX,
-        }
-    } else {
-        clock::clock_state()
-    }
+/// Encodes mapping records as the chain's next block and appends it.
+fn append_records(
+    chain: &mut SegmentChain,
+    records: &[Record],
+    checkpoint: bool,
+    settings: &LogSettings,
+    stats: &LogStats,
+) -> io::Result<()> {
+    let ctx = chain.next_context(checkpoint, settings);
+    let encoded = block::encode(records, &ctx, settings.codec, &mut chain.scratch);
+    chain.append(&encoded, stats)
 }
 
 pub fn hex(bytes: &[u8]) -> String {
