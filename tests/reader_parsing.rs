@@ -81,6 +81,7 @@ impl MappingSource for OneSubscriber {
                 end_ns: None,
                 last_active_ns: None,
                 evidence: Evidence::Mapping,
+                holders: Default::default(),
             }],
             None => Vec::new(),
         };

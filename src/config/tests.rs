@@ -1,4 +1,3 @@
-use super::validate::*;
 use super::*;
 
 const EXAMPLE: &str = include_str!("../../tracenat.example.toml");

@@ -318,7 +318,9 @@ pub fn block_hash(block_bytes: &[u8]) -> Hash {
 /// header and holds at least `header.total_len()` bytes).
 pub fn decode(header: &BlockHeader, bytes: &[u8], out: &mut Vec<Record>) -> Result<(), BlockError> {
     if header.flags & flags::IDENTITY != 0 {
-        return Err(BlockError::Corrupt("an identity block where mappings were expected"));
+        return Err(BlockError::Corrupt(
+            "an identity block where mappings were expected",
+        ));
     }
     let raw = payload(header, bytes)?;
     let activity = header.flags & flags::ACTIVITY != 0;

@@ -274,7 +274,11 @@ mod tests {
         let records = vec![alice(1_800_000_001_000_000_000), bob];
         assert_eq!(round_trip(&records), records);
         let block = encode(&records, &ctx(), Codec::Zstd, &mut Vec::new());
-        assert!(block.header.may_hold_address(u32::from(Ipv4Addr::new(100, 64, 1, 9))));
+        assert!(
+            block
+                .header
+                .may_hold_address(u32::from(Ipv4Addr::new(100, 64, 1, 9)))
+        );
         assert_eq!(block.header.first_ts_ns, 1_800_000_000_000_000_000);
         assert_ne!(block.header.flags & flags::IDENTITY, 0);
     }

@@ -183,7 +183,9 @@ impl IdentityLog {
             records.clear();
             match identity_block::decode(&b.header, seg.block_bytes(b), &mut records) {
                 Ok(()) => {}
-                Err(e @ (BlockError::PayloadCrc | BlockError::Corrupt(_) | BlockError::Truncated)) => {
+                Err(
+                    e @ (BlockError::PayloadCrc | BlockError::Corrupt(_) | BlockError::Truncated),
+                ) => {
                     self.recovered.push(format!(
                         "{}: a block at offset {} is damaged ({e}); holdings it changed are not known to this run",
                         seg.path.display(),
@@ -235,7 +237,8 @@ impl IdentityLog {
                 }
                 Ok(())
             })?;
-            self.chain.retire_old(&self.settings, stats, first_learned)?;
+            self.chain
+                .retire_old(&self.settings, stats, first_learned)?;
         }
         for chunk in fresh.chunks(BLOCK_RECORDS) {
             append(&mut self.chain, chunk, false, &self.settings, stats)?;
@@ -312,7 +315,9 @@ impl SharedIdentityLog {
     fn lock(&self) -> std::sync::MutexGuard<'_, IdentityLog> {
         // A source thread that panicked cannot leave the log half-written: every store
         // either synced or returned an error before the guard was dropped.
-        self.0.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+        self.0
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 }
 

@@ -686,6 +686,7 @@ mod tests {
             end_ns: None,
             last_active_ns: None,
             evidence,
+            holders: Default::default(),
         }
     }
 
@@ -991,6 +992,7 @@ mod tests {
                     end_ns: None,
                     last_active_ns: None,
                     evidence: Evidence::Session,
+                    holders: Default::default(),
                 }];
                 Ok(Answer::new(candidates, ClockNote::default()))
             }

@@ -36,6 +36,7 @@ impl MappingSource for Invented {
                 end_ns: (n == 0).then_some(middle.saturating_add(u64::from(port))),
                 last_active_ns: port.is_multiple_of(3).then_some(middle),
                 evidence: Evidence::Session,
+                holders: Default::default(),
             })
             .collect();
         Ok(Answer::new(candidates, ClockNote::default()))

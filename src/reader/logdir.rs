@@ -30,6 +30,9 @@ pub struct LogDir {
     pub skipped: Vec<(PathBuf, String)>,
     /// The configurations stored with the log, by activation time, oldest first.
     pub configs: Vec<StoredConfig>,
+    /// The holdings of inside addresses read for the last answers, kept while they cover
+    /// the next ones.
+    pub(crate) identity: Option<crate::reader::identity::IdentityBook>,
 }
 
 /// A configuration the NAT ran with, from its activation time on.
@@ -98,6 +101,7 @@ impl LogDir {
             sweep: None,
             skipped,
             configs,
+            identity: None,
         })
     }
 

@@ -16,6 +16,7 @@ pub mod attribute;
 pub mod correlate;
 mod dest_index;
 pub mod fuzz;
+pub mod identity;
 pub mod input;
 pub mod logdir;
 pub mod model;

@@ -74,6 +74,8 @@ pub struct Candidate {
     /// (still open, or written without activity); then `end_ns` bounds it.
     pub last_active_ns: Option<u64>,
     pub evidence: Evidence,
+    /// Who held the subscriber address then, by the identity records (§8.1).
+    pub holders: crate::reader::identity::Holders,
 }
 
 /// The honest verdict: one subscriber, several, or nobody.

@@ -352,6 +352,7 @@ mod tests {
             end_ns: end,
             last_active_ns: last_active,
             evidence: Evidence::Session,
+            holders: Default::default(),
         }
     }
 

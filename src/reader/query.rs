@@ -19,6 +19,7 @@ use crate::maplog::record::Record;
 use crate::maplog::runs::RunEnd;
 use crate::maplog::segment::{BlockRef, Segment};
 use crate::reader::ReaderError;
+use crate::reader::identity::IdentityBook;
 use crate::reader::logdir::LogDir;
 use crate::reader::model::{Answer, Candidate, ClockNote, Evidence, MappingSource, Question};
 use crate::reader::tracker::{Key, Tracker, key_of};
@@ -334,6 +335,7 @@ impl LogDir {
                 end_ns: until,
                 last_active_ns: None,
                 evidence: Evidence::Deterministic,
+                holders: Default::default(),
             }));
         }
     }
@@ -401,7 +403,7 @@ impl LogDir {
             }
             cursors
         };
-        let answers = questions
+        let mut answers = questions
             .iter()
             .map(|q| {
                 let mut candidates = Vec::new();
@@ -415,13 +417,53 @@ impl LogDir {
                     clock.max_error_us = clock.max_error_us.max(note.max_error_us);
                 }
                 candidates.sort_by_key(|c| (c.start_ns, *c.subscriber.ip(), c.subscriber.port()));
-                Ok(Answer::new(candidates, clock))
+                Answer::new(candidates, clock)
             })
-            .collect();
+            .collect::<Vec<_>>();
         if stream {
             self.sweep = Some(cursors);
         }
-        answers
+        self.name_holders(questions, &mut answers)?;
+        Ok(answers)
+    }
+
+    /// Fills in, for each candidate, who held its subscriber address during the part of
+    /// the question's window the candidate held the public endpoint (§8.1). The identity
+    /// book read for one batch is kept for the next while it covers it; it is read an hour
+    /// ahead, so an access log read in order reloads it about once an hour of log.
+    fn name_holders(
+        &mut self,
+        questions: &[Question],
+        answers: &mut [Answer],
+    ) -> Result<(), ReaderError> {
+        const READ_AHEAD_NS: u64 = 3600 * 1_000_000_000;
+        let from = questions.iter().map(|q| q.from_ns).min().unwrap_or(0);
+        let to = questions.iter().map(|q| q.to_ns).max().unwrap_or(0);
+        if !self.identity.as_ref().is_some_and(|b| b.covers(from, to)) {
+            let book = IdentityBook::load(&self.root, from, to.saturating_add(READ_AHEAD_NS))?;
+            self.identity = Some(book);
+        }
+        let book = self.identity.as_ref().expect("just loaded");
+        for (q, a) in questions.iter().zip(answers.iter_mut()) {
+            for c in &mut a.candidates {
+                let (from, to) = holding_window(q, c);
+                c.holders = book.holders(*c.subscriber.ip(), from, to);
+            }
+        }
+        Ok(())
+    }
+}
+
+/// The part of the question's window during which the candidate held the endpoint (its
+/// last packet, where known, bounds it): the address's holder then is the customer.
+fn holding_window(q: &Question, c: &Candidate) -> (u64, u64) {
+    let from = c.start_ns.map_or(q.from_ns, |s| s.max(q.from_ns));
+    let end = c.last_active_ns.or(c.end_ns);
+    let to = end.map_or(q.to_ns, |e| e.min(q.to_ns));
+    if from <= to {
+        (from, to)
+    } else {
+        (q.from_ns, q.to_ns)
     }
 }
 

@@ -300,6 +300,7 @@ mod tests {
                     end_ns: Some(start + 240 * S),
                     last_active_ns: Some(start + 2 * S),
                     evidence: Evidence::Session,
+                    holders: Default::default(),
                 })
                 .into_iter()
                 .collect();

@@ -386,6 +386,7 @@ fn holding_candidates(h: &Holding, q: &Question, window: &Window, out: &mut Vec<
         end_ns: end,
         last_active_ns: last_active,
         evidence,
+        holders: Default::default(),
     };
     let before = out.len();
     for s in &h.sessions {
