@@ -692,3 +692,7 @@ fn bad_arguments_are_usage_errors() {
         );
     }
 }
+
+/// `lab up --dhcp` (Kea and dhclient): its own file, sharing these helpers and `SERIAL`.
+#[path = "lab/dhcp.rs"]
+mod dhcp;

@@ -59,6 +59,10 @@ pub struct UpArgs {
     /// Take down a lab that is already there first.
     #[arg(long)]
     pub force: bool,
+    /// Subscribers get their addresses from a Kea DHCP server in tn-access (dhclient in
+    /// each, host name = customer name); leases in DIR/kea/kea-leases4.csv.
+    #[arg(long)]
+    pub dhcp: bool,
     #[command(flatten)]
     pub dir: LabDir,
 }
@@ -141,7 +145,12 @@ fn dispatch(command: LabCommand) -> Result<ExitCode, Error> {
                 dir: args.dir.dir,
                 force: args.force,
             };
-            let built = lab::up(&options, &mut note)?;
+            let addressing = if args.dhcp {
+                lab::Addressing::Dhcp
+            } else {
+                lab::Addressing::Static
+            };
+            let built = lab::up_with(&options, addressing, &mut note)?;
             write!(out, "{}", describe_up(&built))?;
         }
         LabCommand::Down(args) => {
@@ -187,11 +196,20 @@ fn describe_up(built: &lab::Topology) -> String {
     };
     let config = built.config.display();
     let access_log = built.dir.join("access.log");
+    let dhcp = if built.dhcp {
+        format!(
+            "\x20 dhcp:       kea-dhcp4 in tn-access, leases {}\n",
+            lab::dhcp::lease_file(&built.dir).display()
+        )
+    } else {
+        String::new()
+    };
     format!(
         "lab up: {workers} worker(s), {subscribers} subscriber(s)\n\
          \x20 namespaces: tn-nat tn-access tn-inet tn-sub-1{last}\n\
          \x20 config:     {config}\n\
          \x20 log:        {log}\n\
+         {dhcp}\
          next:\n\
          \x20 tracenat lab exec nat -- tracenat run --config {config}\n\
          \x20 tracenat lab exec inet -- tracenat lab serve-http --listen 198.51.100.10:80 \

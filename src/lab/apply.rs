@@ -11,6 +11,7 @@ use std::path::Path;
 use std::time::{Duration, Instant};
 
 use super::LabError;
+use super::dhcp;
 use super::nat_config;
 use super::sys::{Tool, Tools};
 use super::topology::{Topology, UpOptions, is_lab_interface};
@@ -85,6 +86,13 @@ impl Step {
 /// settings, sysctls (before any link is up, so no IPv6 chatter starts), links up,
 /// addresses, routes, then reachability probes.
 pub fn plan(lab: &Topology) -> Vec<Step> {
+    let mut steps = build_plan(lab);
+    steps.extend(probe_plan(lab));
+    steps
+}
+
+/// [`plan`] but the probes.
+fn build_plan(lab: &Topology) -> Vec<Step> {
     let mut steps = Vec::new();
     for ns in &lab.namespaces {
         steps.push(Step::ip(&["netns", "add", &ns.name]));
@@ -189,6 +197,12 @@ pub fn plan(lab: &Topology) -> Vec<Step> {
             &route.via,
         ]));
     }
+    steps
+}
+
+/// The reachability probes, last in [`plan`].
+fn probe_plan(lab: &Topology) -> Vec<Step> {
+    let mut steps = Vec::new();
     for probe in &lab.probes {
         let mut step = Step::in_netns(
             &probe.namespace,
@@ -201,14 +215,36 @@ pub fn plan(lab: &Topology) -> Vec<Step> {
     steps
 }
 
-/// Builds the lab `options` asks for: the namespaces and links, then
-/// `<dir>/tracenat.toml` and `<dir>/lab.json`. `note` receives progress and warnings.
+/// How the subscribers get their addresses.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Addressing {
+    /// 100.64.1.<i>/24 and a default route, set by `up`.
+    #[default]
+    Static,
+    /// From the lab's Kea DHCP server, by each subscriber's dhclient ([`dhcp`]).
+    Dhcp,
+}
+
+/// Builds the lab `options` asks for, with static subscriber addresses: [`up_with`].
+pub fn up(options: &UpOptions, note: &mut dyn FnMut(&str)) -> Result<Topology, LabError> {
+    up_with(options, Addressing::Static, note)
+}
+
+/// Builds the lab `options` asks for: the namespaces and links, with `Addressing::Dhcp`
+/// the DHCP server and clients (waiting for every subscriber's lease before the
+/// probes), then `<dir>/tracenat.toml` and `<dir>/lab.json`. `note` receives progress
+/// and warnings.
 ///
 /// If a lab (any of its namespaces) is there already, fails with [`LabError::Exists`],
 /// unless `options.force`, which takes it down first. On a failure half-way, whatever was
-/// built is removed again.
-pub fn up(options: &UpOptions, note: &mut dyn FnMut(&str)) -> Result<Topology, LabError> {
-    let lab = Topology::new(options.workers, options.subscribers, &options.dir)?;
+/// built is removed again (processes started in it included).
+pub fn up_with(
+    options: &UpOptions,
+    addressing: Addressing,
+    note: &mut dyn FnMut(&str),
+) -> Result<Topology, LabError> {
+    let use_dhcp = addressing == Addressing::Dhcp;
+    let lab = Topology::build(options.workers, options.subscribers, &options.dir, use_dhcp)?;
     let tools = Tools::check(true)?;
 
     let existing = tools.lab_namespaces()?;
@@ -230,9 +266,29 @@ pub fn up(options: &UpOptions, note: &mut dyn FnMut(&str)) -> Result<Topology, L
     crate::config::Config::from_toml_str(&config_text)?;
 
     std::fs::create_dir_all(&lab.log_dir).map_err(|e| LabError::io(&lab.log_dir, e))?;
-    let steps = plan(&lab);
-    for step in &steps {
-        if let Err(error) = step.run(&tools) {
+    run_steps(&tools, &lab, &build_plan(&lab), note)?;
+    // The subscribers need their leases before the probe from tn-sub-1 can work.
+    if use_dhcp && let Err(error) = dhcp::start(&tools, &lab, note) {
+        note("failed: starting DHCP; removing what was built");
+        roll_back(&tools, &lab, note);
+        return Err(error);
+    }
+    run_steps(&tools, &lab, &probe_plan(&lab), note)?;
+
+    std::fs::write(&lab.config, &config_text).map_err(|e| LabError::io(&lab.config, e))?;
+    lab.save()?;
+    Ok(lab)
+}
+
+/// Runs `steps`; on the first failure that is not optional, removes the lab again.
+fn run_steps(
+    tools: &Tools,
+    lab: &Topology,
+    steps: &[Step],
+    note: &mut dyn FnMut(&str),
+) -> Result<(), LabError> {
+    for step in steps {
+        if let Err(error) = step.run(tools) {
             if step.optional {
                 note(&format!("warning: {error} (skipped)"));
                 continue;
@@ -241,17 +297,19 @@ pub fn up(options: &UpOptions, note: &mut dyn FnMut(&str)) -> Result<Topology, L
                 "failed: {}; removing what was built",
                 step.describe()
             ));
-            // The failure is the interesting error; a failed rollback is reported after it.
-            if let Err(cleanup) = down_with(&tools, &lab.dir, &mut |_| {}) {
-                note(&format!("warning: rollback failed: {cleanup}"));
-            }
+            roll_back(tools, lab, note);
             return Err(error);
         }
     }
+    Ok(())
+}
 
-    std::fs::write(&lab.config, &config_text).map_err(|e| LabError::io(&lab.config, e))?;
-    lab.save()?;
-    Ok(lab)
+/// Removes a half-built lab. The failure that led here is the interesting error; a
+/// failed rollback is only noted.
+fn roll_back(tools: &Tools, lab: &Topology, note: &mut dyn FnMut(&str)) {
+    if let Err(cleanup) = down_with(tools, &lab.dir, &mut |_| {}) {
+        note(&format!("warning: rollback failed: {cleanup}"));
+    }
 }
 
 /// What `down` removed.
@@ -300,6 +358,16 @@ fn down_with(
             end_processes(&pids);
             report.ended_processes.extend(pids);
         }
+    }
+    // A DHCP server or client that outlived its namespace (deleted by hand) is found by
+    // its pid file in the lab directory.
+    let leftovers = dhcp::leftover_pids(dir);
+    if !leftovers.is_empty() {
+        note(&format!(
+            "ending DHCP processes left outside the lab's namespaces: {leftovers:?}"
+        ));
+        end_processes(&leftovers);
+        report.ended_processes.extend(leftovers);
     }
     let mut first_error = None;
     for ns in &namespaces {
@@ -356,7 +424,7 @@ fn root_lab_interfaces(listing: &str) -> Vec<String> {
 }
 
 /// SIGTERM, up to two seconds for them to go, then SIGKILL.
-fn end_processes(pids: &[i32]) {
+pub(crate) fn end_processes(pids: &[i32]) {
     let signal = |pid: i32, sig| {
         // SAFETY: kill has no memory-safety preconditions; a stale pid only yields ESRCH.
         unsafe { libc::kill(pid, sig) }
@@ -374,7 +442,7 @@ fn end_processes(pids: &[i32]) {
 }
 
 /// Running (a zombie, waiting for its parent to reap it, counts as gone).
-fn alive(pid: i32) -> bool {
+pub(crate) fn alive(pid: i32) -> bool {
     match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
         // "pid (comm) S …": the state follows the last ')'.
         Ok(stat) => stat

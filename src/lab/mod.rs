@@ -37,10 +37,22 @@
 //! 100.64.0.0/10 via the access router and a default via the upstream router, for the
 //! kernel's own replies — it never forwards.
 //!
+//! With `--dhcp` ([`apply::Addressing::Dhcp`], stored in `lab.json` as `"dhcp": true`)
+//! the subscribers get no static address: a real Kea DHCPv4 server runs in `tn-access` on
+//! `tn-br`, every subscriber runs `dhclient` on its `eth0` (host name: its customer name,
+//! alice, bob, …) and gets its address (still 100.64.1.<i>: it asks for that one) and
+//! default route from its lease. `up` waits for every lease before the probes; Kea's
+//! lease file is `<dir>/kea/kea-leases4.csv` ([`dhcp::lease_file`]); `status` reports
+//! Kea and each subscriber's address; `down` ends Kea and the clients with everything
+//! else. [`dhcp`] has the configuration choices and the helpers a demo uses (release,
+//! acquire, hand an address to another subscriber).
+//!
 //! Everything here drives `ip`, `ethtool`, `sysctl` and `ping` (iproute2, ethtool,
-//! procps, iputils-ping) through `std::process::Command` and needs root.
+//! procps, iputils-ping) through `std::process::Command` and needs root; `--dhcp` also
+//! `kea-dhcp4` (kea-dhcp4-server) and `dhclient` (isc-dhcp-client).
 
 pub mod apply;
+pub mod dhcp;
 pub mod nat_config;
 pub mod serve;
 pub mod status;
@@ -49,7 +61,7 @@ pub mod topology;
 
 use std::path::PathBuf;
 
-pub use apply::{DownReport, down, up};
+pub use apply::{Addressing, DownReport, down, up, up_with};
 pub use status::{LabStatus, status};
 pub use topology::{Topology, UpOptions};
 
@@ -108,6 +120,9 @@ pub enum LabError {
     /// `lab.json` could not be understood.
     #[error("{}: not a lab description: {message}", path.display())]
     BadDescription { path: PathBuf, message: String },
+    /// The lab's DHCP server or a subscriber's client did not do what was asked.
+    #[error("DHCP: {0}")]
+    Dhcp(String),
     /// An argument out of range: usage, not a runtime failure.
     #[error("{0}")]
     Usage(String),

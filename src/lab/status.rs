@@ -33,7 +33,22 @@
 //!       ]
 //!     }
 //!   ],
-//!   "missing": []
+//!   "missing": [],
+//!   "dhcp": {
+//!     "server_running": true,
+//!     "server_pid": 4242,
+//!     "config": "/run/tracenat-lab/kea/kea-dhcp4.conf",
+//!     "lease_file": "/run/tracenat-lab/kea/kea-leases4.csv",
+//!     "subscribers": [
+//!       {
+//!         "index": 1,
+//!         "namespace": "tn-sub-1",
+//!         "customer": "alice",
+//!         "client_running": true,
+//!         "address": "100.64.1.1"
+//!       }
+//!     ]
+//!   }
 //! }
 //! ```
 //!
@@ -55,6 +70,10 @@
 //!   the IPv4 addresses with prefix length, `rx_queues`/`tx_queues` the queue counts.
 //! * `missing`: what `lab.json` names that does not exist, as `"tn-sub-2"` for a
 //!   namespace or `"tn-nat/tn-in"` for an interface.
+//! * `dhcp`: `null` unless the lab was built with `--dhcp` (`super::dhcp`). Then
+//!   whether Kea runs (`server_running`, the pid from its pid file), its configuration
+//!   and lease file, and per subscriber its customer (the host name it sends), whether
+//!   its `dhclient` runs and the address it holds now (`null`: none).
 
 use std::path::{Path, PathBuf};
 
@@ -62,6 +81,7 @@ use serde::Serialize;
 use serde_json::Value;
 
 use super::LabError;
+use super::dhcp::{self, DhcpStatus};
 use super::sys::{Tools, namespace_order};
 use super::topology::{Topology, role_of};
 
@@ -76,6 +96,8 @@ pub struct LabStatus {
     pub subscribers: Option<u16>,
     pub namespaces: Vec<NamespaceStatus>,
     pub missing: Vec<String>,
+    /// The DHCP server and clients of a `--dhcp` lab.
+    pub dhcp: Option<DhcpStatus>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -157,6 +179,10 @@ pub fn status(dir: &Path) -> Result<LabStatus, LabError> {
         _ => "partial",
     };
     let existing = |path: PathBuf| path.exists().then_some(path);
+    let dhcp = lab
+        .as_ref()
+        .filter(|lab| lab.dhcp)
+        .map(|lab| dhcp::status(&tools, lab));
     Ok(LabStatus {
         state: state.to_owned(),
         config: existing(dir.join("tracenat.toml")),
@@ -166,6 +192,7 @@ pub fn status(dir: &Path) -> Result<LabStatus, LabError> {
         dir,
         namespaces,
         missing,
+        dhcp,
     })
 }
 
@@ -266,6 +293,9 @@ impl LabStatus {
                 );
             }
         }
+        if let Some(dhcp) = &self.dhcp {
+            render_dhcp(&mut out, dhcp);
+        }
         if !self.missing.is_empty() {
             let _ = writeln!(out, "missing: {}", self.missing.join(", "));
         }
@@ -273,6 +303,32 @@ impl LabStatus {
             let _ = writeln!(out, "clear it with: tracenat lab down");
         }
         out
+    }
+}
+
+/// The DHCP lines of the report: the server, then one line per subscriber.
+fn render_dhcp(out: &mut String, dhcp: &DhcpStatus) {
+    use std::fmt::Write as _;
+    let server = match dhcp.server_pid {
+        Some(pid) => format!("running (pid {pid})"),
+        None => "NOT RUNNING".to_owned(),
+    };
+    let _ = writeln!(out, "dhcp: kea-dhcp4 {server}");
+    let _ = writeln!(out, "  leases: {}", dhcp.lease_file.display());
+    for client in &dhcp.subscribers {
+        let address = client
+            .address
+            .map_or_else(|| "no address".to_owned(), |a| a.to_string());
+        let running = if client.client_running {
+            "dhclient running"
+        } else {
+            "dhclient NOT RUNNING"
+        };
+        let _ = writeln!(
+            out,
+            "  {:<10} {:<8} {address:<15} {running}",
+            client.namespace, client.customer
+        );
     }
 }
 

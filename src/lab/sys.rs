@@ -15,6 +15,10 @@ pub enum Tool {
     Ethtool,
     Sysctl,
     Ping,
+    /// The DHCP server of `lab up --dhcp`.
+    KeaDhcp4,
+    /// The subscribers' DHCP client of `lab up --dhcp`.
+    Dhclient,
 }
 
 impl Tool {
@@ -24,6 +28,8 @@ impl Tool {
             Tool::Ethtool => "ethtool",
             Tool::Sysctl => "sysctl",
             Tool::Ping => "ping",
+            Tool::KeaDhcp4 => "kea-dhcp4",
+            Tool::Dhclient => "dhclient",
         }
     }
 
@@ -33,6 +39,8 @@ impl Tool {
             Tool::Ethtool => "ethtool",
             Tool::Sysctl => "procps",
             Tool::Ping => "iputils-ping",
+            Tool::KeaDhcp4 => "kea-dhcp4-server",
+            Tool::Dhclient => "isc-dhcp-client",
         }
     }
 }
@@ -111,10 +119,12 @@ impl Tools {
     /// A tool run inside `namespace` (`ip netns exec NS TOOL ARGS…`).
     pub fn in_netns(&self, namespace: &str, tool: Tool, args: &[&str]) -> Result<String, LabError> {
         let program = match tool {
-            Tool::Ip => self.ip.as_path(),
-            Tool::Ethtool => Tools::need(&self.ethtool, tool)?,
-            Tool::Sysctl => Tools::need(&self.sysctl, tool)?,
-            Tool::Ping => Tools::need(&self.ping, tool)?,
+            Tool::Ip => self.ip.clone(),
+            Tool::Ethtool => Tools::need(&self.ethtool, tool)?.to_owned(),
+            Tool::Sysctl => Tools::need(&self.sysctl, tool)?.to_owned(),
+            Tool::Ping => Tools::need(&self.ping, tool)?.to_owned(),
+            // Only `lab up --dhcp` and its helpers need these: looked up when used.
+            Tool::KeaDhcp4 | Tool::Dhclient => find_tool(tool)?,
         };
         let mut command = Command::new(&self.ip);
         command
@@ -222,7 +232,8 @@ pub fn describe(command: &Command) -> String {
             && let Some(name) = Path::new(word.as_str()).file_name()
         {
             let name = name.to_string_lossy().into_owned();
-            if ["ip", "ethtool", "sysctl", "ping"].contains(&name.as_str()) {
+            if ["ip", "ethtool", "sysctl", "ping", "kea-dhcp4", "dhclient"].contains(&name.as_str())
+            {
                 *word = name;
             }
         }

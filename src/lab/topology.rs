@@ -223,6 +223,11 @@ pub struct Topology {
     pub routes: Vec<Route>,
     pub sysctls: Vec<Sysctl>,
     pub probes: Vec<Probe>,
+    /// Subscribers get their addresses from the lab's DHCP server (`lab up --dhcp`,
+    /// [`super::dhcp`]) instead of static ones: no subscriber address or route here.
+    /// Absent in descriptions written before the option existed: static.
+    #[serde(default)]
+    pub dhcp: bool,
 }
 
 /// A locally administered MAC address: 02:74:6e ("tn") then three bytes.
@@ -231,8 +236,20 @@ fn mac(a: u8, b: u8, c: u8) -> String {
 }
 
 impl Topology {
-    /// The lab for `workers` queues on the NAT's links and `subscribers` hosts, kept in `dir`.
+    /// The lab for `workers` queues on the NAT's links and `subscribers` hosts with static
+    /// addresses, kept in `dir`.
     pub fn new(workers: u16, subscribers: u16, dir: &Path) -> Result<Topology, LabError> {
+        Topology::build(workers, subscribers, dir, false)
+    }
+
+    /// [`Topology::new`], or with `dhcp` the same lab whose subscribers get their
+    /// addresses and default routes from the lab's DHCP server.
+    pub fn build(
+        workers: u16,
+        subscribers: u16,
+        dir: &Path,
+        dhcp: bool,
+    ) -> Result<Topology, LabError> {
         if !(1..=MAX_WORKERS).contains(&workers) {
             return Err(LabError::Usage(format!(
                 "--workers {workers}: expected 1 to {MAX_WORKERS}"
@@ -258,6 +275,7 @@ impl Topology {
             routes: Vec::new(),
             sysctls: Vec::new(),
             probes: Vec::new(),
+            dhcp,
         };
         for name in [NAT_NS, ACCESS_NS, INET_NS] {
             lab.namespace(name);
@@ -322,8 +340,11 @@ impl Topology {
             let mut port = end(ACCESS_NS, &format!("tn-s{i}-peer"), mac(1, 2, low), true);
             port.master = Some(BRIDGE_IF.to_owned());
             lab.veth(1, host, port);
-            lab.address(&ns, "eth0", &format!("100.64.1.{i}/24"));
-            lab.route(&ns, "default", SUBSCRIBER_GATEWAY);
+            // With DHCP the subscriber's client sets both, from its lease.
+            if !dhcp {
+                lab.address(&ns, "eth0", &format!("100.64.1.{i}/24"));
+                lab.route(&ns, "default", SUBSCRIBER_GATEWAY);
+            }
         }
 
         // The internet: upstream router, and the servers' addresses on its loopback (the
@@ -521,6 +542,29 @@ mod tests {
         ] {
             assert!(!is_lab_interface(name), "{name}");
         }
+    }
+
+    #[test]
+    fn dhcp_subscribers_have_no_static_address() {
+        let lab = Topology::build(1, 3, Path::new("/tmp/x"), true).unwrap();
+        assert!(lab.dhcp);
+        assert!(
+            lab.addresses
+                .iter()
+                .all(|a| !a.namespace.starts_with("tn-sub-"))
+        );
+        assert!(
+            lab.routes
+                .iter()
+                .all(|r| !r.namespace.starts_with("tn-sub-"))
+        );
+        // The gateway probe from subscriber 1 stays: it runs once the leases are there.
+        assert!(lab.probes.iter().any(|p| p.namespace == "tn-sub-1"));
+        // Descriptions from before the option read as static labs.
+        let mut old =
+            serde_json::to_value(Topology::new(1, 3, Path::new("/tmp/x")).unwrap()).unwrap();
+        old.as_object_mut().unwrap().remove("dhcp");
+        assert!(!serde_json::from_value::<Topology>(old).unwrap().dhcp);
     }
 
     #[test]
