@@ -10,6 +10,7 @@ use tracenat::reader::ReaderError;
 use tracenat::reader::access_log::{AccessLogParser, JsonFields, LogFormat};
 use tracenat::reader::actor::ActorField;
 use tracenat::reader::attribute::{self, AttributeOptions};
+use tracenat::reader::identity::Holders;
 use tracenat::reader::logdir::{self, LogDir};
 use tracenat::reader::model::{Answer, Candidate, MappingSource, Question, Verdict, endpoint_text};
 use tracenat::reader::server_clock::{self, ServerClock};
@@ -143,6 +144,19 @@ fn write_answer(out: &mut impl Write, q: &Question, a: &Answer) -> io::Result<()
     )?;
     for c in &a.candidates {
         writeln!(out, "  {}", candidate_line(c))?;
+        if let Some(customer) = c.holders.describe(*c.subscriber.ip()) {
+            writeln!(out, "    {customer}")?;
+        }
+    }
+    if n > 0
+        && a.candidates
+            .iter()
+            .all(|c| c.holders == Holders::NotTracked)
+    {
+        writeln!(
+            out,
+            "note: this log holds no identity records ([identity] was never configured): answers end at inside addresses"
+        )?;
     }
     if a.clock.unsynchronised {
         writeln!(
@@ -196,6 +210,7 @@ fn candidate_json(c: &Candidate) -> serde_json::Value {
         "last_active": c.last_active_ns.map(format_time),
         "last_active_ns": c.last_active_ns,
         "evidence": c.evidence.name(),
+        "holder": c.holders.to_json(),
     })
 }
 

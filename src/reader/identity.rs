@@ -12,6 +12,7 @@ use crate::maplog::identity_block;
 use crate::maplog::identity_log::identity_dir;
 use crate::maplog::segment::{Segment, SegmentError};
 use crate::reader::ReaderError;
+use crate::reader::time::format_time;
 
 /// How a holding ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -81,6 +82,116 @@ impl Holders {
             Holders::Known(h) if distinct_holders(h) == 1 => "known",
             Holders::Known(_) => "overlap",
         }
+    }
+}
+
+impl Holders {
+    /// A few words naming the customer, for one-line answers: the user name, else the
+    /// host name, else the CPE's hardware address; "unknown holder" or "overlap: a / b".
+    pub fn short_name(&self) -> Option<String> {
+        match self {
+            Holders::NotTracked => None,
+            Holders::Unknown => Some("unknown holder".to_owned()),
+            Holders::Known(h) if distinct_holders(h) == 1 => Some(short(&h[0].identity)),
+            Holders::Known(h) => {
+                let names: Vec<String> = h.iter().map(|h| short(&h.identity)).collect();
+                Some(format!("overlap: {}", names.join(" / ")))
+            }
+        }
+    }
+
+    /// The line under a candidate in `log query` and `identity query`; `None` when the
+    /// log keeps no identities (said once, not under every candidate).
+    pub fn describe(&self, subscriber: Ipv4Addr) -> Option<String> {
+        match self {
+            Holders::NotTracked => None,
+            Holders::Unknown => Some(format!(
+                "customer: UNKNOWN — no identity record says who held {subscriber} then"
+            )),
+            Holders::Known(h) if distinct_holders(h) == 1 => Some(format!(
+                "customer: {}  [{}]",
+                h[0].identity,
+                evidence(&h[0])
+            )),
+            Holders::Known(h) => {
+                let each: Vec<String> = h
+                    .iter()
+                    .map(|h| format!("{}  [{}]", h.identity, evidence(h)))
+                    .collect();
+                Some(format!(
+                    "customer: OVERLAP — {} identities held {subscriber} then: {}",
+                    h.len(),
+                    each.join("; ")
+                ))
+            }
+        }
+    }
+
+    /// `{"verdict": …, "holders": [...]}` for JSON answers.
+    pub fn to_json(&self) -> serde_json::Value {
+        let holders: &[Holding] = match self {
+            Holders::Known(h) => h,
+            _ => &[],
+        };
+        serde_json::json!({
+            "verdict": self.verdict(),
+            "holders": holders.iter().map(Holding::to_json).collect::<Vec<_>>(),
+        })
+    }
+}
+
+fn short(identity: &Identity) -> String {
+    [
+        &identity.user,
+        &identity.hostname,
+        &identity.hw_addr,
+        &identity.client_id,
+        &identity.calling_station_id,
+    ]
+    .into_iter()
+    .flatten()
+    .next()
+    .cloned()
+    .unwrap_or_else(|| identity.to_string())
+}
+
+/// Where the naming comes from: source, the holding's span, how it ended.
+fn evidence(h: &Holding) -> String {
+    let end = match (h.to_ns, h.ended) {
+        (Some(t), Some(why)) => format!("{} ({})", format_time(t), why.name()),
+        _ => "(still held)".to_owned(),
+    };
+    format!(
+        "{}, held {} .. {end}",
+        h.source.name(),
+        format_time(h.from_ns)
+    )
+}
+
+impl Holding {
+    pub fn to_json(&self) -> serde_json::Value {
+        let fields: serde_json::Map<String, serde_json::Value> = self
+            .identity
+            .fields()
+            .into_iter()
+            .map(|(k, v)| (k.to_owned(), serde_json::Value::String(v)))
+            .collect();
+        let time = |ns: u64| (ns != 0).then(|| format_time(ns));
+        serde_json::json!({
+            "customer": self.identity.to_string(),
+            "name": short(&self.identity),
+            "inside": self.inside_ip.to_string(),
+            "source": self.source.name(),
+            "identity": fields,
+            "from": format_time(self.from_ns),
+            "to": self.to_ns.map(format_time),
+            "from_ns": self.from_ns,
+            "to_ns": self.to_ns,
+            "ended": self.ended.map(Ended::name),
+            "learned": time(self.learned_ns),
+            "source_time": time(self.source_ns),
+            "lease_expires": time(self.expires_ns),
+        })
     }
 }
 
