@@ -162,6 +162,11 @@ fn record_from(attrs: &HashMap<String, String>) -> Result<Parsed, String> {
             return Err("Framed-IP-Address 0.0.0.0".into());
         }
         identity = subscriber(attrs, nas_ip);
+        if identity.is_empty() {
+            return Err(format!(
+                "{status} for {ip} names no one (no user, session or NAS)"
+            ));
+        }
         ip
     };
     Ok(Parsed::Record(IdentityRecord {

@@ -296,6 +296,10 @@ impl Feeder {
             used += len;
             match parsed {
                 None => {}
+                // A holding of nobody in particular would answer "who?" with nothing.
+                Some(Parsed::Lease(state)) if state.held && state.identity.is_empty() => {
+                    counts.skip(line, format!("lease of {} names no one", state.inside_ip));
+                }
                 Some(Parsed::Lease(state)) => {
                     if let Some(r) = tracker.observe(state, live_now, counts) {
                         records.push(r);

@@ -635,3 +635,45 @@ fn an_undated_release_read_live_is_dated_no_later_than_the_clock() {
     );
     assert_eq!(counts.unchanged, 1);
 }
+
+/// Written by a real Kea 2.2.0 (Debian bookworm) with an 8 s lifetime, `hold-reclaimed-time`
+/// 4 s: a grant that expires (reclaimed: state 2, hostname cleared; then flushed:
+/// valid_lifetime 0), another that expires, and one that is released (valid_lifetime 0,
+/// state 0, expire = cltt).
+const KEA_2_2_REAL: &str = "\
+address,hwaddr,client_id,valid_lifetime,expire,subnet_id,fqdn_fwd,fqdn_rev,hostname,state,user_context
+100.64.50.10,02:00:5e:00:53:77,01:02:00:5e:00:53:77,8,1796020105,1,0,0,cpeoneco,0,
+100.64.50.10,02:00:5e:00:53:77,01:02:00:5e:00:53:77,8,1796020105,1,0,0,,2,
+100.64.50.10,02:00:5e:00:53:77,01:02:00:5e:00:53:77,0,1796020097,1,0,0,,2,
+100.64.50.10,02:00:5e:00:53:77,01:02:00:5e:00:53:77,8,1796020124,1,0,0,cpeoneco,0,
+100.64.50.10,02:00:5e:00:53:77,01:02:00:5e:00:53:77,8,1796020124,1,0,0,,2,
+100.64.50.10,02:00:5e:00:53:77,01:02:00:5e:00:53:77,8,1796020135,1,0,0,cpeoneco,0,
+100.64.50.10,02:00:5e:00:53:77,01:02:00:5e:00:53:77,0,1796020127,1,0,0,cpeoneco,0,
+";
+
+#[test]
+fn kea_2_2_as_really_written_on_expiry_and_release() {
+    let (records, counts) = run(LeaseFormat::KeaCsv, KEA_2_2_REAL);
+    let summary: Vec<(Change, u64, u64)> = records
+        .iter()
+        .map(|r| (r.change, r.at_ns / S, r.expires_ns / S))
+        .collect();
+    assert_eq!(
+        summary,
+        vec![
+            (Change::Start, 1_796_020_097, 1_796_020_105),
+            (Change::Stop, 1_796_020_105, 0),
+            (Change::Start, 1_796_020_116, 1_796_020_124),
+            (Change::Stop, 1_796_020_124, 0),
+            (Change::Start, 1_796_020_127, 1_796_020_135),
+            // Released at 1796020128 by the wall clock; the file does not say when.
+            (Change::Stop, 1_796_020_135, 0),
+        ]
+    );
+    assert_eq!((counts.unchanged, counts.skipped), (1, 0));
+    assert!(
+        records
+            .iter()
+            .all(|r| r.identity.hostname.as_deref() == Some("cpeoneco"))
+    );
+}

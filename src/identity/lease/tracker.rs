@@ -99,7 +99,8 @@ impl LeaseTracker {
             at_ns,
             learned_ns: 0,
             source_ns: state.cltt_ns,
-            expires_ns: state.expires_ns,
+            // Nothing lapses after an end.
+            expires_ns: 0,
             identity: identity.clone(),
         })
     }
