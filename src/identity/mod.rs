@@ -6,6 +6,7 @@
 //! blocks, CRCs, hash chain, rotation and retention as the mappings. The reader
 //! (`reader::identity`) answers "who held 100.64.1.1 at T" from that chain.
 
+pub mod lease;
 pub mod model;
 
 pub use model::{Change, Identity, IdentityRecord, IdentitySink, MemorySink, Source};
