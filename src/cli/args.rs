@@ -32,6 +32,10 @@ pub enum Command {
     /// log, decode, statistics, verification.
     #[command(subcommand)]
     Log(LogCommand),
+    /// Who the customer was: the holder of an inside address at a time, and importing
+    /// DHCP lease and RADIUS detail files into a log directory.
+    #[command(subcommand)]
+    Identity(super::identity::IdentityCommand),
     /// Run the NAT on its interfaces (AF_XDP), logging every mapping.
     Run(super::run::RunCommand),
     /// Print the counters of a running NAT (Prometheus text).

@@ -59,6 +59,7 @@ pub fn run(cli: Cli) -> Result<ExitCode, Failure> {
         Command::Replay(command) => done(replay(command)),
         Command::Log(command) => log::run(command),
         Command::Lab(command) => super::lab::run(command),
+        Command::Identity(command) => super::identity::run(command),
         Command::Run(command) => super::run::run(command),
         Command::Demo(command) => super::demo::demo(command),
         Command::Generate(command) => super::generate::run(command),

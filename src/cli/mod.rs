@@ -4,6 +4,7 @@ mod args;
 mod commands;
 mod demo;
 mod generate;
+mod identity;
 mod lab;
 mod log;
 mod run;

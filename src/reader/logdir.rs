@@ -7,6 +7,8 @@ use crate::config::{Config, LogVolume};
 use crate::engine::ports::Deterministic;
 use crate::maplog::block::{self, BlockError, Hash};
 use crate::maplog::dir;
+use crate::maplog::identity_block;
+use crate::maplog::identity_log::{IDENTITY_CHAIN, identity_dir};
 use crate::maplog::record::{EndpointResolver, Record};
 use crate::maplog::runs::{self, RunEnd};
 use crate::maplog::segment::{BlockRef, Segment, SegmentError, Tail};
@@ -33,6 +35,8 @@ pub struct LogDir {
     /// The holdings of inside addresses read for the last answers, kept while they cover
     /// the next ones.
     pub(crate) identity: Option<crate::reader::identity::IdentityBook>,
+    /// The identity chain's segments (`identity/`), for `verify`, `stats` and `decode`.
+    pub identity_segments: Vec<Segment>,
 }
 
 /// A configuration the NAT ran with, from its activation time on.
@@ -79,6 +83,7 @@ impl LogDir {
                 run_ends: runs::ends_for(&runs.lines, w),
             });
         }
+        let identity_segments = open_chain(&identity_dir(root), &mut skipped)?;
         let mut configs = Vec::new();
         for (activated, text) in dir::configs(root).map_err(io(root))? {
             match Config::from_toml_str(&text) {
@@ -102,6 +107,7 @@ impl LogDir {
             skipped,
             configs,
             identity: None,
+            identity_segments,
         })
     }
 
@@ -277,106 +283,32 @@ pub fn verify_with_progress(log: &LogDir, mut progress: impl FnMut(u64)) -> Vec<
     let mut problems = Vec::new();
     let mut scratch = Vec::new();
     for w in &log.workers {
-        let mut expected: Option<(Hash, u64)> = None; // (prev hash, next block sequence)
-        let mut expected_segment: Option<u64> = None;
-        for (i, seg) in w.segments.iter().enumerate() {
-            let at = |offset: usize, seq: Option<u64>, what: String| Problem {
-                path: seg.path.clone(),
-                offset,
-                block_sequence: seq,
-                what,
-            };
-            if let Some(want) = expected_segment
-                && seg.header.sequence != want
-            {
-                problems.push(at(
-                    0,
-                    None,
-                    format!(
-                        "segment {} missing (found {} next)",
-                        want, seg.header.sequence
-                    ),
-                ));
-            }
-            expected_segment = Some(seg.header.sequence + 1);
-            let anchor_ok = match expected {
-                Some((hash, _)) => seg.header.prev_hash == hash,
-                None => {
-                    seg.header.prev_hash == [0; 32]
-                        || retired.contains(&(w.worker, seg.header.prev_hash))
-                }
-            };
-            if !anchor_ok {
-                problems.push(at(
-                    0,
-                    None,
-                    "segment does not continue the hash chain of the one before it (segment removed or replaced)".into(),
-                ));
-            }
-            let mut prev = seg.header.prev_hash;
-            let mut next_seq = expected.map(|(_, s)| s);
-            for b in &seg.blocks {
-                // Check the block as it is in the file; its index copy must agree with it.
-                let stored = seg.stored_header(b);
-                match &stored {
-                    Err(e) => problems.push(at(
-                        b.offset,
-                        Some(b.header.sequence),
-                        format!("block header unreadable: {e}"),
-                    )),
-                    Ok(s) if *s != b.header => problems.push(at(
-                        b.offset,
-                        Some(s.sequence),
-                        "block header differs from the segment index's copy".into(),
-                    )),
-                    Ok(_) => {}
-                }
-                let h = &stored.unwrap_or(b.header);
-                if h.prev_hash != prev {
-                    problems.push(at(
-                        b.offset,
-                        Some(h.sequence),
-                        "hash chain broken: the block before it was altered, removed or reordered"
-                            .into(),
-                    ));
-                }
-                if let Some(want) = next_seq
-                    && h.sequence != want
-                {
-                    problems.push(at(
-                        b.offset,
-                        Some(h.sequence),
-                        format!("block sequence {} where {} was expected", h.sequence, want),
-                    ));
-                }
-                scratch.clear();
-                if let Err(e) = seg.read_block(b, &mut scratch) {
-                    problems.push(at(b.offset, Some(h.sequence), e.to_string()));
-                }
-                prev = block::block_hash(seg.block_bytes(b));
-                next_seq = Some(h.sequence + 1);
-                progress(1);
-            }
-            for d in &seg.damage {
-                problems.push(at(
-                    d.offset,
-                    None,
-                    format!("{} bytes unreadable: {}", d.len, d.reason),
-                ));
-            }
-            let last = i + 1 == w.segments.len();
-            if let Tail::Open { .. } = seg.tail
-                && !last
-            {
-                problems.push(at(
-                    seg.bytes().len(),
-                    None,
-                    "segment was never closed".into(),
-                ));
-            }
-            expected = Some((prev, next_seq.unwrap_or(0)));
-        }
+        let decode = |seg: &Segment, b: &BlockRef| {
+            scratch.clear();
+            seg.read_block(b, &mut scratch)
+        };
+        verify_chain(
+            w.worker,
+            &w.segments,
+            &retired,
+            decode,
+            &mut problems,
+            &mut progress,
+        );
     }
+    let mut identities = Vec::new();
+    let decode = |seg: &Segment, b: &BlockRef| {
+        identities.clear();
+        identity_block::decode(&b.header, seg.block_bytes(b), &mut identities)
+    };
+    verify_chain(
+        IDENTITY_CHAIN,
+        &log.identity_segments,
+        &retired,
+        decode,
+        &mut problems,
+        &mut progress,
+    );
     for (path, why) in &log.skipped {
         problems.push(Problem {
             path: path.clone(),
@@ -387,6 +319,115 @@ pub fn verify_with_progress(log: &LogDir, mut progress: impl FnMut(u64)) -> Vec<
     }
     problems.sort_by(|a, b| (&a.path, a.offset).cmp(&(&b.path, b.offset)));
     problems
+}
+
+/// Checks one chain of segments (a worker's, or the identity chain), decoding each block
+/// with `decode`.
+fn verify_chain(
+    worker: u16,
+    segments: &[Segment],
+    retired: &[(u16, Hash)],
+    mut decode: impl FnMut(&Segment, &BlockRef) -> Result<(), BlockError>,
+    problems: &mut Vec<Problem>,
+    progress: &mut impl FnMut(u64),
+) {
+    let mut expected: Option<(Hash, u64)> = None; // (prev hash, next block sequence)
+    let mut expected_segment: Option<u64> = None;
+    for (i, seg) in segments.iter().enumerate() {
+        let at = |offset: usize, seq: Option<u64>, what: String| Problem {
+            path: seg.path.clone(),
+            offset,
+            block_sequence: seq,
+            what,
+        };
+        if let Some(want) = expected_segment
+            && seg.header.sequence != want
+        {
+            problems.push(at(
+                0,
+                None,
+                format!(
+                    "segment {} missing (found {} next)",
+                    want, seg.header.sequence
+                ),
+            ));
+        }
+        expected_segment = Some(seg.header.sequence + 1);
+        let anchor_ok = match expected {
+            Some((hash, _)) => seg.header.prev_hash == hash,
+            None => {
+                seg.header.prev_hash == [0; 32] || retired.contains(&(worker, seg.header.prev_hash))
+            }
+        };
+        if !anchor_ok {
+            problems.push(at(
+                0,
+                None,
+                "segment does not continue the hash chain of the one before it (segment removed or replaced)".into(),
+            ));
+        }
+        let mut prev = seg.header.prev_hash;
+        let mut next_seq = expected.map(|(_, s)| s);
+        for b in &seg.blocks {
+            // Check the block as it is in the file; its index copy must agree with it.
+            let stored = seg.stored_header(b);
+            match &stored {
+                Err(e) => problems.push(at(
+                    b.offset,
+                    Some(b.header.sequence),
+                    format!("block header unreadable: {e}"),
+                )),
+                Ok(s) if *s != b.header => problems.push(at(
+                    b.offset,
+                    Some(s.sequence),
+                    "block header differs from the segment index's copy".into(),
+                )),
+                Ok(_) => {}
+            }
+            let h = &stored.unwrap_or(b.header);
+            if h.prev_hash != prev {
+                problems.push(at(
+                    b.offset,
+                    Some(h.sequence),
+                    "hash chain broken: the block before it was altered, removed or reordered"
+                        .into(),
+                ));
+            }
+            if let Some(want) = next_seq
+                && h.sequence != want
+            {
+                problems.push(at(
+                    b.offset,
+                    Some(h.sequence),
+                    format!("block sequence {} where {} was expected", h.sequence, want),
+                ));
+            }
+            if let Err(e) = decode(seg, b) {
+                problems.push(at(b.offset, Some(h.sequence), e.to_string()));
+            }
+            prev = block::block_hash(seg.block_bytes(b));
+            next_seq = Some(h.sequence + 1);
+            progress(1);
+        }
+        for d in &seg.damage {
+            problems.push(at(
+                d.offset,
+                None,
+                format!("{} bytes unreadable: {}", d.len, d.reason),
+            ));
+        }
+        let last = i + 1 == segments.len();
+        if let Tail::Open { .. } = seg.tail
+            && !last
+        {
+            problems.push(at(
+                seg.bytes().len(),
+                None,
+                "segment was never closed".into(),
+            ));
+        }
+        expected = Some((prev, next_seq.unwrap_or(0)));
+    }
 }
 
 /// (worker, last hash) of segments retention deleted: a worker's chain may legitimately
@@ -407,4 +448,28 @@ fn retired_anchors(root: &Path) -> Vec<(u16, Hash)> {
             Some((worker, bytes.try_into().ok()?))
         })
         .collect()
+}
+
+/// The segments of the chain in `folder` (none if it does not exist); a segment whose header
+/// cannot be read is noted in `skipped` and the rest are read.
+fn open_chain(
+    folder: &Path,
+    skipped: &mut Vec<(PathBuf, String)>,
+) -> Result<Vec<Segment>, ReaderError> {
+    if !folder.is_dir() {
+        return Ok(Vec::new());
+    }
+    let paths = dir::segments(folder).map_err(|source| ReaderError::Io {
+        path: folder.to_owned(),
+        source,
+    })?;
+    let mut segments = Vec::new();
+    for path in paths {
+        match Segment::open(&path) {
+            Ok(seg) => segments.push(seg),
+            Err(SegmentError::Io(e)) => return Err(ReaderError::Io { path, source: e }),
+            Err(e) => skipped.push((path, e.to_string())),
+        }
+    }
+    Ok(segments)
 }
