@@ -7,5 +7,6 @@
 //! (`reader::identity`) answers "who held 100.64.1.1 at T" from that chain.
 
 pub mod model;
+pub mod radius;
 
 pub use model::{Change, Identity, IdentityRecord, IdentitySink, MemorySink, Source};
