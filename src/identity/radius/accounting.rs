@@ -21,7 +21,7 @@ const NS_PER_SEC: u64 = 1_000_000_000;
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Meaning {
     /// Store this record, then answer.
-    Record(IdentityRecord),
+    Record(Box<IdentityRecord>),
     /// A Start, Stop or Interim-Update naming no usable Framed-IP-Address: answered,
     /// nothing stored.
     NoAddress,
@@ -68,7 +68,7 @@ fn read<T: AsRef<[u8]>>(
             _ => return Ok(Meaning::NoAddress),
         }
     };
-    Ok(Meaning::Record(IdentityRecord {
+    Ok(Meaning::Record(Box::new(IdentityRecord {
         change,
         source: Source::Radius,
         inside_ip,
@@ -77,7 +77,7 @@ fn read<T: AsRef<[u8]>>(
         source_ns,
         expires_ns: 0,
         identity: identity(request, nas_ip),
-    }))
+    })))
 }
 
 /// 0.0.0.0 and the two "not chosen yet" values of RFC 2865 §5.8 (255.255.255.254: the NAS
@@ -167,7 +167,7 @@ mod tests {
 
     fn record_of(attributes: &[(u8, &[u8])]) -> IdentityRecord {
         match meaning_of(attributes) {
-            Meaning::Record(r) => r,
+            Meaning::Record(r) => *r,
             other => panic!("no record: {other:?}"),
         }
     }

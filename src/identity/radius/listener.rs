@@ -173,7 +173,7 @@ impl RadiusListener {
             return Ok(None);
         }
         let (record, result) = match meaning(&packet, *from_v4.ip(), now_ns) {
-            Meaning::Record(record) => (Some(record), RequestResult::Stored),
+            Meaning::Record(record) => (Some(*record), RequestResult::Stored),
             Meaning::NoAddress => (None, RequestResult::NoAddress),
             Meaning::OtherStatus => (None, RequestResult::OtherStatus),
             Meaning::Malformed => return Err(RequestResult::MalformedAttribute),

@@ -13,7 +13,7 @@ pub use listener::RadiusListener;
 pub use stats::{RadiusStats, RequestResult};
 
 /// Arbitrary bytes through the checks a datagram meets, for the fuzzer and proptests:
-/// never panics, and a packet that verifies always yields an answer that verifies.
+/// nothing panics, and the response to any well-formed packet parses and answers it.
 pub mod fuzz {
     use std::net::Ipv4Addr;
 
@@ -26,12 +26,11 @@ pub mod fuzz {
             return;
         };
         let _ = packet.attributes().count();
-        let authentic = packet.accounting_request_authentic(secret);
+        let _ = packet.accounting_request_authentic(secret);
         let _ = packet.message_authenticator_valid(secret);
         let _ = meaning(&packet, Ipv4Addr::LOCALHOST, 1_700_000_000_000_000_000);
         let response = accounting_response(&packet, secret);
         let answer = Packet::new_checked(&response[..]).expect("our own response parses");
         assert_eq!(answer.identifier(), packet.identifier());
-        let _ = authentic;
     }
 }
