@@ -8,5 +8,6 @@
 
 pub mod lease;
 pub mod model;
+pub mod radius;
 
 pub use model::{Change, Identity, IdentityRecord, IdentitySink, MemorySink, Source};
