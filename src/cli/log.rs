@@ -6,6 +6,7 @@ use std::net::{Ipv4Addr, SocketAddrV4};
 use std::process::ExitCode;
 
 use tracenat::config::parse_duration;
+use tracenat::identity::IdentityRecord;
 use tracenat::reader::ReaderError;
 use tracenat::reader::access_log::{AccessLogParser, JsonFields, LogFormat};
 use tracenat::reader::actor::ActorField;
@@ -447,12 +448,78 @@ fn decode(c: DecodeCommand) -> Result<ExitCode, Failure> {
             ))
         },
     );
+    logdir::for_each_identity(
+        &log,
+        from,
+        to,
+        |r| {
+            if failed.is_ok() {
+                failed = write_identity(&mut out, format, r);
+            }
+        },
+        |seg, b, e| {
+            bad.push(format!(
+                "{}: block {} at offset {}: {e}",
+                seg.path.display(),
+                b.header.sequence,
+                b.offset
+            ))
+        },
+    );
     failed.and_then(|_| out.flush()).map_err(Failure::Output)?;
     if let Some(p) = progress {
         p.finish_and_clear();
     }
     report_damage(&log, &bad);
     Ok(ExitCode::SUCCESS)
+}
+
+/// One identity record in `decode`'s format (CSV rows put the identity in `inside`'s
+/// place and its fields, `name=value` joined by `;`, in `dest`'s).
+fn write_identity(
+    out: &mut impl Write,
+    format: DecodeFormat,
+    r: &IdentityRecord,
+) -> io::Result<()> {
+    match format {
+        DecodeFormat::Json => writeln!(out, "{}", r.to_json()),
+        DecodeFormat::Csv => {
+            let fields: Vec<String> = r
+                .identity
+                .fields()
+                .iter()
+                .map(|(k, v)| format!("{k}={v}"))
+                .collect();
+            writeln!(
+                out,
+                "{},{},{},identity,0,{},{},{},,",
+                r.change.name(),
+                r.at_ns,
+                format_time(r.at_ns),
+                r.inside_ip,
+                r.source.name(),
+                csv_field(&fields.join(";"))
+            )
+        }
+        DecodeFormat::Text => writeln!(
+            out,
+            "{} identity {:<18} {:<15} {:<15} {}",
+            format_time(r.at_ns),
+            r.change.name(),
+            r.source.name(),
+            r.inside_ip,
+            r.identity
+        ),
+    }
+}
+
+/// A CSV field, quoted when it holds a separator or a quote.
+fn csv_field(text: &str) -> String {
+    if text.contains([',', '"', '\n']) {
+        format!("\"{}\"", text.replace('"', "\"\""))
+    } else {
+        text.to_owned()
+    }
 }
 
 /// A progress bar over the records, on stderr, only when a person is watching.
@@ -480,6 +547,7 @@ fn report_damage(log: &LogDir, bad_blocks: &[String]) {
 fn stats(c: StatsCommand) -> Result<ExitCode, Failure> {
     let log = open(&c.dir)?;
     let workers = logdir::stats(&log);
+    let identity = logdir::identity_stats(&log);
     let mut out = io::stdout().lock();
     let written = if c.json {
         let total_records: u64 = workers.iter().map(|w| w.records).sum();
@@ -492,10 +560,24 @@ fn stats(c: StatsCommand) -> Result<ExitCode, Failure> {
                 "bytes": total_bytes,
                 "bytes_per_record": ratio(total_bytes, total_records),
                 "workers": workers,
+                "identity": identity,
             })
         )
     } else {
-        write_stats(&mut out, &workers)
+        write_stats(&mut out, &workers).and_then(|_| match &identity {
+            Some(i) => writeln!(
+                out,
+                "identity chain: {} records in {} blocks, {} segments, {} bytes ({:.2} bytes/record), {} .. {}",
+                i.records,
+                i.blocks,
+                i.segments,
+                i.bytes,
+                ratio(i.bytes, i.records),
+                opt_time(i.first_ts_ns, "-"),
+                opt_time(i.last_ts_ns, "-")
+            ),
+            None => Ok(()),
+        })
     };
     written.map_err(Failure::Output)?;
     Ok(ExitCode::SUCCESS)

@@ -117,6 +117,12 @@ fn print_report(r: &RunReport) {
     for note in &r.log.recovered {
         println!("mapping log recovered: {note}");
     }
+    if let Some(i) = &r.identity {
+        println!(
+            "identities: {} records stored, {} repeats not stored again, {} holdings open at the stop (they stay open)",
+            i.stored, i.repeats, i.open
+        );
+    }
     let leaked: isize = r.leaked_frames.iter().sum();
     println!("UMEM frames unaccounted for at exit: {leaked}");
 }

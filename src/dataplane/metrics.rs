@@ -325,6 +325,9 @@ impl Drop for Server {
     }
 }
 
+/// More metrics text, from parts of the NAT outside the workers (the identity sources).
+pub type Extra = Arc<dyn Fn() -> String + Send + Sync>;
+
 /// Serves `GET /metrics` on `listener` (bound by the caller before anything starts, so a
 /// taken port fails start-up cleanly; loopback, checked by the config).
 pub fn serve(
@@ -332,6 +335,7 @@ pub fn serve(
     stats: Vec<Arc<WorkerStats>>,
     rings: Arc<Rings>,
     log: Arc<LogStats>,
+    identity: Option<Extra>,
 ) -> std::io::Result<Server> {
     let addr = listener.local_addr()?;
     let stop = Arc::new(AtomicBool::new(false));
@@ -344,7 +348,10 @@ pub fn serve(
                     break;
                 }
                 if let Ok(stream) = stream {
-                    let body = Snapshot::take(&stats, &rings, Some(&log)).prometheus();
+                    let mut body = Snapshot::take(&stats, &rings, Some(&log)).prometheus();
+                    if let Some(extra) = &identity {
+                        body.push_str(&extra());
+                    }
                     let _ = answer(stream, &body);
                 }
             }

@@ -6,6 +6,7 @@
 //! drives the control loop; `metrics` is what the operator sees while it runs.
 
 pub mod handoff;
+pub mod identity_sources;
 pub mod metrics;
 pub mod neigh;
 pub mod run;

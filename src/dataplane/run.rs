@@ -14,6 +14,7 @@ use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use super::handoff::Rings;
+use super::identity_sources::{IdentityReport, IdentitySources};
 use super::metrics::{self, Snapshot};
 use super::neigh::{self, SharedMac};
 use super::worker::{Link, Worker, WorkerStats};
@@ -67,6 +68,8 @@ pub struct RunReport {
     pub leaked_frames: Vec<isize>,
     /// Sessions still open at the stop, ended then in the log.
     pub ended_at_stop: usize,
+    /// What the identity sources stored (`None`: none configured).
+    pub identity: Option<IdentityReport>,
 }
 
 /// The pieces that must outlive the workers: XDP programs stay attached until dropped.
@@ -107,7 +110,9 @@ pub fn run(
     };
     let mut settings = LogSettings::from_config(config, &log_dir);
     settings.config_text = config_text;
-    let (maplog, producers) = MapLog::start(settings, config.workers.count, wall_clock_ns())?;
+    let (maplog, producers) =
+        MapLog::start(settings.clone(), config.workers.count, wall_clock_ns())?;
+    let identity = IdentitySources::start(config, &settings).map_err(RunError::Setup)?;
     let previous_run = maplog.previous_run().cloned();
     on_start(previous_run.as_ref());
     let config = &seeded(config);
@@ -122,6 +127,7 @@ pub fn run(
             running.stats.clone(),
             running.rings.clone(),
             maplog.stats_handle(),
+            identity.as_ref().map(|i| i.metrics()),
         )
         .inspect_err(|e| eprintln!("tracenat: metrics not served: {e}"))
         .ok()
@@ -154,6 +160,10 @@ pub fn run(
     let snapshot = Snapshot::take(&running.stats, &running.rings, Some(maplog.stats()));
     let log = maplog.close_stopped(stop_ns)?;
     drop(metrics_server);
+    let identity = identity
+        .map(IdentitySources::stop)
+        .transpose()
+        .map_err(RunError::Setup)?;
     let leaked_frames = running
         .stats
         .iter()
@@ -174,6 +184,7 @@ pub fn run(
         snapshot,
         leaked_frames,
         ended_at_stop,
+        identity,
     })
 }
 

@@ -212,6 +212,28 @@ pub struct IdentityRecord {
 }
 
 impl IdentityRecord {
+    /// One JSON object on one line (`tracenat log decode --format json`).
+    pub fn to_json(&self) -> String {
+        let fields: serde_json::Map<String, serde_json::Value> = self
+            .identity
+            .fields()
+            .into_iter()
+            .map(|(k, v)| (k.to_owned(), serde_json::Value::String(v)))
+            .collect();
+        let optional = |ns: u64| (ns != 0).then_some(ns);
+        serde_json::json!({
+            "kind": self.change.name(),
+            "ts_ns": self.at_ns,
+            "source": self.source.name(),
+            "inside": self.inside_ip.to_string(),
+            "learned_ns": self.learned_ns,
+            "source_ns": optional(self.source_ns),
+            "expires_ns": optional(self.expires_ns),
+            "identity": fields,
+        })
+        .to_string()
+    }
+
     /// The same event as `other`, whenever it was learned: a retransmission, or a lease
     /// file read again.
     pub fn same_event(&self, other: &IdentityRecord) -> bool {

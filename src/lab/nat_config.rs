@@ -49,6 +49,15 @@ flush-interval = \"1s\"
 [dataplane]
 # Served inside tn-nat: `tracenat lab exec nat -- curl -s http://{METRICS}/metrics`.
 metrics = {metrics}
+
+[identity.radius]
+# The access router plays the BNG and sends RADIUS accounting, e.g.
+#   tracenat lab exec access -- radclient {NAT_INSIDE_ADDRESS} acct {LAB_RADIUS_SECRET}
+listen = {radius_listen}
+[[identity.radius.clients]]
+address = {access}
+secret = {secret}
+name = \"lab-access-router\"
 ",
         workers = lab.workers,
         subscribers = lab.subscribers,
@@ -62,9 +71,27 @@ metrics = {metrics}
         subscribers_prefix = quote(SUBSCRIBER_PREFIX),
         log_dir = quote_path(&lab.log_dir),
         metrics = quote(METRICS),
+        radius_listen = quote(&format!("{NAT_INSIDE_ADDRESS}:1813")),
+        access = quote(ACCESS_ADDRESS),
+        secret = quote(LAB_RADIUS_SECRET),
     );
+    if lab.dhcp {
+        let _ = write!(
+            text,
+            "
+[identity.dhcp]
+# The lab's Kea DHCPv4 server writes its leases here (`lab up --dhcp`).
+kea-lease-file = {leases}
+poll-interval = \"250ms\"
+",
+            leases = quote_path(&super::dhcp::lease_file(&lab.dir)),
+        );
+    }
     text
 }
+
+/// The RADIUS shared secret of the lab's access router (a lab, not a secret).
+pub const LAB_RADIUS_SECRET: &str = "tracenat-lab";
 
 fn quote_path(path: &Path) -> String {
     quote(&path.to_string_lossy())

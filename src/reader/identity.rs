@@ -159,6 +159,9 @@ fn short(identity: &Identity) -> String {
 fn evidence(h: &Holding) -> String {
     let end = match (h.to_ns, h.ended) {
         (Some(t), Some(why)) => format!("{} ({})", format_time(t), why.name()),
+        _ if h.expires_ns != 0 => {
+            format!("(still held; lease until {})", format_time(h.expires_ns))
+        }
         _ => "(still held)".to_owned(),
     };
     format!(
@@ -254,7 +257,10 @@ impl IdentityBook {
                 }
             }
         }
-        for h in timeline(records, to_ns) {
+        // A lease lapses only where the log has seen past its expiry: beyond the newest
+        // record, a renewal may simply not have been logged yet.
+        let seen_until = records.iter().map(|r| r.learned_ns.max(r.at_ns)).max();
+        for h in timeline(records, to_ns.min(seen_until.unwrap_or(0))) {
             if h.overlaps(from_ns, to_ns) {
                 book.by_address.entry(h.inside_ip).or_default().push(h);
             }

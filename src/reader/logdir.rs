@@ -5,6 +5,7 @@ use std::path::{Path, PathBuf};
 
 use crate::config::{Config, LogVolume};
 use crate::engine::ports::Deterministic;
+use crate::identity::IdentityRecord;
 use crate::maplog::block::{self, BlockError, Hash};
 use crate::maplog::dir;
 use crate::maplog::identity_block;
@@ -217,37 +218,70 @@ pub struct WorkerStats {
 pub fn stats(log: &LogDir) -> Vec<WorkerStats> {
     log.workers
         .iter()
-        .map(|w| {
-            let mut s = WorkerStats {
-                worker: w.worker,
-                segments: w.segments.len() as u64,
-                ..WorkerStats::default()
-            };
-            for seg in &w.segments {
-                s.bytes += seg.bytes().len() as u64;
-                for b in &seg.blocks {
-                    let h = &b.header;
-                    s.blocks += 1;
-                    s.raw_payload_bytes += h.raw_len as u64;
-                    s.compressed_payload_bytes += h.payload_len as u64;
-                    if h.is_checkpoint() {
-                        s.checkpoint_records += h.count as u64;
-                        continue;
-                    }
-                    s.records += h.count as u64;
-                    if h.count > 0 {
-                        s.first_ts_ns = Some(
-                            s.first_ts_ns
-                                .map_or(h.first_ts_ns, |t| t.min(h.first_ts_ns)),
-                        );
-                        s.last_ts_ns =
-                            Some(s.last_ts_ns.map_or(h.last_ts_ns, |t| t.max(h.last_ts_ns)));
-                    }
-                }
-            }
-            s
-        })
+        .map(|w| chain_stats(w.worker, &w.segments))
         .collect()
+}
+
+/// The identity chain's figures, if the log has one.
+pub fn identity_stats(log: &LogDir) -> Option<WorkerStats> {
+    (!log.identity_segments.is_empty()).then(|| chain_stats(IDENTITY_CHAIN, &log.identity_segments))
+}
+
+fn chain_stats(worker: u16, segments: &[Segment]) -> WorkerStats {
+    let mut s = WorkerStats {
+        worker,
+        segments: segments.len() as u64,
+        ..WorkerStats::default()
+    };
+    for seg in segments {
+        s.bytes += seg.bytes().len() as u64;
+        for b in &seg.blocks {
+            let h = &b.header;
+            s.blocks += 1;
+            s.raw_payload_bytes += h.raw_len as u64;
+            s.compressed_payload_bytes += h.payload_len as u64;
+            if h.is_checkpoint() {
+                s.checkpoint_records += h.count as u64;
+                continue;
+            }
+            s.records += h.count as u64;
+            if h.count > 0 {
+                s.first_ts_ns = Some(
+                    s.first_ts_ns
+                        .map_or(h.first_ts_ns, |t| t.min(h.first_ts_ns)),
+                );
+                s.last_ts_ns = Some(s.last_ts_ns.map_or(h.last_ts_ns, |t| t.max(h.last_ts_ns)));
+            }
+        }
+    }
+    s
+}
+
+/// Every identity record (checkpoints excluded) whose time lies in `[from_ns, to_ns]`, in
+/// chain order; damaged blocks are passed to `bad` and skipped.
+pub fn for_each_identity(
+    log: &LogDir,
+    from_ns: u64,
+    to_ns: u64,
+    mut visit: impl FnMut(&IdentityRecord),
+    mut bad: impl FnMut(&Segment, &BlockRef, BlockError),
+) {
+    let mut records = Vec::new();
+    for seg in &log.identity_segments {
+        for b in seg.blocks.iter().filter(|b| !b.header.is_checkpoint()) {
+            records.clear();
+            if let Err(e) = identity_block::decode(&b.header, seg.block_bytes(b), &mut records) {
+                bad(seg, b, e);
+                continue;
+            }
+            for r in records
+                .iter()
+                .filter(|r| (from_ns..=to_ns).contains(&r.at_ns))
+            {
+                visit(r);
+            }
+        }
+    }
 }
 
 /// One problem `verify` found; the first one is the answer an operator needs.
