@@ -36,6 +36,7 @@ impl Config {
             self.timeouts_line(),
             self.behaviour_line(),
             self.logging_line(),
+            self.identity_line(),
         ]
         .join("\n")
     }
@@ -129,6 +130,35 @@ impl Config {
             "filtering: {}, hairpinning {hairpinning}; expired TTL: {ttl}",
             self.filtering.mode.name()
         )
+    }
+
+    fn identity_line(&self) -> String {
+        let id = &self.identity;
+        let mut sources = Vec::new();
+        if let Some(r) = &id.radius {
+            sources.push(format!(
+                "RADIUS accounting on {} from {} NAS client(s)",
+                r.listen,
+                r.clients.len()
+            ));
+        }
+        for (what, file) in [
+            ("Kea leases", &id.kea_lease_file),
+            ("dhcpd leases", &id.isc_lease_file),
+        ] {
+            if let Some(path) = file {
+                sources.push(format!(
+                    "{what} {} every {}",
+                    path.display(),
+                    format_duration(id.poll_interval)
+                ));
+            }
+        }
+        if sources.is_empty() {
+            "identity: no sources (answers end at inside addresses)".to_owned()
+        } else {
+            format!("identity: {}", sources.join("; "))
+        }
     }
 
     fn logging_line(&self) -> String {
