@@ -7,6 +7,7 @@ use std::process::ExitCode;
 
 use tracenat::config::parse_duration;
 use tracenat::identity::IdentityRecord;
+use tracenat::maplog::segment::{BlockRef, Segment};
 use tracenat::reader::ReaderError;
 use tracenat::reader::access_log::{AccessLogParser, JsonFields, LogFormat};
 use tracenat::reader::actor::ActorField;
@@ -439,14 +440,7 @@ fn decode(c: DecodeCommand) -> Result<ExitCode, Failure> {
                 p.inc(1);
             }
         },
-        |seg, b, e| {
-            bad.push(format!(
-                "{}: block {} at offset {}: {e}",
-                seg.path.display(),
-                b.header.sequence,
-                b.offset
-            ))
-        },
+        |seg, b, e| bad.push(bad_block(seg, b, &e)),
     );
     logdir::for_each_identity(
         &log,
@@ -457,14 +451,7 @@ fn decode(c: DecodeCommand) -> Result<ExitCode, Failure> {
                 failed = write_identity(&mut out, format, r);
             }
         },
-        |seg, b, e| {
-            bad.push(format!(
-                "{}: block {} at offset {}: {e}",
-                seg.path.display(),
-                b.header.sequence,
-                b.offset
-            ))
-        },
+        |seg, b, e| bad.push(bad_block(seg, b, &e)),
     );
     failed.and_then(|_| out.flush()).map_err(Failure::Output)?;
     if let Some(p) = progress {
@@ -472,6 +459,15 @@ fn decode(c: DecodeCommand) -> Result<ExitCode, Failure> {
     }
     report_damage(&log, &bad);
     Ok(ExitCode::SUCCESS)
+}
+
+fn bad_block(seg: &Segment, b: &BlockRef, e: &dyn std::fmt::Display) -> String {
+    format!(
+        "{}: block {} at offset {}: {e}",
+        seg.path.display(),
+        b.header.sequence,
+        b.offset
+    )
 }
 
 /// One identity record in `decode`'s format (CSV rows put the identity in `inside`'s

@@ -135,6 +135,16 @@ impl Identity {
         }
     }
 
+    /// `{name: value}` for every field present.
+    pub fn to_json(&self) -> serde_json::Value {
+        let fields: serde_json::Map<String, serde_json::Value> = self
+            .fields()
+            .into_iter()
+            .map(|(k, v)| (k.to_owned(), serde_json::Value::String(v)))
+            .collect();
+        serde_json::Value::Object(fields)
+    }
+
     /// `(name, value)` for every field present, in a fixed order; names as in JSON.
     pub fn fields(&self) -> Vec<(&'static str, String)> {
         let text = [
@@ -214,12 +224,6 @@ pub struct IdentityRecord {
 impl IdentityRecord {
     /// One JSON object on one line (`tracenat log decode --format json`).
     pub fn to_json(&self) -> String {
-        let fields: serde_json::Map<String, serde_json::Value> = self
-            .identity
-            .fields()
-            .into_iter()
-            .map(|(k, v)| (k.to_owned(), serde_json::Value::String(v)))
-            .collect();
         let optional = |ns: u64| (ns != 0).then_some(ns);
         serde_json::json!({
             "kind": self.change.name(),
@@ -229,7 +233,7 @@ impl IdentityRecord {
             "learned_ns": self.learned_ns,
             "source_ns": optional(self.source_ns),
             "expires_ns": optional(self.expires_ns),
-            "identity": fields,
+            "identity": self.identity.to_json(),
         })
         .to_string()
     }

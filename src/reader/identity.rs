@@ -173,19 +173,13 @@ fn evidence(h: &Holding) -> String {
 
 impl Holding {
     pub fn to_json(&self) -> serde_json::Value {
-        let fields: serde_json::Map<String, serde_json::Value> = self
-            .identity
-            .fields()
-            .into_iter()
-            .map(|(k, v)| (k.to_owned(), serde_json::Value::String(v)))
-            .collect();
         let time = |ns: u64| (ns != 0).then(|| format_time(ns));
         serde_json::json!({
             "customer": self.identity.to_string(),
             "name": short(&self.identity),
             "inside": self.inside_ip.to_string(),
             "source": self.source.name(),
-            "identity": fields,
+            "identity": self.identity.to_json(),
             "from": format_time(self.from_ns),
             "to": self.to_ns.map(format_time),
             "from_ns": self.from_ns,
