@@ -83,7 +83,10 @@ fn query(q: IdentityQuery) -> Result<ExitCode, Failure> {
         })
     })?;
     let (from, to) = (at.saturating_sub(tolerance), at.saturating_add(tolerance));
-    let book = IdentityBook::load(&q.dir, from, to).map_err(Failure::Reader)?;
+    // Read an hour past the window, so a holding that ended soon after shows its end.
+    const READ_AHEAD_NS: u64 = 3600 * 1_000_000_000;
+    let book = IdentityBook::load(&q.dir, from, to.saturating_add(READ_AHEAD_NS))
+        .map_err(Failure::Reader)?;
     for damage in &book.damaged {
         eprintln!("warning: {damage}");
     }
