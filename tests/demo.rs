@@ -117,16 +117,13 @@ fn every_request_is_traced_to_the_customer_who_sent_it_across_a_handover() {
     assert!(report.udp_echoed && report.pinged, "{text}");
     assert!(report.succeeded(Addressing::Dhcp), "{report:#?}\n{text}");
     for expected in [
-        &format!("== 5b. {} changed hands at ", handover.address),
-        &format!("unique {} = dave (CPE 02:74:6e:", handover.address),
-        &format!("unique {} = bob (CPE 02:74:6e:", handover.address),
-        "10 requests: 10 unique, 0 ambiguous, 0 none",
-        "10 to the customer who sent them",
+        format!("== 5b. {} changed hands at ", handover.address),
+        format!("unique {} = dave (CPE 02:74:6e:", handover.address),
+        format!("unique {} = bob (CPE 02:74:6e:", handover.address),
+        "10 requests: 10 unique, 0 ambiguous, 0 none".to_owned(),
+        "10 to the customer who sent them".to_owned(),
     ] {
-        assert!(
-            text.contains(expected.as_str()),
-            "no {expected:?} in:\n{text}"
-        );
+        assert!(text.contains(&expected), "no {expected:?} in:\n{text}");
     }
 }
 
