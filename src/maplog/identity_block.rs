@@ -91,7 +91,8 @@ fn encode_row(r: &IdentityRecord, prev: &mut u64, out: &mut Vec<u8>) {
     put_varint(out, zigzag(r.at_ns.wrapping_sub(*prev) as i64));
     *prev = r.at_ns;
     put_varint(out, zigzag(r.learned_ns.wrapping_sub(r.at_ns) as i64));
-    let times = (r.source_ns != 0) as u8 * HAS_SOURCE_TIME | (r.expires_ns != 0) as u8 * HAS_EXPIRY;
+    let times =
+        ((r.source_ns != 0) as u8 * HAS_SOURCE_TIME) | ((r.expires_ns != 0) as u8 * HAS_EXPIRY);
     out.push(times);
     for t in [r.source_ns, r.expires_ns].into_iter().filter(|t| *t != 0) {
         put_varint(out, zigzag(t.wrapping_sub(r.at_ns) as i64));
