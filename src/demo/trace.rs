@@ -275,7 +275,7 @@ pub fn show_handover(
             return Ok(());
         }
     };
-    handover.holders = holdings.iter().map(|h| short_name(h)).collect();
+    handover.holders = holdings.iter().map(short_name).collect();
     let _ = writeln!(out, "{}", changed_hands(handover.address, &holdings));
     for h in &holdings {
         let _ = writeln!(out, "   {}", holding_line(h));
