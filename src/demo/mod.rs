@@ -1,8 +1,12 @@
-//! `tracenat demo`: the story in one command. Builds the lab, runs the NAT in its
-//! namespace, sends real traffic from the kernel's own stacks (HTTP from every subscriber
-//! to a server that writes an access log, a UDP exchange, ping), stops the NAT, then traces
-//! every request in the server's access log back to its subscriber with the mapping log.
-//! The pieces are public so the lab's integration tests drive the same traffic.
+//! `tracenat demo`: the story in one command. Builds the lab (by default with a Kea DHCP
+//! server handing out the subscribers' addresses), runs the NAT in its namespace, sends
+//! real traffic from the kernel's own stacks (HTTP from every subscriber to a server that
+//! writes an access log, a UDP exchange, ping), hands one subscriber's address to another
+//! customer mid-demo and sends more requests from it, stops the NAT, then traces every
+//! request in the server's access log back to its subscriber with the mapping log, and to
+//! the customer who held that address then with the identity records the NAT learned
+//! from Kea's lease file. The pieces are public so the lab's integration tests drive the
+//! same traffic.
 
 use std::fs::File;
 use std::io::{self, Read, Write};
@@ -12,10 +16,13 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use crate::lab::{self, UpOptions, topology};
-use crate::reader::access_log::{AccessLogParser, JsonFields, LogFormat};
-use crate::reader::attribute::{self, AttributeOptions, Summary};
-use crate::reader::logdir::LogDir;
+use crate::lab::{self, Addressing, UpOptions, topology};
+use crate::reader::attribute::Summary;
+
+mod story;
+mod trace;
+
+pub use trace::{Handover, Sent, Traced};
 
 #[derive(Debug, thiserror::Error)]
 pub enum DemoError {
@@ -249,6 +256,11 @@ pub struct DemoOptions {
     pub subscribers: u16,
     pub requests_per_subscriber: u16,
     pub dir: PathBuf,
+    /// Static addresses (the old story, without customers) or DHCP leases from Kea.
+    pub addressing: Addressing,
+    /// Take down a lab that is already up (the command does; tests must not take down
+    /// someone else's).
+    pub force: bool,
     /// Leave the lab up at the end.
     pub keep: bool,
 }
@@ -258,10 +270,34 @@ pub struct DemoOptions {
 pub struct DemoReport {
     pub requests: usize,
     pub attributed: Summary,
-    /// Requests whose unique answer named the subscriber that sent them.
+    /// Requests whose unique answer named the subscriber address and port that sent them.
     pub traced_right: usize,
+    /// … and, in the DHCP lab, the customer who held that address then.
+    pub traced_to_customer: usize,
+    /// Every request, as sent and as traced.
+    pub traced: Vec<Traced>,
+    /// The address that changed hands mid-demo (DHCP lab with two subscribers or more).
+    pub handover: Option<Handover>,
     pub udp_echoed: bool,
     pub pinged: bool,
+}
+
+impl DemoReport {
+    /// Whether the story held: every request traced to its sender (and, with DHCP, to
+    /// its customer, the handover included), the UDP echo and the ping answered.
+    pub fn succeeded(&self, addressing: Addressing) -> bool {
+        let traced = match addressing {
+            Addressing::Static => self.traced_right,
+            Addressing::Dhcp => self.traced_to_customer,
+        };
+        let handover_ok = addressing == Addressing::Static || self.handover.is_some();
+        self.requests > 0
+            && traced == self.requests
+            && self.traced.len() == self.requests
+            && handover_ok
+            && self.udp_echoed
+            && self.pinged
+    }
 }
 
 pub fn run(
@@ -269,163 +305,30 @@ pub fn run(
     options: &DemoOptions,
     out: &mut dyn Write,
 ) -> Result<DemoReport, DemoError> {
-    let say = |out: &mut dyn Write, text: String| {
-        let _ = writeln!(out, "{text}");
-    };
-    say(
+    let dhcp = options.addressing == Addressing::Dhcp;
+    let _ = writeln!(
         out,
-        format!(
-            "== 1. The lab: {} subscribers -> access router -> NAT ({} worker{}) -> internet",
-            options.subscribers,
-            options.workers,
-            if options.workers == 1 { "" } else { "s" }
-        ),
+        "== 1. The lab: {} subscribers{} -> access router -> NAT ({} worker{}) -> internet",
+        options.subscribers,
+        if dhcp {
+            " (addresses from a Kea DHCP server)"
+        } else {
+            ""
+        },
+        options.workers,
+        if options.workers == 1 { "" } else { "s" }
     );
     let up = UpOptions {
         workers: options.workers,
         subscribers: options.subscribers,
         dir: options.dir.clone(),
-        force: true,
+        force: options.force,
     };
-    lab::up(&up, &mut |_| {})?;
-    let result = scenario(exe, options, out);
+    lab::up_with(&up, options.addressing, &mut |_| {})?;
+    let result = story::scenario(exe, options, out);
     if !options.keep {
         lab::down(&options.dir, &mut |_| {})?;
-        say(out, "== lab removed".into());
+        let _ = writeln!(out, "== lab removed");
     }
     result
-}
-
-fn scenario(
-    exe: &Path,
-    options: &DemoOptions,
-    out: &mut dyn Write,
-) -> Result<DemoReport, DemoError> {
-    let mut say = |text: String| {
-        let _ = writeln!(out, "{text}");
-    };
-    let dir = &options.dir;
-    let access_log = dir.join("access.log");
-    let _ = std::fs::remove_dir_all(dir.join("log"));
-    let (http, echo) = (http_server(), echo_server());
-    let _servers = start_servers(exe, dir)?;
-    say(format!(
-        "== 2. tracenat run in {} (AF_XDP on tn-in and tn-out)",
-        topology::NAT_NS
-    ));
-    let nat = start_nat(exe, dir)?;
-
-    say(format!(
-        "== 3. Real traffic: every subscriber fetches http://{http}/ {} times; a UDP exchange; ping",
-        options.requests_per_subscriber
-    ));
-    let mut sent = Vec::new(); // (subscriber, local port) per request, in order
-    for i in 1..=options.subscribers {
-        let ns = topology::subscriber_ns(i);
-        let requests = options.requests_per_subscriber;
-        let ports = in_namespace(&ns, || {
-            (0..requests)
-                .map(|r| http_get(http, &format!("/sub{i}/page{r}")).map(|(_, port)| port))
-                .collect::<io::Result<Vec<u16>>>()
-        })
-        .map_err(io_err(format!("HTTP from {ns}")))?;
-        let address = Ipv4Addr::new(100, 64, 1, i as u8);
-        sent.extend(ports.into_iter().map(|p| SocketAddrV4::new(address, p)));
-    }
-    say(format!("   {} HTTP requests answered", sent.len()));
-    let udp_echoed = in_namespace(&topology::subscriber_ns(1), || {
-        udp_round_trip(echo, b"hello through the NAT")
-    })
-    .is_ok_and(|reply| reply == b"hello through the NAT");
-    say(format!(
-        "   UDP to {echo}: {}",
-        if udp_echoed { "echoed" } else { "NO ECHO" }
-    ));
-    let server_ip: Ipv4Addr = topology::HTTP_SERVER.parse().expect("lab address");
-    let pinged = ping(&topology::subscriber_ns(1), server_ip, 3);
-    say(format!(
-        "   ping {}: {}",
-        http.ip(),
-        if pinged { "3/3 replies" } else { "FAILED" }
-    ));
-
-    say("== 4. Stop the NAT (SIGTERM: rings drained, mapping log flushed)".into());
-    let run_output = nat.stop()?;
-    for line in run_output
-        .lines()
-        .filter(|l| !l.starts_with('\r') && !l.trim().is_empty())
-    {
-        say(format!("   {}", line.trim_start_matches('\r')));
-    }
-
-    say(format!(
-        "== 5. Who was it? tracenat log attribute --dir {} --access-log {}",
-        dir.join("log").display(),
-        access_log.display()
-    ));
-    let mut logdir =
-        LogDir::open(&dir.join("log")).map_err(|e| DemoError::Failed(e.to_string()))?;
-    let input = File::open(&access_log).map_err(io_err(access_log.display().to_string()))?;
-    let mut parser = AccessLogParser::new(LogFormat::Auto, JsonFields::default());
-    let mut text = Vec::new();
-    let summary = attribute::attribute(
-        io::BufReader::new(input),
-        &mut parser,
-        &mut logdir,
-        &AttributeOptions {
-            skew_ns: 2_000_000_000,
-            server: Some((server_ip, Some(http.port()))),
-            json: true,
-            ..AttributeOptions::default()
-        },
-        &mut text,
-    )
-    .map_err(|e| DemoError::Failed(e.to_string()))?;
-    let lines: Vec<serde_json::Value> = String::from_utf8_lossy(&text)
-        .lines()
-        .filter_map(|l| serde_json::from_str(l).ok())
-        .collect();
-    let mut traced_right = 0;
-    for (k, line) in lines.iter().filter(|l| l.get("line").is_some()).enumerate() {
-        let subscriber = line["candidates"][0]["subscriber"].as_str().unwrap_or("-");
-        let expected = sent.get(k).map(|s| s.to_string()).unwrap_or_default();
-        let right = line["verdict"] == "unique" && subscriber == expected;
-        traced_right += right as usize;
-        if k < 6 || !right {
-            say(format!(
-                "   {}  {:<24} {}  -> {} {}{}",
-                line["time"]
-                    .as_str()
-                    .unwrap_or("")
-                    .get(11..23)
-                    .unwrap_or(""),
-                line["client"].as_str().unwrap_or(""),
-                line["request"].as_str().unwrap_or(""),
-                line["verdict"].as_str().unwrap_or(""),
-                subscriber,
-                if right {
-                    ""
-                } else {
-                    "   <-- expected a different subscriber"
-                }
-            ));
-        } else if k == 6 {
-            say("   …".into());
-        }
-    }
-    say(format!(
-        "   {} requests: {} unique, {} ambiguous, {} none — {} traced to the subscriber that sent them",
-        summary.requests(),
-        summary.unique,
-        summary.ambiguous,
-        summary.none,
-        traced_right
-    ));
-    Ok(DemoReport {
-        requests: sent.len(),
-        attributed: summary,
-        traced_right,
-        udp_echoed,
-        pinged,
-    })
 }
