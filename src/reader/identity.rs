@@ -2,7 +2,8 @@
 //! holdings — intervals during which one identity held one address, by one source — and
 //! the lookup that names the customer behind each candidate (docs/mapping-log.md §8.1).
 
-use std::collections::HashMap;
+use std::cmp::Reverse;
+use std::collections::{BinaryHeap, HashMap};
 use std::net::Ipv4Addr;
 use std::path::Path;
 
@@ -222,7 +223,16 @@ impl IdentityBook {
     /// newest identity segment created at or before `from_ns` (or the first segment),
     /// forward, skipping blocks whose every change lies after `to_ns`.
     pub fn load(root: &Path, from_ns: u64, to_ns: u64) -> Result<IdentityBook, ReaderError> {
-        let segments = open_segments(root)?;
+        Ok(IdentityBook::from_segments(
+            &open_segments(root)?,
+            from_ns,
+            to_ns,
+        ))
+    }
+
+    /// [`IdentityBook::load`] from the identity chain's segments already open (a
+    /// [`LogDir`](crate::reader::logdir::LogDir)'s), in chain order.
+    pub fn from_segments(segments: &[Segment], from_ns: u64, to_ns: u64) -> IdentityBook {
         let mut book = IdentityBook {
             from_ns,
             to_ns,
@@ -259,7 +269,7 @@ impl IdentityBook {
                 book.by_address.entry(h.inside_ip).or_default().push(h);
             }
         }
-        Ok(book)
+        book
     }
 
     /// Whether the book was read for a span holding `[from_ns, to_ns]`.
@@ -318,11 +328,15 @@ pub fn timeline(mut records: Vec<IdentityRecord>, horizon_ns: u64) -> Vec<Holdin
     // Stable: changes at the same moment keep the order they were stored in.
     records.sort_by_key(|r| r.at_ns);
     let mut open: HashMap<(Source, Ipv4Addr), Holding> = HashMap::new();
+    let mut expiries = Expiries::default();
     let mut done = Vec::new();
     for r in &records {
-        lapse_leases(&mut open, r.at_ns, &mut done);
+        lapse_leases(&mut open, &mut expiries, r.at_ns, &mut done);
         match r.change {
-            Change::Start | Change::Update | Change::Live => open_or_renew(&mut open, r, &mut done),
+            Change::Start | Change::Update | Change::Live => {
+                open_or_renew(&mut open, r, &mut done);
+                expiries.note(r);
+            }
             Change::Stop => {
                 let key = (r.source, r.inside_ip);
                 if open
@@ -346,7 +360,7 @@ pub fn timeline(mut records: Vec<IdentityRecord>, horizon_ns: u64) -> Vec<Holdin
             }
         }
     }
-    lapse_leases(&mut open, horizon_ns, &mut done);
+    lapse_leases(&mut open, &mut expiries, horizon_ns, &mut done);
     done.extend(open.into_values());
     done.sort_by_key(|h| (h.inside_ip, h.from_ns));
     done
@@ -404,21 +418,39 @@ fn fill_missing(known: &mut Identity, newer: &Identity) {
     }
 }
 
+/// The lease expiries of the open holdings, earliest first, so that lapsing leases costs
+/// a look at the earliest rather than a walk over every open holding at every record.
+/// Entries go stale when a holding is renewed, stopped or superseded; they are skipped
+/// when they come up (the holding open under the key no longer expires then).
+#[derive(Default)]
+struct Expiries(BinaryHeap<Reverse<(u64, Source, Ipv4Addr)>>);
+
+impl Expiries {
+    /// After `r` opened or renewed its holding: that holding now expires at `r.expires_ns`.
+    fn note(&mut self, r: &IdentityRecord) {
+        if r.expires_ns != 0 {
+            self.0.push(Reverse((r.expires_ns, r.source, r.inside_ip)));
+        }
+    }
+}
+
 /// Ends every open lease whose expiry is at or before `now_ns`.
 fn lapse_leases(
     open: &mut HashMap<(Source, Ipv4Addr), Holding>,
+    expiries: &mut Expiries,
     now_ns: u64,
     done: &mut Vec<Holding>,
 ) {
-    let lapsed: Vec<_> = open
-        .iter()
-        .filter(|(_, h)| h.expires_ns != 0 && h.expires_ns <= now_ns)
-        .map(|(k, _)| *k)
-        .collect();
-    for key in lapsed {
-        let h = open.remove(&key).expect("present");
-        let expiry = h.expires_ns;
-        done.push(end(h, expiry, Ended::Expired));
+    while let Some(&Reverse((expiry, source, ip))) = expiries.0.peek() {
+        if expiry > now_ns {
+            break;
+        }
+        expiries.0.pop();
+        let key = (source, ip);
+        if open.get(&key).is_some_and(|h| h.expires_ns == expiry) {
+            let h = open.remove(&key).expect("present");
+            done.push(end(h, expiry, Ended::Expired));
+        }
     }
 }
 

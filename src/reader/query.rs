@@ -440,7 +440,12 @@ impl LogDir {
         let from = questions.iter().map(|q| q.from_ns).min().unwrap_or(0);
         let to = questions.iter().map(|q| q.to_ns).max().unwrap_or(0);
         if !self.identity.as_ref().is_some_and(|b| b.covers(from, to)) {
-            let book = IdentityBook::load(&self.root, from, to.saturating_add(READ_AHEAD_NS))?;
+            // The chain's segments were opened with the directory: not opened again here.
+            let book = IdentityBook::from_segments(
+                &self.identity_segments,
+                from,
+                to.saturating_add(READ_AHEAD_NS),
+            );
             self.identity = Some(book);
         }
         let book = self.identity.as_ref().expect("just loaded");
