@@ -68,10 +68,8 @@ pub fn encode(
     for r in records {
         encode_row(r, &mut prev, scratch);
     }
-    let addresses = records
-        .iter()
-        .filter(|r| !r.inside_ip.is_unspecified())
-        .map(|r| (u32::from(r.inside_ip), 0));
+    // NAS resets (0.0.0.0) count too: a lookup of any address must read them.
+    let addresses = records.iter().map(|r| (u32::from(r.inside_ip), 0));
     let (key_min, key_max, address_filter) = block::summarise(addresses);
     let summary = Summary {
         count: records.len() as u32,

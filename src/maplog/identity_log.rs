@@ -116,16 +116,24 @@ struct RecentEvents {
 }
 
 impl RecentEvents {
+    /// A hash of everything but the time the record was learned.
     fn key(r: &IdentityRecord) -> u64 {
         let mut h = DefaultHasher::new();
-        let mut r = r.clone();
-        r.learned_ns = 0;
-        r.hash(&mut h);
+        let IdentityRecord {
+            change,
+            source,
+            inside_ip,
+            at_ns,
+            learned_ns: _,
+            source_ns,
+            expires_ns,
+            identity,
+        } = r;
+        (
+            change, source, inside_ip, at_ns, source_ns, expires_ns, identity,
+        )
+            .hash(&mut h);
         h.finish()
-    }
-
-    fn contains(&self, r: &IdentityRecord) -> bool {
-        self.set.contains(&Self::key(r))
     }
 
     fn remember(&mut self, r: &IdentityRecord) {
@@ -256,12 +264,14 @@ impl IdentityLog {
     /// The records not seen before (within this batch too), with over-long fields cut.
     fn new_events(&mut self, records: &[IdentityRecord]) -> Vec<IdentityRecord> {
         let mut fresh: Vec<IdentityRecord> = Vec::with_capacity(records.len());
+        let mut in_batch = HashSet::with_capacity(records.len());
         for r in records {
             let mut r = r.clone();
             if cut_long_fields(&mut r.identity) {
                 LogStats::add(&self.stats.fields_cut, 1);
             }
-            if self.recent.contains(&r) || fresh.iter().any(|f| f.same_event(&r)) {
+            let key = RecentEvents::key(&r);
+            if self.recent.set.contains(&key) || !in_batch.insert(key) {
                 LogStats::add(&self.stats.repeats, 1);
                 continue;
             }

@@ -3,9 +3,10 @@
 //! the lookup that names the customer behind each candidate (docs/mapping-log.md §8.1).
 
 use std::cmp::Reverse;
-use std::collections::{BinaryHeap, HashMap};
+use std::collections::{BinaryHeap, HashMap, HashSet};
 use std::net::Ipv4Addr;
 use std::path::Path;
+use std::sync::Arc;
 
 use crate::identity::{Change, Identity, IdentityRecord, Source};
 use crate::maplog::dir;
@@ -44,7 +45,8 @@ impl Ended {
 pub struct Holding {
     pub inside_ip: Ipv4Addr,
     pub source: Source,
-    pub identity: Identity,
+    /// Shared: a holding is named under every candidate of its address.
+    pub identity: Arc<Identity>,
     /// When it began (the source's time, §5.2 `at`).
     pub from_ns: u64,
     /// When it ended; `None` while still held at the end of what was read.
@@ -216,6 +218,8 @@ pub struct IdentityBook {
     pub tracked: bool,
     /// Blocks that could not be read (their changes are missing from the holdings).
     pub damaged: Vec<String>,
+    /// The addresses it was read for (`None`: all).
+    only: Option<HashSet<Ipv4Addr>>,
 }
 
 impl IdentityBook {
@@ -233,11 +237,32 @@ impl IdentityBook {
     /// [`IdentityBook::load`] from the identity chain's segments already open (a
     /// [`LogDir`](crate::reader::logdir::LogDir)'s), in chain order.
     pub fn from_segments(segments: &[Segment], from_ns: u64, to_ns: u64) -> IdentityBook {
+        IdentityBook::of_addresses(segments, from_ns, to_ns, None)
+    }
+
+    /// [`IdentityBook::from_segments`] for some addresses only (`None`: all): blocks whose
+    /// address filter rules them all out are not decoded, which makes a single query's
+    /// lookup cheap. NAS resets (address 0.0.0.0) are always read.
+    pub fn of_addresses(
+        segments: &[Segment],
+        from_ns: u64,
+        to_ns: u64,
+        only: Option<HashSet<Ipv4Addr>>,
+    ) -> IdentityBook {
         let mut book = IdentityBook {
             from_ns,
             to_ns,
             tracked: !segments.is_empty(),
             ..IdentityBook::default()
+        };
+        let wanted = |ip: Ipv4Addr| {
+            only.as_ref()
+                .is_none_or(|set| ip.is_unspecified() || set.contains(&ip))
+        };
+        let may_hold = |h: &crate::maplog::block::BlockHeader| {
+            only.as_ref().is_none_or(|set| {
+                h.may_hold_address(0) || set.iter().any(|ip| h.may_hold_address(u32::from(*ip)))
+            })
         };
         let start = segments
             .iter()
@@ -248,7 +273,10 @@ impl IdentityBook {
             for b in &seg.blocks {
                 let checkpoint = b.header.is_checkpoint();
                 // Only the first segment's checkpoint is needed; later ones repeat state.
-                if (checkpoint && i != start) || (!checkpoint && b.header.first_ts_ns > to_ns) {
+                if (checkpoint && i != start)
+                    || (!checkpoint && b.header.first_ts_ns > to_ns)
+                    || !may_hold(&b.header)
+                {
                     continue;
                 }
                 if let Err(e) = identity_block::decode(&b.header, seg.block_bytes(b), &mut records)
@@ -261,6 +289,8 @@ impl IdentityBook {
                 }
             }
         }
+        records.retain(|r| wanted(r.inside_ip));
+        book.only = only;
         // A lease lapses only where the log has seen past its expiry: beyond the newest
         // record, a renewal may simply not have been logged yet.
         let seen_until = records.iter().map(|r| r.learned_ns.max(r.at_ns)).max();
@@ -272,9 +302,14 @@ impl IdentityBook {
         book
     }
 
-    /// Whether the book was read for a span holding `[from_ns, to_ns]`.
-    pub fn covers(&self, from_ns: u64, to_ns: u64) -> bool {
-        self.from_ns <= from_ns && to_ns <= self.to_ns
+    /// Whether the book was read for a span holding `[from_ns, to_ns]` and, if it was read
+    /// for some addresses only, for all of `addresses`.
+    pub fn covers(&self, from_ns: u64, to_ns: u64, addresses: &HashSet<Ipv4Addr>) -> bool {
+        let has_addresses = self
+            .only
+            .as_ref()
+            .is_none_or(|only| addresses.is_subset(only));
+        self.from_ns <= from_ns && to_ns <= self.to_ns && has_addresses
     }
 
     /// Who held `ip` at some moment in `[from_ns, to_ns]`.
@@ -375,7 +410,7 @@ fn open_or_renew(
     if let Some(h) = open.get_mut(&key) {
         if h.identity.same_holder(&r.identity) {
             h.expires_ns = r.expires_ns;
-            fill_missing(&mut h.identity, &r.identity);
+            fill_missing(Arc::make_mut(&mut h.identity), &r.identity);
             return;
         }
         let previous = open.remove(&key).expect("present");
@@ -386,7 +421,7 @@ fn open_or_renew(
         Holding {
             inside_ip: r.inside_ip,
             source: r.source,
-            identity: r.identity.clone(),
+            identity: Arc::new(r.identity.clone()),
             from_ns: r.at_ns,
             to_ns: None,
             ended: None,

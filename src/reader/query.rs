@@ -10,7 +10,7 @@
 //! every endpoint the batch asks about, so `attribute` costs one pass per chunk of an
 //! access log rather than one query per line. A single query is a batch of one.
 
-use std::net::SocketAddrV4;
+use std::net::{Ipv4Addr, SocketAddrV4};
 
 use hashbrown::{HashMap, HashSet};
 
@@ -437,14 +437,31 @@ impl LogDir {
         answers: &mut [Answer],
     ) -> Result<(), ReaderError> {
         const READ_AHEAD_NS: u64 = 3600 * 1_000_000_000;
+        /// Up to this many questions, only the blocks that may hold their candidates'
+        /// addresses are read (a single `log query`); a larger batch (an access log) reads
+        /// every address once and keeps the book for the batches that follow.
+        const FEW_QUESTIONS: usize = 16;
         let from = questions.iter().map(|q| q.from_ns).min().unwrap_or(0);
         let to = questions.iter().map(|q| q.to_ns).max().unwrap_or(0);
-        if !self.identity.as_ref().is_some_and(|b| b.covers(from, to)) {
+        let addresses: std::collections::HashSet<Ipv4Addr> = answers
+            .iter()
+            .flat_map(|a| a.candidates.iter().map(|c| *c.subscriber.ip()))
+            .collect();
+        if addresses.is_empty() {
+            return Ok(());
+        }
+        if !self
+            .identity
+            .as_ref()
+            .is_some_and(|b| b.covers(from, to, &addresses))
+        {
             // The chain's segments were opened with the directory: not opened again here.
-            let book = IdentityBook::from_segments(
+            let only = (questions.len() <= FEW_QUESTIONS).then(|| addresses.clone());
+            let book = IdentityBook::of_addresses(
                 &self.identity_segments,
                 from,
                 to.saturating_add(READ_AHEAD_NS),
+                only,
             );
             self.identity = Some(book);
         }
