@@ -122,6 +122,17 @@ pub fn decode(
     bytes: &[u8],
     out: &mut Vec<IdentityRecord>,
 ) -> Result<(), BlockError> {
+    decode_where(header, bytes, |_| true, out)
+}
+
+/// [`decode`], keeping only the records whose inside address `keep` accepts; the others
+/// are stepped over without building their fields (a lookup of a few addresses).
+pub fn decode_where(
+    header: &BlockHeader,
+    bytes: &[u8],
+    keep: impl Fn(Ipv4Addr) -> bool,
+    out: &mut Vec<IdentityRecord>,
+) -> Result<(), BlockError> {
     if header.flags & flags::IDENTITY == 0 {
         return Err(BlockError::Corrupt("a mapping block in the identity chain"));
     }
@@ -132,7 +143,9 @@ pub fn decode(
     let mut reader = Reader { buf: &raw, pos: 0 };
     let mut prev = header.first_ts_ns;
     for _ in 0..header.count {
-        out.push(decode_row(&mut reader, &mut prev)?);
+        if let Some(record) = decode_row(&mut reader, &mut prev, &keep)? {
+            out.push(record);
+        }
     }
     if reader.pos != raw.len() {
         return Err(BlockError::Corrupt("bytes after the last identity record"));
@@ -140,11 +153,16 @@ pub fn decode(
     Ok(())
 }
 
-fn decode_row(r: &mut Reader, prev: &mut u64) -> Result<IdentityRecord, BlockError> {
+fn decode_row(
+    r: &mut Reader,
+    prev: &mut u64,
+    keep: &impl Fn(Ipv4Addr) -> bool,
+) -> Result<Option<IdentityRecord>, BlockError> {
     let head = r.take(6)?;
     let change = Change::from_code(head[0]).ok_or(BlockError::Corrupt("identity change"))?;
     let source = Source::from_code(head[1]).ok_or(BlockError::Corrupt("identity source"))?;
     let inside_ip = Ipv4Addr::new(head[2], head[3], head[4], head[5]);
+    let wanted = keep(inside_ip);
     let at_ns = prev.wrapping_add(unzigzag(r.varint()?) as u64);
     *prev = at_ns;
     let learned_ns = at_ns.wrapping_add(unzigzag(r.varint()?) as u64);
@@ -164,6 +182,15 @@ fn decode_row(r: &mut Reader, prev: &mut u64) -> Result<IdentityRecord, BlockErr
     if mask >> (TEXT_FIELDS + 1) != 0 {
         return Err(BlockError::Corrupt("identity field mask"));
     }
+    if !wanted {
+        for _ in (0..TEXT_FIELDS).filter(|bit| mask & (1 << bit) != 0) {
+            skip_text(r)?;
+        }
+        if mask & NAS_IP_BIT != 0 {
+            r.take(4)?;
+        }
+        return Ok(None);
+    }
     let mut identity = Identity::default();
     for (bit, field) in text_fields_mut(&mut identity).into_iter().enumerate() {
         if mask & (1 << bit) != 0 {
@@ -174,7 +201,7 @@ fn decode_row(r: &mut Reader, prev: &mut u64) -> Result<IdentityRecord, BlockErr
         let o = r.take(4)?;
         identity.nas_ip = Some(Ipv4Addr::new(o[0], o[1], o[2], o[3]));
     }
-    Ok(IdentityRecord {
+    Ok(Some(IdentityRecord {
         change,
         source,
         inside_ip,
@@ -183,7 +210,15 @@ fn decode_row(r: &mut Reader, prev: &mut u64) -> Result<IdentityRecord, BlockErr
         source_ns,
         expires_ns,
         identity,
-    })
+    }))
+}
+
+fn skip_text(r: &mut Reader) -> Result<(), BlockError> {
+    let len = r.varint()?;
+    if len > MAX_FIELD_LEN as u64 {
+        return Err(BlockError::Corrupt("identity field too long"));
+    }
+    r.take(len as usize).map(|_| ())
 }
 
 fn read_text(r: &mut Reader) -> Result<String, BlockError> {

@@ -279,8 +279,12 @@ impl IdentityBook {
                 {
                     continue;
                 }
-                if let Err(e) = identity_block::decode(&b.header, seg.block_bytes(b), &mut records)
-                {
+                if let Err(e) = identity_block::decode_where(
+                    &b.header,
+                    seg.block_bytes(b),
+                    wanted,
+                    &mut records,
+                ) {
                     book.damaged.push(format!(
                         "{}: block at offset {}: {e}",
                         seg.path.display(),
@@ -289,7 +293,6 @@ impl IdentityBook {
                 }
             }
         }
-        records.retain(|r| wanted(r.inside_ip));
         book.only = only;
         // A lease lapses only where the log has seen past its expiry: beyond the newest
         // record, a renewal may simply not have been logged yet.
