@@ -6,7 +6,7 @@ mod common;
 
 use criterion::{BatchSize, Criterion, Throughput, criterion_group, criterion_main};
 use tracenat::engine::event::{NullSink, VecSink};
-use tracenat::engine::rng::SplitMix64;
+use tracenat::rng::SplitMix64;
 use tracenat::engine::{Side, Verdict};
 use tracenat::workload::Zipf;
 

@@ -12,7 +12,7 @@ use std::net::SocketAddrV4;
 use tracenat::config::{BackpressurePolicy, Config, LogVolume};
 use tracenat::engine::counters::Activity;
 use tracenat::engine::event::{Event, EventKind, EventSink, VecSink};
-use tracenat::engine::rng::SplitMix64;
+use tracenat::rng::SplitMix64;
 use tracenat::engine::{Engine, Side};
 use tracenat::maplog::block::{self, BlockContext, Codec};
 use tracenat::maplog::clock::ClockState;

@@ -17,6 +17,7 @@ pub mod maplog;
 pub mod pcap;
 pub mod reader;
 pub mod replay;
+pub mod rng;
 pub mod rss;
 pub mod wire;
 pub mod workload;

@@ -23,7 +23,7 @@ use super::xdp::xsk::{BindInfo, FramePool, Umem, XskConfig, XskSocket};
 use crate::config::Config;
 use crate::engine::ports::RestingRange;
 use crate::engine::ports::{self, Ownership, SubscriberSteering};
-use crate::engine::rng::fresh_seed;
+use crate::rng::fresh_seed;
 use crate::engine::{Engine, Side};
 use crate::maplog::clock::wall_clock_ns;
 use crate::maplog::runs::PreviousRun;

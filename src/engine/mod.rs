@@ -15,7 +15,6 @@ pub mod event;
 pub mod fragments;
 pub mod ports;
 pub mod rewrite;
-pub mod rng;
 pub mod state;
 pub mod timer;
 mod translate;

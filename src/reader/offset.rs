@@ -332,7 +332,7 @@ pub fn estimate(samples: &[Sample], skew_ns: u64) -> Option<OffsetEstimate> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::engine::rng::SplitMix64;
+    use crate::rng::SplitMix64;
     use crate::reader::model::Evidence;
     use std::net::{Ipv4Addr, SocketAddrV4};
 

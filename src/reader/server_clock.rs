@@ -15,7 +15,7 @@ use std::collections::{BTreeMap, HashMap};
 use std::io::{self, BufRead, Write};
 use std::net::Ipv4Addr;
 
-use crate::engine::rng::SplitMix64;
+use crate::rng::SplitMix64;
 use crate::reader::ReaderError;
 use crate::reader::access_log::AccessLogParser;
 use crate::reader::attribute::{AttributeOptions, TCP, parse_lines};

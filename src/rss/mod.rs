@@ -26,6 +26,7 @@
 //! profiles in `hw/`. Where nothing can be steered (veth, fixed keys), [`partitions`]
 //! refuses with [`RssError::NotAligned`] and the dataplane relies on handoff rings.
 
+pub mod partition;
 pub mod plan;
 pub mod steer;
 pub mod toeplitz;

@@ -6,7 +6,7 @@ use std::net::{Ipv4Addr, SocketAddrV4};
 
 pub mod web;
 
-use crate::engine::rng::SplitMix64;
+use crate::rng::SplitMix64;
 use crate::wire::build::{FrameSpec, build};
 
 /// Samples ranks 0..n with probability ∝ 1/(rank+1)^s, by binary search over the CDF.

@@ -11,7 +11,7 @@ use std::fmt::Write as _;
 use std::net::{Ipv4Addr, SocketAddrV4};
 
 use crate::engine::event::EventSink;
-use crate::engine::rng::SplitMix64;
+use crate::rng::SplitMix64;
 use crate::engine::{Engine, Side, Verdict};
 use crate::wire::build::{FrameSpec, build};
 use crate::wire::tcp::{ACK, FIN, PSH, SYN};
