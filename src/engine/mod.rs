@@ -10,6 +10,7 @@
 //! Per batch (or whenever convenient): [`Engine::advance`] expires idle sessions.
 
 pub mod batch;
+pub mod ceiling;
 pub mod counters;
 pub mod event;
 pub mod fragments;
