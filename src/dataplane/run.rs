@@ -23,11 +23,11 @@ use super::xdp::xsk::{BindInfo, FramePool, Umem, XskConfig, XskSocket};
 use crate::config::Config;
 use crate::engine::ports::RestingRange;
 use crate::engine::ports::{self, Ownership, SubscriberSteering};
-use crate::rng::fresh_seed;
 use crate::engine::{Engine, Side};
 use crate::maplog::clock::wall_clock_ns;
 use crate::maplog::runs::PreviousRun;
 use crate::maplog::writer::{LogSettings, MapLog, Producer, WriterReport};
+use crate::rng::fresh_seed;
 use crate::rss::plan::{Design, Profile};
 use crate::rss::steer;
 

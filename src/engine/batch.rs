@@ -1,24 +1,15 @@
-//! Batches: with a million sessions each table lookup is a cache miss, and within one packet
-//! the misses are dependent (mapping, then session). Looking up the whole batch first — all
-//! mapping lookups, then all session lookups — lets the CPU overlap the misses of different
-//! packets; the real processing that follows finds everything in cache. The warm-up only
-//! reads: the verdicts are exactly those of processing the frames one by one.
-
-use std::hint::black_box;
+//! Batches: with a million sessions each flow table probe is a cache miss, and so is the
+//! session it leads to. Hashing the whole batch first and prefetching every frame's bucket,
+//! then prefetching the sessions those buckets point at, lets the CPU overlap the misses of
+//! different frames (VPP's multi-packet loops work the same way); the processing that
+//! follows finds everything in cache. The warm-up only reads: the verdicts are exactly those
+//! of processing the frames one by one.
 
 use super::event::EventSink;
 use super::ports::Proto;
+use super::state::FlowKey;
 use super::{Engine, Side, Verdict};
 use crate::wire::{ethernet, icmp, ipv4};
-
-/// What a frame will be looked up by: its flow as the tables key it.
-#[derive(Clone, Copy, Default)]
-struct Probe {
-    /// (protocol, address, port) of the mapping: inside for outbound, public for inbound.
-    mapping_key: Option<(Proto, u32, u16)>,
-    remote: (u32, u16),
-    mapping: Option<u32>,
-}
 
 /// Most frames warmed up at once (the hardware overlaps about this many misses).
 pub const MAX_BATCH: usize = 64;
@@ -40,9 +31,9 @@ impl Frames for [(&mut [u8], usize)] {
     }
 }
 
-/// The flow of an unfragmented TCP, UDP or ICMP echo packet, or of a first fragment; `None`
-/// for anything else (it is processed without warm-up).
-fn probe(frame: &[u8], from: Side) -> Option<Probe> {
+/// The flow key of an unfragmented TCP, UDP or ICMP echo packet, or of a first fragment;
+/// `None` for anything else (it is processed without warm-up).
+fn probe(frame: &[u8], from: Side) -> Option<FlowKey> {
     let l2 = ethernet::parse_l2(frame).ok()?;
     if l2.ethertype != ethernet::EtherType::IPV4 {
         return None;
@@ -67,17 +58,17 @@ fn probe(frame: &[u8], from: Side) -> Option<Probe> {
         }
         _ => (port_at(0)?, port_at(2)?),
     };
-    Some(match from {
-        Side::Inside => Probe {
-            mapping_key: Some((proto, src, sport)),
-            remote: (dst, dport),
-            mapping: None,
-        },
-        Side::Outside => Probe {
-            mapping_key: Some((proto, dst, dport)),
-            remote: (src, sport),
-            mapping: None,
-        },
+    let (local, remote) = match from {
+        Side::Inside => ((src, sport), (dst, dport)),
+        Side::Outside => ((dst, dport), (src, sport)),
+    };
+    Some(FlowKey {
+        proto,
+        from,
+        local_ip: local.0,
+        local_port: local.1,
+        remote_ip: remote.0,
+        remote_port: remote.1,
     })
 }
 
@@ -103,36 +94,25 @@ impl<S: EventSink> Engine<S> {
         }
     }
 
-    /// Touches the table entries the frames will need: first every mapping, then every
-    /// session, so the misses of different frames overlap.
+    /// Starts loading what the frames will need: every frame's flow table bucket, then the
+    /// sessions those buckets hold under the frame's tag.
     fn warm_up<F: Frames + ?Sized>(
         &self,
         frames: &mut F,
         range: std::ops::Range<usize>,
         from: Side,
     ) {
-        let mut probes = [Probe::default(); MAX_BATCH];
-        let count = range.len();
-        for (p, i) in probes.iter_mut().zip(range) {
+        let mut slots = [None; MAX_BATCH];
+        for (slot, i) in slots.iter_mut().zip(range) {
             let (buf, len) = frames.frame(i);
-            *p = probe(&buf[..len.min(buf.len())], from).unwrap_or_default();
-        }
-        let probes = &mut probes[..count];
-        for p in probes.iter_mut() {
-            if let Some((proto, ip, port)) = p.mapping_key {
-                p.mapping = match from {
-                    Side::Inside => self.state.find_by_inside(proto, ip, port),
-                    Side::Outside => self.state.find_by_public(proto, ip, port),
-                };
+            if let Some(key) = probe(&buf[..len.min(buf.len())], from) {
+                let at = self.state.flow_slot(&key);
+                self.state.prefetch_flow_bucket(at);
+                *slot = Some(at);
             }
         }
-        for p in probes.iter() {
-            if let (Some(m), Some((proto, ..))) = (p.mapping, p.mapping_key) {
-                let remote_port = if proto == Proto::Icmp { 0 } else { p.remote.1 };
-                if let Some(s) = self.state.find_session(m, p.remote.0, remote_port) {
-                    black_box(self.state.session(s).expires_tick);
-                }
-            }
+        for at in slots.iter().flatten() {
+            self.state.prefetch_flow_sessions(*at);
         }
     }
 }

@@ -17,6 +17,7 @@ pub mod fragments;
 pub mod ports;
 pub mod rewrite;
 pub mod state;
+pub mod table;
 pub mod timer;
 mod translate;
 
@@ -63,6 +64,19 @@ pub enum Verdict {
     /// ARP, IPv6, non-IP, or addressed to the NAT itself: the host's stack handles it.
     ToKernel,
     Drop(DropReason),
+}
+
+/// How a packet finds its session.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Lookup {
+    /// One probe of the flow table, keyed by the packet's own 5-tuple, leads to the session
+    /// and its precomputed rewrite.
+    #[default]
+    OneProbe,
+    /// The mapping first, then its session toward the remote, with the checksums computed
+    /// from the packet: the path before the flow table, kept as the reference that tests
+    /// and benchmarks hold the fast path to.
+    MappingThenSession,
 }
 
 /// Engine settings, taken from [`Config`] once and turned into what the packet path needs.
@@ -151,6 +165,7 @@ pub struct Engine<S: EventSink> {
     sink: S,
     /// Re-used list of sessions found expired during `advance`.
     expired: Vec<u32>,
+    lookup: Lookup,
 }
 
 impl<S: EventSink> Engine<S> {
@@ -171,6 +186,7 @@ impl<S: EventSink> Engine<S> {
             counters: Counters::default(),
             sink,
             expired: Vec::new(),
+            lookup: Lookup::default(),
             ownership,
         }
     }
@@ -185,6 +201,11 @@ impl<S: EventSink> Engine<S> {
         (0..ownership.workers())
             .map(|w| Engine::new(cfg, w, ownership.clone(), sink(w), now_ns))
             .collect()
+    }
+
+    /// Chooses how packets find their sessions ([`Lookup::OneProbe`] unless told).
+    pub fn set_lookup(&mut self, lookup: Lookup) {
+        self.lookup = lookup;
     }
 
     pub fn worker(&self) -> u16 {
@@ -227,7 +248,7 @@ impl<S: EventSink> Engine<S> {
         let state = &mut self.state;
         self.wheel.advance(now_ns, |index, tick| {
             let session = state.session_mut(index);
-            if session.mapping == state::NONE || !timer::is_live(session.scheduled_tick, tick) {
+            if session.is_vacant() || !timer::is_live(session.scheduled_tick, tick) {
                 return timer::Due::Ignore;
             }
             if session.expires_tick <= tick {

@@ -116,6 +116,41 @@ pub fn rewrite_endpoint(
     delta
 }
 
+/// [`rewrite_endpoint`] with the checksum changes known in advance ([`Delta::folded`] of
+/// the address words, and of the port word plus the pseudo-header's address words): what a
+/// session precomputes, so the packet path reads neither old values nor computes a sum.
+/// Gives the same bytes as `rewrite_endpoint` for a packet whose endpoint the deltas were
+/// made from. The IP header and the whole transport header must be present.
+#[allow(clippy::too_many_arguments)] // one call site per direction, every value needed
+#[inline]
+pub fn rewrite_endpoint_with(
+    pkt: &mut [u8],
+    ihl: usize,
+    proto: Proto,
+    which: Endpoint,
+    addr: u32,
+    port: u16,
+    ip_delta: u16,
+    l4_delta: u16,
+) {
+    let at = addr_offset(which);
+    pkt[at..at + 4].copy_from_slice(&addr.to_be_bytes());
+    let ip_checksum = Delta::from_folded(ip_delta).apply(get16(pkt, IP_CHECKSUM));
+    set16(pkt, IP_CHECKSUM, ip_checksum);
+    let l4 = &mut pkt[ihl..];
+    set16(l4, port_offset(proto, which), port);
+    let at = checksum_offset(proto);
+    let old = get16(l4, at);
+    if proto == Proto::Udp && old == 0 {
+        return; // no checksum, and none to keep
+    }
+    let mut new = Delta::from_folded(l4_delta).apply(old);
+    if proto == Proto::Udp && new == 0 {
+        new = 0xFFFF;
+    }
+    set16(l4, at, new);
+}
+
 /// Decrements the TTL, keeping the header checksum right. Caller checked TTL > 1.
 pub fn decrement_ttl(ip: &mut [u8]) {
     let word = get16(ip, IP_TTL);

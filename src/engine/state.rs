@@ -2,16 +2,19 @@
 //! on them (one per remote endpoint, for filtering, TCP state and the log), and subscribers.
 //!
 //! Memory is what limits a CGN, so records live in flat vectors addressed by `u32` and the
-//! hash tables hold only those indices (`hashbrown::HashTable<u32>`: 4 bytes + 1 control
-//! byte per bucket); keys are compared through the records. Everything is reserved up front
-//! from the configured capacity, so the packet path does not allocate.
+//! hash indexes hold only those numbers ([`TagTable`]: 4 bytes + a 1-byte tag per slot);
+//! keys are compared through the records. Everything is reserved up front from the
+//! configured capacity, so the packet path does not allocate.
 
 use std::hash::BuildHasher;
 use std::net::Ipv4Addr;
 
-use hashbrown::{DefaultHashBuilder, HashMap, HashTable};
+use hashbrown::{DefaultHashBuilder, HashMap};
 
+use super::Side;
+use super::table::{self, Slot, TagTable};
 use crate::engine::ports::{Pairing, Proto};
+use crate::wire::checksum::Delta;
 
 pub const NONE: u32 = u32::MAX;
 
@@ -40,18 +43,115 @@ pub mod tcp_state {
     pub const ESTABLISHED: u8 = 64;
 }
 
-/// One mapping used toward one remote endpoint. 20 bytes.
+/// One mapping used toward one remote endpoint: the flow both ways. 32 bytes, so two share
+/// a cache line. It carries its own copy of the mapping's endpoints and the checksum changes
+/// of its rewrite (RFC 1624), so an established packet needs this record and nothing else.
 #[derive(Debug, Clone, Copy)]
 pub struct Session {
-    /// Index of the mapping; `NONE` marks a free slot.
-    pub mapping: u32,
+    pub inside_ip: u32,
+    pub public_ip: u32,
     pub remote_ip: u32,
-    pub remote_port: u16,
-    pub tcp: u8,
     /// Timer-wheel tick at which the session expires unless refreshed.
     pub expires_tick: u32,
     /// The tick this session's live timer entry sits at (`u32::MAX`: none).
     pub scheduled_tick: u32,
+    pub inside_port: u16,
+    pub public_port: u16,
+    pub remote_port: u16,
+    /// Folded change of the IP header checksum when inside becomes public (outbound);
+    /// inbound applies its undo.
+    pub ip_delta: u16,
+    /// The same for the transport checksum (pseudo-header included for TCP and UDP).
+    pub l4_delta: u16,
+    pub proto: Proto,
+    /// TCP state bits ([`tcp_state`]), or [`VACANT`] for a free slot.
+    pub tcp: u8,
+}
+
+/// `Session::tcp` of a free slot (no TCP state uses the top bit).
+pub const VACANT: u8 = 0x80;
+
+impl Session {
+    /// A new session on mapping `m` toward (`remote_ip`, `remote_port`).
+    pub fn new(m: &Mapping, remote_ip: u32, remote_port: u16, tcp: u8, expires_tick: u32) -> Self {
+        let mut ip = Delta::default();
+        ip.dword(m.inside_ip, m.public_ip);
+        let mut l4 = Delta::default();
+        l4.word(m.inside_port, m.public_port);
+        if m.proto != Proto::Icmp {
+            l4.merge(ip); // the pseudo-header carries the address
+        }
+        Session {
+            inside_ip: m.inside_ip,
+            public_ip: m.public_ip,
+            remote_ip,
+            expires_tick,
+            scheduled_tick: u32::MAX,
+            inside_port: m.inside_port,
+            public_port: m.public_port,
+            remote_port,
+            ip_delta: ip.folded(),
+            l4_delta: l4.folded(),
+            proto: m.proto,
+            tcp,
+        }
+    }
+
+    pub fn is_vacant(&self) -> bool {
+        self.tcp & VACANT != 0
+    }
+
+    /// The key of this session's flow seen from `from`.
+    pub fn flow_key(&self, from: Side) -> FlowKey {
+        match from {
+            Side::Inside => FlowKey {
+                proto: self.proto,
+                from,
+                local_ip: self.inside_ip,
+                local_port: self.inside_port,
+                remote_ip: self.remote_ip,
+                remote_port: self.remote_port,
+            },
+            Side::Outside => FlowKey {
+                proto: self.proto,
+                from,
+                local_ip: self.public_ip,
+                local_port: self.public_port,
+                remote_ip: self.remote_ip,
+                remote_port: self.remote_port,
+            },
+        }
+    }
+}
+
+/// What a packet is looked up by: its own 5-tuple and the side it came from. The local
+/// endpoint is the subscriber's (from the inside) or the public one (from the outside).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct FlowKey {
+    pub proto: Proto,
+    pub from: Side,
+    pub local_ip: u32,
+    pub local_port: u16,
+    pub remote_ip: u32,
+    pub remote_port: u16,
+}
+
+impl FlowKey {
+    fn words(&self) -> (u64, u64) {
+        (
+            (self.local_ip as u64) << 32 | self.remote_ip as u64,
+            (self.local_port as u64) << 32
+                | (self.remote_port as u64) << 16
+                | (self.proto as u64) << 8
+                | self.from as u64,
+        )
+    }
+}
+
+/// A flow table value: the session, with the side in the top bit so that a session's two
+/// entries are told apart even in one bucket.
+fn flow_value(session: u32, from: Side) -> u32 {
+    session | (from as u32) << 31
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -68,40 +168,88 @@ impl Subscriber {
     }
 }
 
-/// A flat vector of records with a free list.
+/// A record that can stand in a [`Slab`]'s free list: a vacant one holds the next free slot.
+trait Vacancy: Copy {
+    fn vacant(next: u32) -> Self;
+    fn next_vacant(&self) -> u32;
+}
+
+impl Vacancy for Session {
+    fn vacant(next: u32) -> Self {
+        Session {
+            inside_ip: 0,
+            public_ip: 0,
+            remote_ip: next,
+            expires_tick: 0,
+            scheduled_tick: u32::MAX,
+            inside_port: 0,
+            public_port: 0,
+            remote_port: 0,
+            ip_delta: 0,
+            l4_delta: 0,
+            proto: Proto::Tcp,
+            tcp: VACANT,
+        }
+    }
+    fn next_vacant(&self) -> u32 {
+        self.remote_ip
+    }
+}
+
+impl Vacancy for Mapping {
+    fn vacant(next: u32) -> Self {
+        Mapping {
+            inside_ip: next,
+            public_ip: 0,
+            inside_port: 0,
+            public_port: 0,
+            proto: Proto::Tcp,
+            sessions: 0,
+        }
+    }
+    fn next_vacant(&self) -> u32 {
+        self.inside_ip
+    }
+}
+
+/// A flat vector of records; free slots are chained through the records themselves, so
+/// the free list costs no memory of its own.
 #[derive(Debug)]
 struct Slab<T> {
     items: Vec<T>,
-    free: Vec<u32>,
+    free_head: u32,
+    live: usize,
 }
 
-impl<T> Slab<T> {
+impl<T: Vacancy> Slab<T> {
     fn with_capacity(n: usize) -> Self {
         Slab {
             items: Vec::with_capacity(n),
-            free: Vec::with_capacity(n),
+            free_head: NONE,
+            live: 0,
         }
     }
     fn insert(&mut self, item: T) -> u32 {
-        match self.free.pop() {
-            Some(i) => {
-                self.items[i as usize] = item;
-                i
-            }
-            None => {
-                self.items.push(item);
-                (self.items.len() - 1) as u32
-            }
+        self.live += 1;
+        if self.free_head != NONE {
+            let i = self.free_head;
+            self.free_head = self.items[i as usize].next_vacant();
+            self.items[i as usize] = item;
+            return i;
         }
+        self.items.push(item);
+        (self.items.len() - 1) as u32
     }
     fn remove(&mut self, i: u32) {
-        self.free.push(i);
+        self.items[i as usize] = T::vacant(self.free_head);
+        self.free_head = i;
+        self.live -= 1;
     }
     fn live(&self) -> usize {
-        self.items.len() - self.free.len()
+        self.live
     }
     fn heap_bytes(&self) -> usize {
-        self.items.capacity() * std::mem::size_of::<T>() + self.free.capacity() * 4
+        self.items.capacity() * std::mem::size_of::<T>()
     }
 }
 
@@ -109,13 +257,18 @@ fn endpoint_key(proto: Proto, ip: u32, port: u16) -> u64 {
     ((ip as u64) << 24) | ((port as u64) << 8) | proto as u64
 }
 
+/// The translation state of one worker. Three indexes, all [`TagTable`]s sized once from
+/// the session capacity: mappings by inside endpoint (new flows of a known subscriber
+/// endpoint: endpoint-independent mapping), mappings by public endpoint (new flows from the
+/// Internet: filtering), and sessions by their packets' 5-tuple from either side — the one
+/// probe an established packet costs.
 #[derive(Debug)]
 pub struct NatState {
     mappings: Slab<Mapping>,
     sessions: Slab<Session>,
-    by_inside: HashTable<u32>,
-    by_public: HashTable<u32>,
-    by_remote: HashTable<u32>,
+    by_inside: TagTable,
+    by_public: TagTable,
+    flows: TagTable,
     pub subscribers: HashMap<u32, Subscriber>,
     hasher: DefaultHashBuilder,
     capacity: usize,
@@ -123,26 +276,28 @@ pub struct NatState {
 
 impl NatState {
     pub fn with_capacity(sessions: usize) -> NatState {
+        // The flow table's values spend their top bit on the side.
+        let sessions = sessions.min(1 << 31);
         NatState {
             mappings: Slab::with_capacity(sessions),
             sessions: Slab::with_capacity(sessions),
-            by_inside: HashTable::with_capacity(sessions),
-            by_public: HashTable::with_capacity(sessions),
-            by_remote: HashTable::with_capacity(sessions),
+            by_inside: TagTable::with_capacity(sessions),
+            by_public: TagTable::with_capacity(sessions),
+            flows: TagTable::with_capacity(2 * sessions),
             // Subscribers usually hold many sessions each; the map grows if they do not.
-            subscribers: HashMap::with_capacity(sessions / 16),
+            subscribers: HashMap::with_capacity(sessions / 64),
             hasher: DefaultHashBuilder::default(),
             capacity: sessions,
         }
     }
 
-    fn hash_endpoint(&self, proto: Proto, ip: u32, port: u16) -> u64 {
-        self.hasher.hash_one(endpoint_key(proto, ip, port))
+    fn endpoint_slot(&self, table: &TagTable, proto: Proto, ip: u32, port: u16) -> Slot {
+        table.slot(self.hasher.hash_one(endpoint_key(proto, ip, port)))
     }
 
-    fn hash_session(&self, mapping: u32, remote_ip: u32, remote_port: u16) -> u64 {
-        self.hasher
-            .hash_one(((mapping as u64) << 32 | remote_ip as u64, remote_port))
+    /// Where `key` lives in the flow table: hash once, then prefetch and find with it.
+    pub fn flow_slot(&self, key: &FlowKey) -> Slot {
+        self.flows.slot(self.hasher.hash_one(key.words()))
     }
 
     pub fn mapping(&self, m: u32) -> &Mapping {
@@ -166,47 +321,90 @@ impl NatState {
 
     pub fn find_by_inside(&self, proto: Proto, ip: u32, port: u16) -> Option<u32> {
         let items = &self.mappings.items;
-        self.by_inside
-            .find(self.hash_endpoint(proto, ip, port), |&m| {
-                let r = &items[m as usize];
-                r.inside_ip == ip && r.inside_port == port && r.proto == proto
-            })
-            .copied()
+        let slot = self.endpoint_slot(&self.by_inside, proto, ip, port);
+        self.by_inside.find(slot, |m| {
+            let r = &items[m as usize];
+            r.inside_ip == ip && r.inside_port == port && r.proto == proto
+        })
     }
 
     pub fn find_by_public(&self, proto: Proto, ip: u32, port: u16) -> Option<u32> {
         let items = &self.mappings.items;
-        self.by_public
-            .find(self.hash_endpoint(proto, ip, port), |&m| {
-                let r = &items[m as usize];
-                r.public_ip == ip && r.public_port == port && r.proto == proto
-            })
-            .copied()
+        let slot = self.endpoint_slot(&self.by_public, proto, ip, port);
+        self.by_public.find(slot, |m| {
+            let r = &items[m as usize];
+            r.public_ip == ip && r.public_port == port && r.proto == proto
+        })
     }
 
-    pub fn find_session(&self, mapping: u32, remote_ip: u32, remote_port: u16) -> Option<u32> {
+    /// The session a packet with flow `key` belongs to, `slot` being `flow_slot(key)`.
+    #[inline]
+    pub fn find_flow_at(&self, slot: Slot, key: &FlowKey) -> Option<u32> {
         let items = &self.sessions.items;
-        self.by_remote
-            .find(self.hash_session(mapping, remote_ip, remote_port), |&s| {
-                let r = &items[s as usize];
-                r.mapping == mapping && r.remote_ip == remote_ip && r.remote_port == remote_port
+        let side = key.from as u32;
+        self.flows
+            .find(slot, |v| {
+                v >> 31 == side && items[(v & !(1 << 31)) as usize].flow_key(key.from) == *key
             })
-            .copied()
+            .map(|v| v & !(1 << 31))
+    }
+
+    pub fn find_flow(&self, key: &FlowKey) -> Option<u32> {
+        self.find_flow_at(self.flow_slot(key), key)
+    }
+
+    /// Starts loading the flow table bucket of `slot` (batches: hash all, prefetch all).
+    #[inline]
+    pub fn prefetch_flow_bucket(&self, slot: Slot) {
+        self.flows.prefetch(slot);
+    }
+
+    /// Starts loading the sessions whose tags match at `slot`'s home bucket: after this and
+    /// [`NatState::prefetch_flow_bucket`], `find_flow_at` runs from cache.
+    #[inline]
+    pub fn prefetch_flow_sessions(&self, slot: Slot) {
+        let items = &self.sessions.items;
+        self.flows.for_each_candidate(slot, |v| {
+            if let Some(s) = items.get((v & !(1 << 31)) as usize) {
+                table::prefetch(s);
+            }
+        });
+    }
+
+    /// The session of mapping `m` toward (`remote_ip`, `remote_port`): the flow of the
+    /// mapping's inside endpoint to that remote.
+    pub fn find_session(&self, m: u32, remote_ip: u32, remote_port: u16) -> Option<u32> {
+        let r = self.mapping(m);
+        self.find_flow(&FlowKey {
+            proto: r.proto,
+            from: Side::Inside,
+            local_ip: r.inside_ip,
+            local_port: r.inside_port,
+            remote_ip,
+            remote_port,
+        })
     }
 
     pub fn insert_mapping(&mut self, mapping: Mapping) -> u32 {
         let m = self.mappings.insert(mapping);
-        let hi = self.hash_endpoint(mapping.proto, mapping.inside_ip, mapping.inside_port);
-        let hp = self.hash_endpoint(mapping.proto, mapping.public_ip, mapping.public_port);
-        let (items, hasher) = (&self.mappings.items, &self.hasher);
-        self.by_inside.insert_unique(hi, m, |&x| {
-            let r = &items[x as usize];
-            hasher.hash_one(endpoint_key(r.proto, r.inside_ip, r.inside_port))
-        });
-        self.by_public.insert_unique(hp, m, |&x| {
-            let r = &items[x as usize];
-            hasher.hash_one(endpoint_key(r.proto, r.public_ip, r.public_port))
-        });
+        let inside = self.endpoint_slot(
+            &self.by_inside,
+            mapping.proto,
+            mapping.inside_ip,
+            mapping.inside_port,
+        );
+        let public = self.endpoint_slot(
+            &self.by_public,
+            mapping.proto,
+            mapping.public_ip,
+            mapping.public_port,
+        );
+        // Sized for the session capacity, which bounds the mappings: never full.
+        let placed = self
+            .by_inside
+            .insert(inside, m)
+            .and(self.by_public.insert(public, m));
+        debug_assert!(placed.is_ok(), "mapping tables sized for the capacity");
         m
     }
 
@@ -214,50 +412,47 @@ impl NatState {
     pub fn remove_mapping(&mut self, m: u32) -> Mapping {
         let r = self.mappings.items[m as usize];
         debug_assert_eq!(r.sessions, 0);
-        let hi = self.hash_endpoint(r.proto, r.inside_ip, r.inside_port);
-        let hp = self.hash_endpoint(r.proto, r.public_ip, r.public_port);
-        if let Ok(e) = self.by_inside.find_entry(hi, |&x| x == m) {
-            e.remove();
-        }
-        if let Ok(e) = self.by_public.find_entry(hp, |&x| x == m) {
-            e.remove();
-        }
+        let inside = self.endpoint_slot(&self.by_inside, r.proto, r.inside_ip, r.inside_port);
+        let public = self.endpoint_slot(&self.by_public, r.proto, r.public_ip, r.public_port);
+        self.by_inside.remove(inside, m);
+        self.by_public.remove(public, m);
         self.mappings.remove(m);
         r
     }
 
-    pub fn insert_session(&mut self, session: Session) -> u32 {
-        let h = self.hash_session(session.mapping, session.remote_ip, session.remote_port);
+    /// Adds a session of mapping `m` (the caller checked `is_full`), indexed from both sides.
+    pub fn insert_session(&mut self, m: u32, session: Session) -> u32 {
         let s = self.sessions.insert(session);
-        self.mappings.items[session.mapping as usize].sessions += 1;
-        let (items, this) = (&self.sessions.items, &self.hasher);
-        self.by_remote.insert_unique(h, s, |&x| {
-            let r = &items[x as usize];
-            this.hash_one(((r.mapping as u64) << 32 | r.remote_ip as u64, r.remote_port))
-        });
+        self.mappings.items[m as usize].sessions += 1;
+        for from in [Side::Inside, Side::Outside] {
+            let slot = self.flow_slot(&session.flow_key(from));
+            let placed = self.flows.insert(slot, flow_value(s, from));
+            debug_assert!(placed.is_ok(), "flow table sized for the capacity");
+        }
         s
     }
 
-    /// Removes a session; returns it and whether its mapping has no sessions left.
-    pub fn remove_session(&mut self, s: u32) -> (Session, bool) {
+    /// Removes a session; returns it, its mapping, and whether that mapping has no
+    /// sessions left.
+    pub fn remove_session(&mut self, s: u32) -> (Session, u32, bool) {
         let r = self.sessions.items[s as usize];
-        let h = self.hash_session(r.mapping, r.remote_ip, r.remote_port);
-        if let Ok(e) = self.by_remote.find_entry(h, |&x| x == s) {
-            e.remove();
+        for from in [Side::Inside, Side::Outside] {
+            let slot = self.flow_slot(&r.flow_key(from));
+            self.flows.remove(slot, flow_value(s, from));
         }
-        let slot = &mut self.sessions.items[s as usize];
-        slot.mapping = NONE;
-        slot.scheduled_tick = u32::MAX;
         self.sessions.remove(s);
-        let m = &mut self.mappings.items[r.mapping as usize];
-        m.sessions -= 1;
-        (r, m.sessions == 0)
+        let m = self
+            .find_by_inside(r.proto, r.inside_ip, r.inside_port)
+            .expect("a live session's mapping is live");
+        let mapping = &mut self.mappings.items[m as usize];
+        mapping.sessions -= 1;
+        (r, m, mapping.sessions == 0)
     }
 
-    /// The index of every live session (a slot whose `mapping` is set).
+    /// The index of every live session.
     pub fn live_session_ids(&self) -> Vec<u32> {
         (0..self.sessions.items.len() as u32)
-            .filter(|&s| self.sessions.items[s as usize].mapping != NONE)
+            .filter(|&s| !self.sessions.items[s as usize].is_vacant())
             .collect()
     }
 
@@ -276,12 +471,11 @@ impl NatState {
 
     /// Heap bytes held by the state (memory accounting; capacity, not just live records).
     pub fn heap_bytes(&self) -> usize {
-        let table = |t: &HashTable<u32>| t.capacity() * 5 + 16;
         self.mappings.heap_bytes()
             + self.sessions.heap_bytes()
-            + table(&self.by_inside)
-            + table(&self.by_public)
-            + table(&self.by_remote)
+            + self.by_inside.heap_bytes()
+            + self.by_public.heap_bytes()
+            + self.flows.heap_bytes()
             + self.subscribers.capacity() * (std::mem::size_of::<(u32, Subscriber)>() + 1)
     }
 }
@@ -293,7 +487,7 @@ mod tests {
     /// Memory per session is a product goal: records must not grow by accident.
     #[test]
     fn records_stay_compact() {
-        assert_eq!(std::mem::size_of::<Session>(), 20);
+        assert_eq!(std::mem::size_of::<Session>(), 32);
         assert_eq!(std::mem::size_of::<Mapping>(), 20);
         assert!(std::mem::size_of::<Subscriber>() <= 24);
     }
@@ -309,21 +503,14 @@ mod tests {
             proto: Proto::Udp,
             sessions: 0,
         });
-        let s = st.insert_session(Session {
-            mapping: m,
-            remote_ip: 9,
-            remote_port: 53,
-            tcp: 0,
-            expires_tick: 1,
-            scheduled_tick: 1,
-        });
+        let s = st.insert_session(m, Session::new(st.mapping(m), 9, 53, 0, 1));
         assert_eq!(st.find_by_inside(Proto::Udp, 1, 3), Some(m));
         assert_eq!(st.find_by_inside(Proto::Tcp, 1, 3), None);
         assert_eq!(st.find_by_public(Proto::Udp, 2, 4), Some(m));
         assert_eq!(st.find_session(m, 9, 53), Some(s));
         assert_eq!(st.find_session(m, 9, 54), None);
-        let (_, idle) = st.remove_session(s);
-        assert!(idle);
+        let (_, mapping, idle) = st.remove_session(s);
+        assert!(idle && mapping == m);
         assert_eq!(st.find_session(m, 9, 53), None);
         st.remove_mapping(m);
         assert_eq!(st.find_by_public(Proto::Udp, 2, 4), None);

@@ -14,10 +14,12 @@ use super::fragments::FragmentKey;
 use super::ports::{AllocError, BlockChange, Proto};
 use super::rewrite::{
     self, Endpoint, decrement_ttl, fix_icmp_checksum, rewrite_address, rewrite_endpoint,
+    rewrite_endpoint_with,
 };
-use super::state::{Mapping, Session, Subscriber, tcp_state};
-use super::{DropReason, Engine, Side, Verdict};
+use super::state::{FlowKey, Mapping, Session, Subscriber, tcp_state};
+use super::{DropReason, Engine, Lookup, Side, Verdict};
 use crate::config::{FilteringMode, Ipv4Prefix, TtlExpiredAction};
+use crate::wire::checksum::Delta;
 use crate::wire::{ethernet, icmp, ipv4, tcp, udp};
 
 /// The IPv4 header fields the path needs, read once.
@@ -186,6 +188,19 @@ fn parse_quoted(q: &[u8]) -> Result<Quoted, DropReason> {
     })
 }
 
+/// The flow table key of a packet from `from`: `local` is the subscriber's endpoint from
+/// the inside and the public one from the outside.
+fn flow_key(proto: Proto, from: Side, local: (u32, u16), remote: (u32, u16)) -> FlowKey {
+    FlowKey {
+        proto,
+        from,
+        local_ip: local.0,
+        local_port: local.1,
+        remote_ip: remote.0,
+        remote_port: remote.1,
+    }
+}
+
 fn remote_port(proto: Proto, port: u16) -> u16 {
     if proto == Proto::Icmp { 0 } else { port }
 }
@@ -305,19 +320,12 @@ impl<S: EventSink> Engine<S> {
             Transport::IcmpError => return self.translate_icmp_error(buf, ip, Side::Inside),
         };
         let session = self.outbound_session(&ip, flow, now)?;
-        let m = *self.state.mapping(self.state.session(session).mapping);
+        let s = *self.state.session(session);
         if ip.more_frags {
-            self.remember_fragment(&ip, Side::Inside, m.public_ip, now)?;
+            self.remember_fragment(&ip, Side::Inside, s.public_ip, now)?;
         }
         let pkt = &mut buf[ip.l3..ip.packet_end()];
-        rewrite_endpoint(
-            pkt,
-            ip.ihl,
-            flow.proto,
-            Endpoint::Source,
-            m.public_ip,
-            m.public_port,
-        );
+        self.rewrite(pkt, ip.ihl, &s, Side::Inside);
         if hairpin {
             // The NAT is one hop for a hairpinned packet: the inbound half decrements the
             // TTL, here or on the worker that owns the peer's mapping.
@@ -345,33 +353,88 @@ impl<S: EventSink> Engine<S> {
             Transport::Flow(flow) => flow,
             Transport::IcmpError => return self.translate_icmp_error(buf, ip, Side::Outside),
         };
-        let Some(mapping) = self.state.find_by_public(flow.proto, ip.dst, flow.dst_port) else {
+        let Some(session) = self.inbound_session(&ip, flow, now)? else {
             return self.owned_elsewhere_or(ip.dst, flow.dst_port, DropReason::NoMapping);
         };
-        match self
-            .state
-            .find_session(mapping, ip.src, remote_port(flow.proto, flow.src_port))
-        {
-            Some(session) => self.touch(session, flow, Side::Outside, now),
-            None => {
-                self.admit_inbound(mapping, &ip, flow, now)?;
-            }
-        }
-        let m = *self.state.mapping(mapping);
+        let s = *self.state.session(session);
         if ip.more_frags {
-            self.remember_fragment(&ip, Side::Outside, m.inside_ip, now)?;
+            self.remember_fragment(&ip, Side::Outside, s.inside_ip, now)?;
         }
         let pkt = &mut buf[ip.l3..ip.packet_end()];
-        rewrite_endpoint(
-            pkt,
-            ip.ihl,
-            flow.proto,
-            Endpoint::Destination,
-            m.inside_ip,
-            m.inside_port,
-        );
+        self.rewrite(pkt, ip.ihl, &s, Side::Outside);
         decrement_ttl(pkt);
         Ok(Verdict::Forward(Side::Inside))
+    }
+
+    /// The session of an inbound packet: found by its flow, or opened on the mapping of its
+    /// public endpoint if filtering admits it; `None` when that endpoint has no mapping.
+    fn inbound_session(
+        &mut self,
+        ip: &IpInfo,
+        flow: Flow,
+        now: u64,
+    ) -> Result<Option<u32>, DropReason> {
+        let remote = remote_port(flow.proto, flow.src_port);
+        if self.lookup == Lookup::OneProbe {
+            let key = flow_key(
+                flow.proto,
+                Side::Outside,
+                (ip.dst, flow.dst_port),
+                (ip.src, remote),
+            );
+            if let Some(session) = self.state.find_flow(&key) {
+                self.touch(session, flow, Side::Outside, now);
+                return Ok(Some(session));
+            }
+        }
+        let Some(mapping) = self.state.find_by_public(flow.proto, ip.dst, flow.dst_port) else {
+            return Ok(None);
+        };
+        if self.lookup == Lookup::MappingThenSession
+            && let Some(session) = self.state.find_session(mapping, ip.src, remote)
+        {
+            self.touch(session, flow, Side::Outside, now);
+            return Ok(Some(session));
+        }
+        self.admit_inbound(mapping, ip, flow, now).map(Some)
+    }
+
+    /// Rewrites the subscriber-side endpoint of a packet of session `s` received from
+    /// `from`: the precomputed rewrite on the fast path, the reference's from the mapping.
+    fn rewrite(&self, pkt: &mut [u8], ihl: usize, s: &Session, from: Side) {
+        let (which, addr, port, ip_delta, l4_delta) = match from {
+            Side::Inside => (
+                Endpoint::Source,
+                s.public_ip,
+                s.public_port,
+                s.ip_delta,
+                s.l4_delta,
+            ),
+            Side::Outside => (
+                Endpoint::Destination,
+                s.inside_ip,
+                s.inside_port,
+                Delta::undo_folded(s.ip_delta),
+                Delta::undo_folded(s.l4_delta),
+            ),
+        };
+        match self.lookup {
+            Lookup::OneProbe => {
+                rewrite_endpoint_with(pkt, ihl, s.proto, which, addr, port, ip_delta, l4_delta)
+            }
+            Lookup::MappingThenSession => {
+                let m = self
+                    .state
+                    .find_by_inside(s.proto, s.inside_ip, s.inside_port)
+                    .map(|m| *self.state.mapping(m))
+                    .expect("a live session's mapping");
+                let (addr, port) = match from {
+                    Side::Inside => (m.public_ip, m.public_port),
+                    Side::Outside => (m.inside_ip, m.inside_port),
+                };
+                rewrite_endpoint(pkt, ihl, m.proto, which, addr, port);
+            }
+        }
     }
 
     /// Endpoint-independent filtering lets any remote reach a live mapping (UDP, and TCP by
@@ -436,10 +499,17 @@ impl<S: EventSink> Engine<S> {
             inside_port: sport,
             dest_port: dport,
         };
+        let remote = remote_port(proto, dport);
+        if self.lookup == Lookup::OneProbe {
+            let key = flow_key(proto, Side::Inside, (ip.src, sport), (ip.dst, remote));
+            if let Some(session) = self.state.find_flow(&key) {
+                self.touch(session, flow, Side::Inside, now);
+                return Ok(session);
+            }
+        }
         if let Some(mapping) = self.state.find_by_inside(proto, ip.src, sport) {
-            if let Some(session) =
-                self.state
-                    .find_session(mapping, ip.dst, remote_port(proto, dport))
+            if self.lookup == Lookup::MappingThenSession
+                && let Some(session) = self.state.find_session(mapping, ip.dst, remote)
             {
                 self.touch(session, flow, Side::Inside, now);
                 return Ok(session);
@@ -590,17 +660,14 @@ impl<S: EventSink> Engine<S> {
         let expires_tick = self
             .wheel
             .deadline_tick(now + self.timeout(flow.proto, tcp));
-        let session = self.state.insert_session(Session {
+        let m = *self.state.mapping(mapping);
+        let remote = remote_port(flow.proto, remote_port_);
+        let session = self.state.insert_session(
             mapping,
-            remote_ip,
-            remote_port: remote_port(flow.proto, remote_port_),
-            tcp,
-            expires_tick,
-            scheduled_tick: u32::MAX,
-        });
+            Session::new(&m, remote_ip, remote, tcp, expires_tick),
+        );
         let tick = self.wheel.schedule(session, expires_tick);
         self.state.session_mut(session).scheduled_tick = tick;
-        let m = *self.state.mapping(mapping);
         if let Some(sub) = self.state.subscribers.get_mut(&m.inside_ip) {
             sub.sessions += 1;
         }
@@ -665,8 +732,8 @@ impl<S: EventSink> Engine<S> {
     /// Ends a session: its event, then the mapping and port if it was the last, then the
     /// subscriber's pairing if it holds nothing more.
     pub(super) fn end_session(&mut self, session: u32, now: u64) {
-        let (s, mapping_idle) = self.state.remove_session(session);
-        let m = *self.state.mapping(s.mapping);
+        let (s, mapping, mapping_idle) = self.state.remove_session(session);
+        let m = *self.state.mapping(mapping);
         let last_active = self.last_activity(&s, m.proto, now);
         self.emit_session(
             EventKind::SessionEnded,
@@ -681,7 +748,7 @@ impl<S: EventSink> Engine<S> {
         };
         sub.sessions -= 1;
         if mapping_idle {
-            self.state.remove_mapping(s.mapping);
+            self.state.remove_mapping(mapping);
             sub.mappings[m.proto as usize] -= 1;
             let mut block = None;
             self.ports

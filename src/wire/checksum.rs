@@ -121,13 +121,30 @@ impl Delta {
         self.0 += other.0;
     }
 
+    /// The recorded changes as one 16-bit one's-complement word, to be kept and applied
+    /// later with [`Delta::from_folded`]: applying it gives exactly what applying the
+    /// changes word by word gives (a non-zero sum folds to a non-zero word).
+    pub fn folded(self) -> u16 {
+        fold(fold64(self.0))
+    }
+
+    pub fn from_folded(sum: u16) -> Delta {
+        Delta(u64::from(sum))
+    }
+
+    /// The folded change that undoes `sum` (its one's-complement negation), as
+    /// [`Delta::folded`] of the reverse changes gives it whenever that sum is not zero —
+    /// which needs every reverse word change to be 0xFFFF → 0, never true of an address.
+    pub fn undo_folded(sum: u16) -> u16 {
+        match !sum {
+            0 => 0xFFFF,
+            undo => undo,
+        }
+    }
+
     /// The checksum after all recorded changes.
     pub fn apply(self, checksum: u16) -> u16 {
-        let mut s = u64::from(!checksum) + self.0;
-        while s >> 16 != 0 {
-            s = (s & 0xFFFF) + (s >> 16);
-        }
-        !(s as u16)
+        !fold(fold64(u64::from(!checksum) + self.0))
     }
 }
 
