@@ -29,6 +29,7 @@ impl Ipv4Prefix {
         1u64 << (32 - self.len as u32)
     }
     /// Whether `ip` lies inside the prefix.
+    #[inline]
     pub fn contains(&self, ip: Ipv4Addr) -> bool {
         let mask = if self.len == 0 {
             0

@@ -1,15 +1,13 @@
 //! Batches: with a million sessions each flow table probe is a cache miss, and so is the
-//! session it leads to. Hashing the whole batch first and prefetching every frame's bucket,
-//! then prefetching the sessions those buckets point at, lets the CPU overlap the misses of
-//! different frames (VPP's multi-packet loops work the same way); the processing that
-//! follows finds everything in cache. The warm-up only reads: the verdicts are exactly those
-//! of processing the frames one by one.
+//! session it leads to. Classifying and hashing the whole batch first and prefetching every
+//! frame's bucket, then prefetching the sessions those buckets point at, lets the CPU
+//! overlap the misses of different frames (VPP's multi-packet loops work the same way); the
+//! processing that follows finds everything in cache and reuses what classifying read. The
+//! warm-up reads only: the verdicts are exactly those of processing the frames one by one.
 
 use super::event::EventSink;
-use super::ports::Proto;
-use super::state::FlowKey;
+use super::translate::Established;
 use super::{Engine, Side, Verdict};
-use crate::wire::{ethernet, icmp, ipv4};
 
 /// Most frames warmed up at once (the hardware overlaps about this many misses).
 pub const MAX_BATCH: usize = 64;
@@ -31,47 +29,6 @@ impl Frames for [(&mut [u8], usize)] {
     }
 }
 
-/// The flow key of an unfragmented TCP, UDP or ICMP echo packet, or of a first fragment;
-/// `None` for anything else (it is processed without warm-up).
-fn probe(frame: &[u8], from: Side) -> Option<FlowKey> {
-    let l2 = ethernet::parse_l2(frame).ok()?;
-    if l2.ethertype != ethernet::EtherType::IPV4 {
-        return None;
-    }
-    let ip = ipv4::Packet::new_checked(frame.get(l2.l3_offset..)?).ok()?;
-    if ip.frag_offset() > 0 {
-        return None;
-    }
-    let proto = Proto::from_ip_protocol(ip.protocol())?;
-    let l4 = ip.payload();
-    let (src, dst) = (u32::from(ip.src_addr()), u32::from(ip.dst_addr()));
-    let port_at = |at: usize| l4.get(at..at + 2).map(|p| u16::from_be_bytes([p[0], p[1]]));
-    let (sport, dport) = match proto {
-        Proto::Icmp => {
-            let kind = icmp::Packet::new_checked(l4).ok()?.kind();
-            let ident = port_at(4)?;
-            match (kind, from) {
-                (icmp::Kind::EchoRequest, Side::Inside) => (ident, 0),
-                (icmp::Kind::EchoReply, Side::Outside) => (0, ident),
-                _ => return None,
-            }
-        }
-        _ => (port_at(0)?, port_at(2)?),
-    };
-    let (local, remote) = match from {
-        Side::Inside => ((src, sport), (dst, dport)),
-        Side::Outside => ((dst, dport), (src, sport)),
-    };
-    Some(FlowKey {
-        proto,
-        from,
-        local_ip: local.0,
-        local_port: local.1,
-        remote_ip: remote.0,
-        remote_port: remote.1,
-    })
-}
-
 impl<S: EventSink> Engine<S> {
     /// Translates a batch of frames received from `from` at `now_ns`, in place, exactly as
     /// [`Engine::process`] would one by one; `verdicts[i]` is frame i's. Frames are
@@ -84,35 +41,37 @@ impl<S: EventSink> Engine<S> {
         verdicts: &mut [Verdict],
     ) {
         let n = frames.count().min(verdicts.len());
+        let mut classified = [None; MAX_BATCH];
         for start in (0..n).step_by(MAX_BATCH) {
             let end = (start + MAX_BATCH).min(n);
-            self.warm_up(frames, start..end, from);
-            for (i, verdict) in verdicts.iter_mut().enumerate().take(end).skip(start) {
+            let batch = &mut classified[..end - start];
+            self.warm_up(frames, start, batch, from);
+            for (i, fast) in (start..end).zip(batch.iter()) {
                 let (buf, len) = frames.frame(i);
-                *verdict = self.process(buf, len, from, now_ns);
+                let len = len.min(buf.len());
+                verdicts[i] = self.process_classified(buf, len, from, now_ns, fast.as_ref());
             }
         }
     }
 
-    /// Starts loading what the frames will need: every frame's flow table bucket, then the
-    /// sessions those buckets hold under the frame's tag.
+    /// Classifies the frames from `start` on, prefetching each fast-path frame's flow table
+    /// bucket; then prefetches the sessions those buckets hold under the frames' tags.
     fn warm_up<F: Frames + ?Sized>(
         &self,
         frames: &mut F,
-        range: std::ops::Range<usize>,
+        start: usize,
+        classified: &mut [Option<Established>],
         from: Side,
     ) {
-        let mut slots = [None; MAX_BATCH];
-        for (slot, i) in slots.iter_mut().zip(range) {
-            let (buf, len) = frames.frame(i);
-            if let Some(key) = probe(&buf[..len.min(buf.len())], from) {
-                let at = self.state.flow_slot(&key);
-                self.state.prefetch_flow_bucket(at);
-                *slot = Some(at);
+        for (i, c) in classified.iter_mut().enumerate() {
+            let (buf, len) = frames.frame(start + i);
+            *c = self.classify(buf, len.min(buf.len()), from);
+            if let Some(e) = c {
+                self.state.prefetch_flow_bucket(e.slot());
             }
         }
-        for at in slots.iter().flatten() {
-            self.state.prefetch_flow_sessions(*at);
+        for e in classified.iter().flatten() {
+            self.state.prefetch_flow_sessions(e.slot());
         }
     }
 }

@@ -11,6 +11,7 @@ use crate::wire::{ethernet, ipv4};
 
 /// Forwards an IPv4 frame of `len` bytes received from `from` out of the other side, in
 /// place; anything else goes to the kernel, as the NAT would send it.
+#[inline]
 pub fn forward(buf: &mut [u8], len: usize, from: Side) -> Verdict {
     let len = len.min(buf.len());
     let frame = &mut buf[..len];
@@ -35,6 +36,7 @@ pub fn forward(buf: &mut [u8], len: usize, from: Side) -> Verdict {
 }
 
 /// Writes the Ethernet destination and source of a frame about to be sent.
+#[inline]
 pub fn set_macs(frame: &mut [u8], dst: [u8; 6], src: [u8; 6]) {
     frame[..6].copy_from_slice(&dst);
     frame[6..12].copy_from_slice(&src);

@@ -14,6 +14,7 @@ pub mod ceiling;
 pub mod counters;
 pub mod event;
 pub mod fragments;
+mod huge;
 pub mod ports;
 pub mod rewrite;
 pub mod state;
@@ -236,7 +237,14 @@ impl<S: EventSink> Engine<S> {
         self.ports.free_capacity()
     }
 
-    /// Heap bytes held by the state structures (capacity reserved, not only what is live).
+    /// Bytes of the state tables mapped outside the heap (see [`Engine::state_heap_bytes`],
+    /// which includes them): what a count of allocations does not see.
+    pub fn state_mapped_bytes(&self) -> usize {
+        self.state.mapped_bytes()
+    }
+
+    /// Bytes held by the state structures (capacity reserved, not only what is live),
+    /// tables mapped outside the heap included.
     pub fn state_heap_bytes(&self) -> usize {
         self.state.heap_bytes() + self.wheel.heap_bytes() + self.fragments.heap_bytes()
     }

@@ -17,6 +17,7 @@ pub enum Endpoint {
 const IP_CHECKSUM: usize = 10;
 const IP_TTL: usize = 8;
 
+#[inline]
 fn addr_offset(which: Endpoint) -> usize {
     match which {
         Endpoint::Source => 12,
@@ -24,14 +25,17 @@ fn addr_offset(which: Endpoint) -> usize {
     }
 }
 
+#[inline]
 pub fn get16(b: &[u8], at: usize) -> u16 {
     u16::from_be_bytes([b[at], b[at + 1]])
 }
 
+#[inline]
 fn set16(b: &mut [u8], at: usize, v: u16) {
     b[at..at + 2].copy_from_slice(&v.to_be_bytes());
 }
 
+#[inline]
 pub fn get32(b: &[u8], at: usize) -> u32 {
     u32::from_be_bytes([b[at], b[at + 1], b[at + 2], b[at + 3]])
 }
@@ -63,6 +67,7 @@ pub fn rewrite_address(ip: &mut [u8], which: Endpoint, new: u32) -> Delta {
 
 /// Where a transport's "port" and checksum live. ICMP query identifiers stand for the port
 /// in both directions (RFC 5508 §3.1).
+#[inline]
 fn port_offset(proto: Proto, which: Endpoint) -> usize {
     match (proto, which) {
         (Proto::Icmp, _) => 4,
@@ -71,6 +76,7 @@ fn port_offset(proto: Proto, which: Endpoint) -> usize {
     }
 }
 
+#[inline]
 fn checksum_offset(proto: Proto) -> usize {
     match proto {
         Proto::Tcp => 16,
@@ -152,6 +158,7 @@ pub fn rewrite_endpoint_with(
 }
 
 /// Decrements the TTL, keeping the header checksum right. Caller checked TTL > 1.
+#[inline]
 pub fn decrement_ttl(ip: &mut [u8]) {
     let word = get16(ip, IP_TTL);
     let mut change = Delta::default();

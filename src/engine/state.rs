@@ -12,6 +12,7 @@ use std::net::Ipv4Addr;
 use hashbrown::{DefaultHashBuilder, HashMap};
 
 use super::Side;
+use super::huge::HugeArray;
 use super::table::{self, Slot, TagTable};
 use crate::engine::ports::{Pairing, Proto};
 use crate::wire::checksum::Delta;
@@ -102,6 +103,7 @@ impl Session {
     }
 
     /// The key of this session's flow seen from `from`.
+    #[inline]
     pub fn flow_key(&self, from: Side) -> FlowKey {
         match from {
             Side::Inside => FlowKey {
@@ -137,6 +139,7 @@ pub struct FlowKey {
 }
 
 impl FlowKey {
+    #[inline]
     fn words(&self) -> (u64, u64) {
         (
             (self.local_ip as u64) << 32 | self.remote_ip as u64,
@@ -212,11 +215,13 @@ impl Vacancy for Mapping {
     }
 }
 
-/// A flat vector of records; free slots are chained through the records themselves, so
-/// the free list costs no memory of its own.
+/// A fixed array of records; free slots are chained through the records themselves, so
+/// the free list costs no memory of its own. Sized once: the packet path never allocates.
 #[derive(Debug)]
-struct Slab<T> {
-    items: Vec<T>,
+struct Slab<T: Copy> {
+    items: HugeArray<T>,
+    /// Slots ever used: the ones past it have never held a record.
+    used: usize,
     free_head: u32,
     live: usize,
 }
@@ -224,21 +229,29 @@ struct Slab<T> {
 impl<T: Vacancy> Slab<T> {
     fn with_capacity(n: usize) -> Self {
         Slab {
-            items: Vec::with_capacity(n),
+            // SAFETY: every record type here is plain integers and a `u8` enum whose zero
+            // is a variant; slots past `used` are never read as records.
+            items: unsafe { HugeArray::zeroed(n) },
+            used: 0,
             free_head: NONE,
             live: 0,
         }
     }
-    fn insert(&mut self, item: T) -> u32 {
-        self.live += 1;
-        if self.free_head != NONE {
+    /// Stores `item`; `None` when every slot is taken.
+    fn insert(&mut self, item: T) -> Option<u32> {
+        let i = if self.free_head != NONE {
             let i = self.free_head;
             self.free_head = self.items[i as usize].next_vacant();
-            self.items[i as usize] = item;
-            return i;
-        }
-        self.items.push(item);
-        (self.items.len() - 1) as u32
+            i
+        } else if self.used < self.items.len() {
+            self.used += 1;
+            (self.used - 1) as u32
+        } else {
+            return None;
+        };
+        self.items[i as usize] = item;
+        self.live += 1;
+        Some(i)
     }
     fn remove(&mut self, i: u32) {
         self.items[i as usize] = T::vacant(self.free_head);
@@ -248,8 +261,8 @@ impl<T: Vacancy> Slab<T> {
     fn live(&self) -> usize {
         self.live
     }
-    fn heap_bytes(&self) -> usize {
-        self.items.capacity() * std::mem::size_of::<T>()
+    fn bytes(&self) -> usize {
+        self.items.bytes()
     }
 }
 
@@ -296,6 +309,7 @@ impl NatState {
     }
 
     /// Where `key` lives in the flow table: hash once, then prefetch and find with it.
+    #[inline]
     pub fn flow_slot(&self, key: &FlowKey) -> Slot {
         self.flows.slot(self.hasher.hash_one(key.words()))
     }
@@ -303,9 +317,11 @@ impl NatState {
     pub fn mapping(&self, m: u32) -> &Mapping {
         &self.mappings.items[m as usize]
     }
+    #[inline]
     pub fn session(&self, s: u32) -> &Session {
         &self.sessions.items[s as usize]
     }
+    #[inline]
     pub fn session_mut(&mut self, s: u32) -> &mut Session {
         &mut self.sessions.items[s as usize]
     }
@@ -315,8 +331,9 @@ impl NatState {
     pub fn live_mappings(&self) -> usize {
         self.mappings.live()
     }
+    /// No room for another session, or for the mapping a new session may need.
     pub fn is_full(&self) -> bool {
-        self.sessions.live() >= self.capacity
+        self.sessions.live() >= self.capacity || self.mappings.live() >= self.capacity
     }
 
     pub fn find_by_inside(&self, proto: Proto, ip: u32, port: u16) -> Option<u32> {
@@ -385,8 +402,10 @@ impl NatState {
         })
     }
 
-    pub fn insert_mapping(&mut self, mapping: Mapping) -> u32 {
-        let m = self.mappings.insert(mapping);
+    /// Adds a mapping; `None` if the table is full, which the session limit prevents (a
+    /// mapping lives only while it has a session).
+    pub fn insert_mapping(&mut self, mapping: Mapping) -> Option<u32> {
+        let m = self.mappings.insert(mapping)?;
         let inside = self.endpoint_slot(
             &self.by_inside,
             mapping.proto,
@@ -405,7 +424,7 @@ impl NatState {
             .insert(inside, m)
             .and(self.by_public.insert(public, m));
         debug_assert!(placed.is_ok(), "mapping tables sized for the capacity");
-        m
+        Some(m)
     }
 
     /// Removes a mapping with no sessions left; returns it so its port can be released.
@@ -420,16 +439,17 @@ impl NatState {
         r
     }
 
-    /// Adds a session of mapping `m` (the caller checked `is_full`), indexed from both sides.
-    pub fn insert_session(&mut self, m: u32, session: Session) -> u32 {
-        let s = self.sessions.insert(session);
+    /// Adds a session of mapping `m`, indexed from both sides; `None` if the table is full
+    /// (callers check [`NatState::is_full`] first).
+    pub fn insert_session(&mut self, m: u32, session: Session) -> Option<u32> {
+        let s = self.sessions.insert(session)?;
         self.mappings.items[m as usize].sessions += 1;
         for from in [Side::Inside, Side::Outside] {
             let slot = self.flow_slot(&session.flow_key(from));
             let placed = self.flows.insert(slot, flow_value(s, from));
             debug_assert!(placed.is_ok(), "flow table sized for the capacity");
         }
-        s
+        Some(s)
     }
 
     /// Removes a session; returns it, its mapping, and whether that mapping has no
@@ -451,7 +471,7 @@ impl NatState {
 
     /// The index of every live session.
     pub fn live_session_ids(&self) -> Vec<u32> {
-        (0..self.sessions.items.len() as u32)
+        (0..self.sessions.used as u32)
             .filter(|&s| !self.sessions.items[s as usize].is_vacant())
             .collect()
     }
@@ -469,14 +489,20 @@ impl NatState {
         None
     }
 
-    /// Heap bytes held by the state (memory accounting; capacity, not just live records).
+    /// Bytes held by the state (memory accounting; capacity, not just live records).
     pub fn heap_bytes(&self) -> usize {
-        self.mappings.heap_bytes()
-            + self.sessions.heap_bytes()
-            + self.by_inside.heap_bytes()
-            + self.by_public.heap_bytes()
-            + self.flows.heap_bytes()
+        self.mapped_bytes()
             + self.subscribers.capacity() * (std::mem::size_of::<(u32, Subscriber)>() + 1)
+    }
+
+    /// Bytes of the tables mapped outside the heap (records and indexes, all reserved up
+    /// front): what an allocator-level count misses.
+    pub fn mapped_bytes(&self) -> usize {
+        self.mappings.bytes()
+            + self.sessions.bytes()
+            + self.by_inside.bytes()
+            + self.by_public.bytes()
+            + self.flows.bytes()
     }
 }
 
@@ -495,15 +521,19 @@ mod tests {
     #[test]
     fn sessions_and_mappings_are_found_and_removed() {
         let mut st = NatState::with_capacity(16);
-        let m = st.insert_mapping(Mapping {
-            inside_ip: 1,
-            public_ip: 2,
-            inside_port: 3,
-            public_port: 4,
-            proto: Proto::Udp,
-            sessions: 0,
-        });
-        let s = st.insert_session(m, Session::new(st.mapping(m), 9, 53, 0, 1));
+        let m = st
+            .insert_mapping(Mapping {
+                inside_ip: 1,
+                public_ip: 2,
+                inside_port: 3,
+                public_port: 4,
+                proto: Proto::Udp,
+                sessions: 0,
+            })
+            .unwrap();
+        let s = st
+            .insert_session(m, Session::new(st.mapping(m), 9, 53, 0, 1))
+            .unwrap();
         assert_eq!(st.find_by_inside(Proto::Udp, 1, 3), Some(m));
         assert_eq!(st.find_by_inside(Proto::Tcp, 1, 3), None);
         assert_eq!(st.find_by_public(Proto::Udp, 2, 4), Some(m));

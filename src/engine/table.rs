@@ -12,11 +12,13 @@
 //! misses stay short and removal needs no tombstones. The table is sized once, for the most
 //! entries it can hold; it never grows, so the packet path never allocates.
 
+use super::huge::HugeArray;
+
 /// Slots per bucket: 12 tags + a 4-byte overflow count + 12 values = one 64-byte line.
 const SLOTS: usize = 12;
 /// Buckets are sized so that a table holding its stated capacity is at most this full.
 const MAX_LOAD: f64 = 0.8;
-const EMPTY: u8 = 0;
+const EMPTY: u8 = 0; // zero, so that zeroed memory is an empty table
 
 #[derive(Clone, Copy)]
 #[repr(C, align(64))]
@@ -27,14 +29,9 @@ struct Bucket {
     values: [u32; SLOTS],
 }
 
-const EMPTY_BUCKET: Bucket = Bucket {
-    tags: [EMPTY; SLOTS],
-    overflow: 0,
-    values: [0; SLOTS],
-};
-
 impl Bucket {
     /// Bit i set when slot i holds `tag` (compared eight and four at a time, SWAR).
+    #[inline]
     fn matches(&self, tag: u8) -> u32 {
         let lo = u64::from_le_bytes(self.tags[..8].try_into().expect("8 tags"));
         let hi = u32::from_le_bytes(self.tags[8..].try_into().expect("4 tags"));
@@ -44,6 +41,7 @@ impl Bucket {
 }
 
 /// Bit i set when byte i of `x` is zero (exact: no borrow between bytes).
+#[inline]
 fn zero_bytes_64(x: u64) -> u32 {
     const LOW7: u64 = 0x7F7F_7F7F_7F7F_7F7F;
     let high_bits = !(((x & LOW7) + LOW7) | x | LOW7);
@@ -51,6 +49,7 @@ fn zero_bytes_64(x: u64) -> u32 {
     ((high_bits >> 7).wrapping_mul(0x0102_0408_1020_4080) >> 56) as u32
 }
 
+#[inline]
 fn zero_bytes_32(x: u32) -> u32 {
     const LOW7: u32 = 0x7F7F_7F7F;
     let high_bits = !(((x & LOW7) + LOW7) | x | LOW7);
@@ -65,7 +64,7 @@ pub struct Slot {
 }
 
 pub struct TagTable {
-    buckets: Box<[Bucket]>,
+    buckets: HugeArray<Bucket>,
     len: usize,
 }
 
@@ -89,7 +88,8 @@ impl TagTable {
     pub fn with_capacity(capacity: usize) -> TagTable {
         let buckets = ((capacity as f64 / (SLOTS as f64 * MAX_LOAD)).ceil() as usize).max(1);
         TagTable {
-            buckets: vec![EMPTY_BUCKET; buckets].into_boxed_slice(),
+            // SAFETY: an all-zero bucket is an empty one (EMPTY tags, no overflow).
+            buckets: unsafe { HugeArray::zeroed(buckets) },
             len: 0,
         }
     }
@@ -102,12 +102,14 @@ impl TagTable {
         self.len == 0
     }
 
-    pub fn heap_bytes(&self) -> usize {
-        std::mem::size_of_val(&*self.buckets)
+    /// Bytes of memory the table holds (its own mapping, outside the heap).
+    pub fn bytes(&self) -> usize {
+        self.buckets.bytes()
     }
 
     /// The home bucket (from the low 32 bits, scaled to the bucket count without a
     /// division) and the tag (the top byte, never the empty marker).
+    #[inline]
     pub fn slot(&self, hash: u64) -> Slot {
         let home = ((hash as u32 as u64 * self.buckets.len() as u64) >> 32) as usize;
         let tag = ((hash >> 56) as u8).max(1);
@@ -260,7 +262,7 @@ mod tests {
     fn tag_matching_finds_exactly_the_equal_bytes() {
         let mut rng = SplitMix64::new(3);
         for _ in 0..10_000 {
-            let mut bucket = EMPTY_BUCKET;
+            let mut bucket: Bucket = unsafe { std::mem::zeroed() };
             for t in bucket.tags.iter_mut() {
                 *t = (rng.next_u64() % 4) as u8;
             }

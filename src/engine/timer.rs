@@ -59,6 +59,7 @@ impl TimerWheel {
     }
 
     /// The first tick at or after `ns`: a deadline is reached once that tick is processed.
+    #[inline]
     pub fn deadline_tick(&self, ns: u64) -> u32 {
         ns.saturating_sub(self.epoch_ns)
             .div_ceil(TICK_NS)

@@ -17,6 +17,7 @@ use super::rewrite::{
     rewrite_endpoint_with,
 };
 use super::state::{FlowKey, Mapping, Session, Subscriber, tcp_state};
+use super::table::Slot;
 use super::{DropReason, Engine, Lookup, Side, Verdict};
 use crate::config::{FilteringMode, Ipv4Prefix, TtlExpiredAction};
 use crate::wire::checksum::Delta;
@@ -43,6 +44,21 @@ impl IpInfo {
     }
     fn l4_start(&self) -> usize {
         self.l3 + self.ihl
+    }
+}
+
+/// What the fast path knows of a frame before it looks anything up.
+#[derive(Debug, Clone, Copy)]
+pub(super) struct Established {
+    ip: IpInfo,
+    flow: Flow,
+    key: FlowKey,
+    slot: Slot,
+}
+
+impl Established {
+    pub(super) fn slot(&self) -> Slot {
+        self.slot
     }
 }
 
@@ -73,10 +89,12 @@ struct Quoted {
 
 type Step = Result<Verdict, DropReason>;
 
+#[inline]
 fn in_prefixes(prefixes: &[Ipv4Prefix], ip: Ipv4Addr) -> bool {
     prefixes.iter().any(|p| p.contains(ip))
 }
 
+#[inline]
 fn parse_ip(frame: &[u8], l3: usize) -> Result<IpInfo, DropReason> {
     let pkt = ipv4::Packet::new_checked(&frame[l3..])?;
     if !pkt.verify_checksum() {
@@ -98,6 +116,7 @@ fn parse_ip(frame: &[u8], l3: usize) -> Result<IpInfo, DropReason> {
 
 /// Reads the transport header of an unfragmented packet or a first fragment. A first
 /// fragment too short to hold the ports is refused (RFC 1858 tiny-fragment attack).
+#[inline]
 fn parse_transport(frame: &[u8], ip: &IpInfo, from: Side) -> Result<Transport, DropReason> {
     let l4 = &frame[ip.l4_start()..ip.packet_end()];
     let short = |e: crate::wire::WireError| {
@@ -190,6 +209,7 @@ fn parse_quoted(q: &[u8]) -> Result<Quoted, DropReason> {
 
 /// The flow table key of a packet from `from`: `local` is the subscriber's endpoint from
 /// the inside and the public one from the outside.
+#[inline]
 fn flow_key(proto: Proto, from: Side, local: (u32, u16), remote: (u32, u16)) -> FlowKey {
     FlowKey {
         proto,
@@ -242,18 +262,97 @@ impl<S: EventSink> Engine<S> {
     /// Translates one Ethernet frame of `len` bytes, in place, received from `from` at
     /// `now_ns`. `buf` may be longer than the frame: a generated reply may use the room.
     pub fn process(&mut self, buf: &mut [u8], len: usize, from: Side, now_ns: u64) -> Verdict {
+        let len = len.min(buf.len());
+        let fast = self.classify(buf, len, from);
+        self.process_classified(buf, len, from, now_ns, fast.as_ref())
+    }
+
+    /// [`Engine::process`] for a frame [`Engine::classify`] has already looked at.
+    #[inline]
+    pub(super) fn process_classified(
+        &mut self,
+        buf: &mut [u8],
+        len: usize,
+        from: Side,
+        now: u64,
+        fast: Option<&Established>,
+    ) -> Verdict {
         self.counters.count(match from {
             Side::Inside => Activity::RxInside,
             Side::Outside => Activity::RxOutside,
         });
-        let len = len.min(buf.len());
-        let verdict = self
-            .translate_frame(buf, len, from, now_ns)
-            .unwrap_or_else(Verdict::Drop);
+        let verdict = match fast.and_then(|f| self.established(buf, f, now)) {
+            Some(verdict) => verdict,
+            None => self
+                .translate_frame(buf, len, from, now)
+                .unwrap_or_else(Verdict::Drop),
+        };
         self.count_outcome(verdict);
         verdict
     }
 
+    /// Whether a frame may take the fast path: a well-formed, unfragmented TCP or UDP
+    /// packet, not to the NAT itself, not hairpinned, not about to expire its TTL — nearly
+    /// all traffic. What it reads is kept for [`Engine::established`] (and lets a batch
+    /// prefetch the flow table bucket). It reads only the frame, never the state.
+    #[inline(always)]
+    pub(super) fn classify(&self, buf: &[u8], len: usize, from: Side) -> Option<Established> {
+        if self.lookup != Lookup::OneProbe {
+            return None;
+        }
+        let frame = &buf[..len];
+        let l2 = ethernet::parse_l2(frame).ok()?;
+        if l2.ethertype != ethernet::EtherType::IPV4 {
+            return None;
+        }
+        let ip = parse_ip(frame, l2.l3_offset).ok()?;
+        if ip.ttl <= 1 || ip.frag_offset > 0 || ip.more_frags || ip.protocol == ipv4::protocol::ICMP
+        {
+            return None;
+        }
+        let dst = Ipv4Addr::from(ip.dst);
+        if self.is_own_address(dst) || dst.is_broadcast() || dst.is_multicast() {
+            return None;
+        }
+        if from == Side::Inside && in_prefixes(&self.settings.public, dst) {
+            return None; // hairpinned: translated twice, by the general path
+        }
+        let Ok(Transport::Flow(flow)) = parse_transport(frame, &ip, from) else {
+            return None;
+        };
+        let (local, remote) = match from {
+            Side::Inside => ((ip.src, flow.src_port), (ip.dst, flow.dst_port)),
+            Side::Outside => ((ip.dst, flow.dst_port), (ip.src, flow.src_port)),
+        };
+        let key = flow_key(flow.proto, from, local, remote);
+        Some(Established {
+            ip,
+            flow,
+            slot: self.state.flow_slot(&key),
+            key,
+        })
+    }
+
+    /// The fast path: one flow table probe finds the session, whose record holds the
+    /// rewrite. `None` (no live session) sends the frame down the general path, which
+    /// decides exactly as it would have had this one not existed: the conditions it checks
+    /// either hold for every packet of a live session or were checked by `classify`.
+    /// `tests/fast_path.rs` holds the two paths to the same bytes.
+    #[inline]
+    fn established(&mut self, buf: &mut [u8], e: &Established, now: u64) -> Option<Verdict> {
+        let session = self.state.find_flow_at(e.slot, &e.key)?;
+        self.touch(session, e.flow, e.key.from, now);
+        let s = *self.state.session(session);
+        let pkt = &mut buf[e.ip.l3..e.ip.packet_end()];
+        self.rewrite(pkt, e.ip.ihl, &s, e.key.from);
+        decrement_ttl(pkt);
+        Some(Verdict::Forward(match e.key.from {
+            Side::Inside => Side::Outside,
+            Side::Outside => Side::Inside,
+        }))
+    }
+
+    #[inline(always)]
     fn count_outcome(&mut self, verdict: Verdict) {
         let tx = |side| match side {
             Side::Inside => Activity::TxInside,
@@ -290,6 +389,7 @@ impl<S: EventSink> Engine<S> {
         }
     }
 
+    #[inline]
     fn is_own_address(&self, ip: Ipv4Addr) -> bool {
         self.settings.inside_address == Some(ip) || self.settings.outside_address == Some(ip)
     }
@@ -401,6 +501,7 @@ impl<S: EventSink> Engine<S> {
 
     /// Rewrites the subscriber-side endpoint of a packet of session `s` received from
     /// `from`: the precomputed rewrite on the fast path, the reference's from the mapping.
+    #[inline]
     fn rewrite(&self, pkt: &mut [u8], ihl: usize, s: &Session, from: Side) {
         let (which, addr, port, ip_delta, l4_delta) = match from {
             Side::Inside => (
@@ -466,7 +567,7 @@ impl<S: EventSink> Engine<S> {
             dest_port: flow.src_port,
         };
         self.check_can_open(&owner, flow, ip.src, now)?;
-        Ok(self.open_session(mapping, ip.src, flow.src_port, flow, Side::Outside, now))
+        self.open_session(mapping, ip.src, flow.src_port, flow, Side::Outside, now)
     }
 
     fn other_owner_of_subscriber(&self, ip: Ipv4Addr) -> Option<u16> {
@@ -515,11 +616,11 @@ impl<S: EventSink> Engine<S> {
                 return Ok(session);
             }
             self.check_can_open(&owner, flow, ip.dst, now)?;
-            return Ok(self.open_session(mapping, ip.dst, dport, flow, Side::Inside, now));
+            return self.open_session(mapping, ip.dst, dport, flow, Side::Inside, now);
         }
         self.check_can_open(&owner, flow, ip.dst, now)?;
         let mapping = self.open_mapping(&owner, ip.dst, now)?;
-        Ok(self.open_session(mapping, ip.dst, dport, flow, Side::Inside, now))
+        self.open_session(mapping, ip.dst, dport, flow, Side::Inside, now)
     }
 
     /// Everything that can refuse a new session, checked before any state changes.
@@ -631,14 +732,17 @@ impl<S: EventSink> Engine<S> {
         sub.mappings[proto as usize] += 1;
         self.state.subscribers.insert(ip, sub);
         self.counters.count(Activity::MappingsCreated);
-        Ok(self.state.insert_mapping(Mapping {
-            inside_ip: ip,
-            public_ip: u32::from(self.ports.address(sub.pairing.pool)),
-            inside_port: owner.inside_port,
-            public_port: port,
-            proto,
-            sessions: 0,
-        }))
+        // `check_can_open` made sure of room, so this refusal cannot happen.
+        self.state
+            .insert_mapping(Mapping {
+                inside_ip: ip,
+                public_ip: u32::from(self.ports.address(sub.pairing.pool)),
+                inside_port: owner.inside_port,
+                public_port: port,
+                proto,
+                sessions: 0,
+            })
+            .ok_or(DropReason::SessionTableFull)
     }
 
     fn open_session(
@@ -649,7 +753,7 @@ impl<S: EventSink> Engine<S> {
         flow: Flow,
         from: Side,
         now: u64,
-    ) -> u32 {
+    ) -> Result<u32, DropReason> {
         let tcp = match (flow.proto, from) {
             (Proto::Tcp, _) if flow.tcp_flags & tcp::SYN != 0 => {
                 next_tcp_state(0, flow.tcp_flags, from)
@@ -662,10 +766,13 @@ impl<S: EventSink> Engine<S> {
             .deadline_tick(now + self.timeout(flow.proto, tcp));
         let m = *self.state.mapping(mapping);
         let remote = remote_port(flow.proto, remote_port_);
-        let session = self.state.insert_session(
-            mapping,
-            Session::new(&m, remote_ip, remote, tcp, expires_tick),
-        );
+        let session = self
+            .state
+            .insert_session(
+                mapping,
+                Session::new(&m, remote_ip, remote, tcp, expires_tick),
+            )
+            .ok_or(DropReason::SessionTableFull)?;
         let tick = self.wheel.schedule(session, expires_tick);
         self.state.session_mut(session).scheduled_tick = tick;
         if let Some(sub) = self.state.subscribers.get_mut(&m.inside_ip) {
@@ -679,11 +786,12 @@ impl<S: EventSink> Engine<S> {
             0,
         );
         self.counters.count(Activity::SessionsCreated);
-        session
+        Ok(session)
     }
 
     /// A packet on a live session: advance TCP state and push the deadline out. Only a
     /// shortened deadline touches the wheel.
+    #[inline]
     fn touch(&mut self, session: u32, flow: Flow, from: Side, now: u64) {
         let s = *self.state.session(session);
         let tcp = if flow.proto == Proto::Tcp {
@@ -716,6 +824,7 @@ impl<S: EventSink> Engine<S> {
         now - idle_ms * 1_000_000
     }
 
+    #[inline]
     fn timeout(&self, proto: Proto, tcp: u8) -> u64 {
         use tcp_state::*;
         match proto {

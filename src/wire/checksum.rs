@@ -9,6 +9,7 @@ use std::net::Ipv4Addr;
 
 /// One's-complement accumulation of `data` as 16-bit big-endian words, an odd
 /// trailing byte padded with zero. Not folded to 16 bits, not complemented.
+#[inline]
 pub fn sum(data: &[u8]) -> u32 {
     // Adding 64-bit words with end-around carry gives the same one's-complement
     // sum as adding 16-bit words (2^16 ≡ 1 mod 0xFFFF), four times fewer adds.
@@ -35,6 +36,7 @@ pub fn sum(data: &[u8]) -> u32 {
 }
 
 /// Reduce a 64-bit end-around sum to below 2^17 without losing carries.
+#[inline]
 fn fold64(acc: u64) -> u32 {
     let a = (acc >> 32) + (acc & 0xFFFF_FFFF); // < 2^33
     let a = (a >> 32) + (a & 0xFFFF_FFFF); // < 2^32 + 1, and fits u32 after one more step
@@ -43,6 +45,7 @@ fn fold64(acc: u64) -> u32 {
 }
 
 /// Fold carries into 16 bits. Not complemented.
+#[inline]
 pub fn fold(mut sum: u32) -> u16 {
     while sum > 0xFFFF {
         sum = (sum >> 16) + (sum & 0xFFFF);
@@ -56,6 +59,7 @@ pub fn checksum(data: &[u8]) -> u16 {
 }
 
 /// True if `data`, which includes its checksum field, sums to 0xFFFF.
+#[inline]
 pub fn verify(data: &[u8]) -> bool {
     fold(sum(data)) == 0xFFFF
 }
@@ -106,11 +110,13 @@ pub struct Delta(u64);
 
 impl Delta {
     /// One 16-bit word changed from `old` to `new`.
+    #[inline]
     pub fn word(&mut self, old: u16, new: u16) {
         self.0 += u64::from(!old) + u64::from(new);
     }
 
     /// A 32-bit field (an IPv4 address) changed, as two words.
+    #[inline]
     pub fn dword(&mut self, old: u32, new: u32) {
         self.word((old >> 16) as u16, (new >> 16) as u16);
         self.word(old as u16, new as u16);
@@ -128,6 +134,7 @@ impl Delta {
         fold(fold64(self.0))
     }
 
+    #[inline]
     pub fn from_folded(sum: u16) -> Delta {
         Delta(u64::from(sum))
     }
@@ -135,6 +142,7 @@ impl Delta {
     /// The folded change that undoes `sum` (its one's-complement negation), as
     /// [`Delta::folded`] of the reverse changes gives it whenever that sum is not zero —
     /// which needs every reverse word change to be 0xFFFF → 0, never true of an address.
+    #[inline]
     pub fn undo_folded(sum: u16) -> u16 {
         match !sum {
             0 => 0xFFFF,
@@ -143,6 +151,7 @@ impl Delta {
     }
 
     /// The checksum after all recorded changes.
+    #[inline]
     pub fn apply(self, checksum: u16) -> u16 {
         !fold(fold64(u64::from(!checksum) + self.0))
     }

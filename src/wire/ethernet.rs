@@ -126,6 +126,7 @@ pub struct L2Info {
 ///
 /// Stacked tags (QinQ, or a second 802.1Q tag) are refused rather than
 /// skipped: the NAT keys state on a single VID and must not merge VLANs.
+#[inline]
 pub fn parse_l2(frame: &[u8]) -> Result<L2Info> {
     let outer = Frame::new_checked(frame)?.ethertype();
     match outer {
