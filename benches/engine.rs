@@ -6,8 +6,8 @@ mod common;
 
 use criterion::{BatchSize, Criterion, Throughput, criterion_group, criterion_main};
 use tracenat::engine::event::{NullSink, VecSink};
-use tracenat::rng::SplitMix64;
 use tracenat::engine::{Side, Verdict};
+use tracenat::rng::SplitMix64;
 use tracenat::workload::Zipf;
 
 use common::FRAME;

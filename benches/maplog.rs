@@ -12,7 +12,6 @@ use std::net::SocketAddrV4;
 use tracenat::config::{BackpressurePolicy, Config, LogVolume};
 use tracenat::engine::counters::Activity;
 use tracenat::engine::event::{Event, EventKind, EventSink, VecSink};
-use tracenat::rng::SplitMix64;
 use tracenat::engine::{Engine, Side};
 use tracenat::maplog::block::{self, BlockContext, Codec};
 use tracenat::maplog::clock::ClockState;
@@ -23,6 +22,7 @@ use tracenat::reader::access_log::{AccessLogParser, JsonFields, LogFormat};
 use tracenat::reader::attribute::{self, AttributeOptions};
 use tracenat::reader::logdir::LogDir;
 use tracenat::reader::model::{MappingSource, Question};
+use tracenat::rng::SplitMix64;
 use tracenat::wire::build::{FrameSpec, build};
 use tracenat::workload::Zipf;
 

@@ -332,8 +332,8 @@ pub fn estimate(samples: &[Sample], skew_ns: u64) -> Option<OffsetEstimate> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::rng::SplitMix64;
     use crate::reader::model::Evidence;
+    use crate::rng::SplitMix64;
     use std::net::{Ipv4Addr, SocketAddrV4};
 
     const S: u64 = 1_000_000_000;

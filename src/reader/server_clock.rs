@@ -15,7 +15,6 @@ use std::collections::{BTreeMap, HashMap};
 use std::io::{self, BufRead, Write};
 use std::net::Ipv4Addr;
 
-use crate::rng::SplitMix64;
 use crate::reader::ReaderError;
 use crate::reader::access_log::AccessLogParser;
 use crate::reader::attribute::{AttributeOptions, TCP, parse_lines};
@@ -23,6 +22,7 @@ use crate::reader::input::Chunk;
 use crate::reader::model::{MappingSource, Question};
 use crate::reader::offset::{OffsetEstimate, Sample, estimate, nat_window};
 use crate::reader::time::format_time;
+use crate::rng::SplitMix64;
 
 /// A server: its address and, when known, its port.
 pub type Server = (Ipv4Addr, Option<u16>);

@@ -47,8 +47,8 @@
 use std::net::Ipv4Addr;
 
 use super::toeplitz::{self, Table};
-use crate::rss::partition::Partition;
 use crate::rng::SplitMix64;
+use crate::rss::partition::Partition;
 
 /// A header field a NIC can hash.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -11,8 +11,8 @@ use std::fmt::Write as _;
 use std::net::{Ipv4Addr, SocketAddrV4};
 
 use crate::engine::event::EventSink;
-use crate::rng::SplitMix64;
 use crate::engine::{Engine, Side, Verdict};
+use crate::rng::SplitMix64;
 use crate::wire::build::{FrameSpec, build};
 use crate::wire::tcp::{ACK, FIN, PSH, SYN};
 use crate::workload::Zipf;
