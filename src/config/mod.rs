@@ -113,7 +113,8 @@ pub struct Dataplane {
     /// Sleep in poll(2) when idle instead of spinning.
     pub idle_backoff: bool,
     /// With `idle_backoff`: how long a worker keeps polling after its last packet before
-    /// it sleeps (longer than the gaps between packets, so traffic never waits on a wake-up).
+    /// it sleeps. Zero by default: spinning pays only on cores of its own
+    /// (docs/dataplane.md, "Idle workers").
     pub idle_spin: Duration,
     /// Where `tracenat run` serves Prometheus metrics (and `tracenat stats` reads them);
     /// loopback only.
@@ -541,7 +542,7 @@ pub mod defaults {
     pub const FRAGMENT: Duration = Duration::from_secs(2);
     pub const ICMP_RATE: i64 = 100;
     pub const FLUSH_INTERVAL: Duration = Duration::from_secs(1);
-    pub const IDLE_SPIN: Duration = Duration::from_micros(200);
+    pub const IDLE_SPIN: Duration = Duration::ZERO;
     /// Past this a worker might as well never sleep (`idle-backoff = false`).
     pub const IDLE_SPIN_MAX: Duration = Duration::from_secs(1);
     pub const SEGMENT_SIZE: i64 = 256 << 20;

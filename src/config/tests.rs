@@ -405,7 +405,7 @@ fn durations_parse() {
 fn idle_spin_defaults_and_reads() {
     let config = Config::from_toml_str(&minimal_with("")).unwrap();
     assert!(config.dataplane.idle_backoff);
-    assert_eq!(config.dataplane.idle_spin, Duration::from_micros(200));
+    assert_eq!(config.dataplane.idle_spin, Duration::ZERO);
     let config = Config::from_toml_str(&minimal_with("[dataplane]\nidle-spin = \"1ms\"")).unwrap();
     assert_eq!(config.dataplane.idle_spin, Duration::from_millis(1));
 }
