@@ -172,17 +172,23 @@ phase_latency() {
   echo "$c0 $c1 $p0 $p1 $DUR_S" >"$OUT/$s-lat-cpu.txt"
 }
 
+# Packets and bytes the NAT's interface $1 received: their ratio is the size of what the
+# NAT handles per packet (the kernel's GRO/GSO super-packets, or wire-size frames).
+rx_counts() { innat cat "/sys/class/net/$1/statistics/rx_packets" "/sys/class/net/$1/statistics/rx_bytes" | tr '\n' ' '; }
+
 # One bulk TCP stream each way between the subscriber tn-sub-1 and 198.51.100.10.
 phase_tcp() {
-  local s=$1 dir c0 c1 p0 p1
+  local s=$1 dir c0 c1 p0 p1 ifc r0 r1
   ip netns exec tn-inet iperf3 -s -B "$TCP_SERVER" >"$OUT/$s-iperf3-server.txt" 2>&1 & IPERF=$!
   sleep 0.5
   for dir in up down; do
-    c0=$(cpu_sample); p0=$(proc_cpu "$NAT")
+    ifc=tn-in; [[ $dir == down ]] && ifc=tn-out
+    c0=$(cpu_sample); p0=$(proc_cpu "$NAT"); r0=$(rx_counts $ifc)
     ip netns exec tn-sub-1 iperf3 -c "$TCP_SERVER" -t "$TCP_TIME" -J $([[ $dir == down ]] && echo -R) \
       >"$OUT/$s-tcp-$dir.json" 2>"$OUT/$s-tcp-$dir.err" || true
-    c1=$(cpu_sample); p1=$(proc_cpu "$NAT")
+    c1=$(cpu_sample); p1=$(proc_cpu "$NAT"); r1=$(rx_counts $ifc)
     echo "$c0 $c1 $p0 $p1 $TCP_TIME" >"$OUT/$s-tcp-$dir-cpu.txt"
+    echo "$r0 $r1" >"$OUT/$s-tcp-$dir-rx.txt"
   done
   kill "$IPERF" 2>/dev/null; wait "$IPERF" 2>/dev/null || true; IPERF=
 }
@@ -300,7 +306,13 @@ def tcp(s, direction):
         "sender_cpu_percent": end["cpu_utilization_percent"]["host_total" if direction == "up" else "remote_total"],
         "receiver_cpu_percent": end["cpu_utilization_percent"]["remote_total" if direction == "up" else "host_total"],
         "machine_busy_cores": busy, "softirq_cores": soft, "nat_process_cores": nat,
+        "bytes_per_packet_in": rx_size(f"{s}-tcp-{direction}-rx.txt"),
     }
+
+def rx_size(name):
+    """Bytes per packet the NAT's ingress interface received over a phase."""
+    p0, b0, p1, b1 = map(float, open(f"{out}/{name}").read().split())
+    return (b1 - b0) / (p1 - p0) if p1 > p0 else None
 
 def new_sessions(s, r):
     n0, n1, m0, m1, t0, t1 = map(float, open(f"{out}/{s}-new.txt").read().split())
@@ -405,9 +417,11 @@ rows += [
     row("  NAT process CPU idle, no traffic (cores)", lambda r: r["idle_nat_process_cores"], "%.3f", False),
     row("one TCP stream up, subscriber → server (Gbit/s, iperf3)", lambda r: gbit(r, "up"), "%.2f"),
     row("  retransmits up", lambda r: r["tcp"]["up"]["retransmits"], "%d", False),
+    row("  bytes per packet the NAT handles up (GRO/GSO or wire frames)", lambda r: r["tcp"]["up"]["bytes_per_packet_in"], "%.0f", False),
     tcp_cpu("up"),
     row("one TCP stream down, server → subscriber (Gbit/s, iperf3 -R)", lambda r: gbit(r, "down"), "%.2f"),
     row("  retransmits down", lambda r: r["tcp"]["down"]["retransmits"], "%d", False),
+    row("  bytes per packet the NAT handles down", lambda r: r["tcp"]["down"]["bytes_per_packet_in"], "%.0f", False),
     tcp_cpu("down"),
     row("new sessions per second" + (" (kernel: slope before nf_conntrack_max)" if res["kernel"]["capped"] else ""), lambda r: r["new_sessions_per_s"], "%.0f"),
     row("  sessions created in the run", lambda r: r["sessions_created"], "%d", False),
