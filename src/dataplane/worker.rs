@@ -284,23 +284,22 @@ impl Worker {
         n
     }
 
-    /// Puts each side's queued frames on its tx ring and wakes the kernel if it asks;
-    /// frames that do not fit are freed and counted.
+    /// Puts each side's queued frames on its tx ring and has the kernel take them all,
+    /// including any a previous round left; frames that do not fit are freed and counted.
     fn send(&mut self, outbox: &mut Outbox, local: &mut Local) {
         for side in [Side::Inside, Side::Outside] {
             let queued = &mut outbox.tx[side as usize];
-            if queued.is_empty() {
-                continue;
-            }
             let socket = &mut self.sockets[side as usize];
-            let sent = socket.tx_batch(queued);
-            let _ = socket.kick_tx();
-            local.tx[side as usize] += sent as u64;
-            local.tx_ring_full += (queued.len() - sent) as u64;
-            for d in &queued[sent..] {
-                let _ = self.pool.release(d.addr);
+            if !queued.is_empty() {
+                let sent = socket.tx_batch(queued);
+                local.tx[side as usize] += sent as u64;
+                local.tx_ring_full += (queued.len() - sent) as u64;
+                for d in &queued[sent..] {
+                    let _ = self.pool.release(d.addr);
+                }
+                queued.clear();
             }
-            queued.clear();
+            let _ = socket.flush_tx();
         }
     }
 

@@ -56,7 +56,11 @@ mod tests {
             Verdict::Forward(Side::Outside)
         );
         assert_eq!(frame[22], ttl - 1);
-        assert!(ipv4::Packet::new_checked(&frame[14..]).unwrap().verify_checksum());
+        assert!(
+            ipv4::Packet::new_checked(&frame[14..])
+                .unwrap()
+                .verify_checksum()
+        );
         frame[22] = 1;
         assert_eq!(
             forward(&mut frame, len, Side::Outside),
