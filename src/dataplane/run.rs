@@ -364,15 +364,32 @@ const WORKER_SLICE_NS: u64 = 100_000;
 
 /// Asks the scheduler for a short time slice for this thread. Under EEVDF a task with a
 /// shorter slice than the running one preempts it when it wakes, so a worker woken by a
-/// packet runs at once rather than after a busy neighbour's 3 ms slice; its share of the
-/// CPU is unchanged. Best effort: older kernels ignore the runtime of SCHED_OTHER.
+/// packet runs at once rather than after a busy neighbour's slice; its share of the CPU is
+/// unchanged. Best effort: older kernels ignore the runtime of SCHED_OTHER. The thread's
+/// nice value is kept, and a real-time policy the operator gave (chrt) is left alone.
 fn ask_for_short_slice() -> std::io::Result<()> {
     // SAFETY: all-zero is a valid value of this plain-integer struct.
     let mut attr: libc::sched_attr = unsafe { std::mem::zeroed() };
-    attr.size = size_of::<libc::sched_attr>() as u32;
-    attr.sched_policy = libc::SCHED_OTHER as u32;
+    let size = size_of::<libc::sched_attr>() as u32;
+    // SAFETY: sched_getattr(2) on the calling thread (pid 0) into a buffer of `size` bytes.
+    let rc = unsafe {
+        libc::syscall(
+            libc::SYS_sched_getattr,
+            0,
+            &mut attr as *mut libc::sched_attr,
+            size,
+            0,
+        )
+    };
+    if rc != 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    if ![libc::SCHED_OTHER, libc::SCHED_BATCH].contains(&(attr.sched_policy as i32)) {
+        return Ok(());
+    }
+    attr.size = size;
     attr.sched_runtime = WORKER_SLICE_NS;
-    // SAFETY: sched_setattr(2) on the calling thread (pid 0) with a valid attr of `size` bytes.
+    // SAFETY: sched_setattr(2) on the calling thread with a valid attr of `size` bytes.
     let rc = unsafe {
         libc::syscall(
             libc::SYS_sched_setattr,
