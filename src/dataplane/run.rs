@@ -363,8 +363,8 @@ fn start(
 const WORKER_SLICE_NS: u64 = 100_000;
 
 /// Asks the scheduler for a short time slice for this thread. Under EEVDF a task with a
-/// shorter slice than the running one preempts it when it wakes, so a worker woken by a
-/// packet runs at once rather than after a busy neighbour's slice; its share of the CPU is
+/// shorter slice than the running one may preempt it when it wakes, so a worker woken by a
+/// packet need not wait out a busy neighbour's slice; its share of the CPU is
 /// unchanged. Best effort: older kernels ignore the runtime of SCHED_OTHER. The thread's
 /// nice value is kept, and a real-time policy the operator gave (chrt) is left alone.
 fn ask_for_short_slice() -> std::io::Result<()> {
