@@ -1,16 +1,22 @@
 #!/usr/bin/env bash
-# End-to-end benchmark in the veth lab: the kernel's NAT (nftables snat + conntrack) and
-# tracenat, side by side, on the same lab with the same generator, in one run.
+# End-to-end benchmark in the veth lab: the kernel's NAT (nftables snat + conntrack), the
+# dataplane's own ceiling and tracenat, side by side, on the same lab with the same
+# generator, in one run.
 #
 #   scripts/bench-e2e.sh [--workers N] [--duration 3s] [--rate 50k] [--new-flows 1M]
-#                        [--new-duration 1s] [--out DIR] [--spin]
+#                        [--new-duration 1s] [--tcp-time 3] [--out DIR] [--spin]
 #
-# Root. Builds tracenat (release) if needed, brings the lab up in DIR/lab (`tracenat lab
-# up --dir`), and always takes it down again (trap EXIT). For each system:
+# Root. Builds tracenat (release, in $CARGO_TARGET_DIR if set) if needed, brings the lab up
+# in DIR/lab (`tracenat lab up --dir`), and always takes it down again (trap EXIT). For
+# each system:
+#   0. (ceiling, tracenat) the process's CPU while idle: utime+stime over 3 s, no traffic;
 #   1. forwarded pps at max rate: `gen send --rate max` in tn-access on tn-in-peer ->
 #      `gen sink` in tn-inet on tn-out-peer (one way, 16 subscribers x 4 flows, 64 B UDP);
 #   2. loss and round-trip latency at a fixed offered rate (--rate): sink --reflect,
-#      send --expect-replies --hist-out (HdrHistogram interval log);
+#      send --expect-replies --hist-out (HdrHistogram interval log); the NAT process's CPU;
+#   2b. (kernel, tracenat) one bulk TCP stream each way, iperf3 -J for --tcp-time seconds
+#      from the subscriber tn-sub-1 to `iperf3 -s` on 198.51.100.10 in tn-inet (-R for the
+#      download): bits/s received, retransmits, and the CPU of the machine, softirq and NAT;
 #   3. new sessions per second: send --rate max --new-flows-per-sec (--new-flows) from
 #      1024 subscribers for --new-duration; sessions counted by the NAT itself (kernel:
 #      nf_conntrack_count in tn-nat, sampled every 50 ms; tracenat: its
@@ -18,15 +24,19 @@
 #   4. memory per session: kernel: the nf_conntrack slab object size (/proc/slabinfo) and
 #      the growth of Slab in /proc/meminfo over phase 3 divided by the sessions created;
 #      tracenat: the growth of its VmRSS over phase 3 divided by the sessions created.
-# Writes DIR/results.md (the table, with tracenat/kernel ratios), DIR/results.json, the
-# HdrHistogram logs DIR/rtt-{kernel,tracenat}.hlog (and one-way DIR/oneway-*.hlog), the
+# Phases 3 and 4 are meaningless for the ceiling (it keeps no sessions): "—" there.
+# Writes DIR/results.md (the table, with tracenat/kernel and tracenat/ceiling ratios),
+# DIR/results.json, the HdrHistogram logs DIR/rtt-{kernel,ceiling,tracenat}.hlog (and one-way DIR/oneway-*.hlog), the
 # generator's JSON reports, and the plot DIR/latency.svg (scripts/plot-latency.py).
 #
 # (a) the kernel: ip_forward=1 in tn-nat and
 #       table ip tnbench { chain postrouting { type nat hook postrouting priority srcnat;
 #         oifname "tn-out" ip saddr 100.64.0.0/10 snat to 203.0.113.1-203.0.113.254 } }
 #     no XDP program on tn-in/tn-out; conntrack does the rest.
-# (b) tracenat: `tracenat run --config DIR/lab/tracenat.toml` in tn-nat, ip_forward=0.
+# (b) the ceiling: `tracenat run --bench-ceiling` with the same config: the same AF_XDP
+#     worker loop, each frame only TTL-decremented and sent out of the other side
+#     (engine::ceiling; benchmark only, no NAT), so tracenat/ceiling is the NAT's cost.
+# (c) tracenat: `tracenat run --config DIR/lab/tracenat.toml` in tn-nat, ip_forward=0.
 set -euo pipefail
 
 WORKERS=1
@@ -34,8 +44,9 @@ DURATION=3s
 RATE=50k
 NEW_FLOWS=1M
 NEW_DURATION=1s
+TCP_TIME=3
 OUT=
-usage() { sed -n '2,30p' "$0" | sed 's/^# \{0,1\}//'; exit 2; }
+usage() { sed -n '2,42p' "$0" | sed 's/^# \{0,1\}//'; exit 2; }
 while (($#)); do
   case "$1" in
     --workers) WORKERS=$2; shift 2 ;;
@@ -43,6 +54,7 @@ while (($#)); do
     --rate) RATE=$2; shift 2 ;;
     --new-flows) NEW_FLOWS=$2; shift 2 ;;
     --new-duration) NEW_DURATION=$2; shift 2 ;;
+    --tcp-time) TCP_TIME=$2; shift 2 ;;
     --out) OUT=$2; shift 2 ;;
     --spin) SPIN=1; shift ;;
     -h|--help) usage ;;
@@ -52,12 +64,12 @@ done
 [[ $WORKERS =~ ^[0-9]+$ && $WORKERS -ge 1 ]] || { echo "bench-e2e: --workers N" >&2; exit 2; }
 OUT=${OUT:-/tmp/tracenat-bench-e2e/w$WORKERS}
 [[ $(id -u) -eq 0 ]] || { echo "bench-e2e: needs root (namespaces, XDP, nftables)" >&2; exit 2; }
-for t in nft ip python3; do
+for t in nft ip python3 iperf3; do
   command -v "$t" >/dev/null || { echo "bench-e2e: $t missing: run scripts/setup.sh" >&2; exit 2; }
 done
 
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
-B=$ROOT/target/release/tracenat
+B=${CARGO_TARGET_DIR:-$ROOT/target}/release/tracenat
 if command -v cargo >/dev/null; then
   (cd "$ROOT" && cargo build --release --quiet)
 fi
@@ -77,10 +89,11 @@ SINK_NEW_FOR=$(python3 -c "print('%gs' % ($NEW_S + 2.5))")
 mkdir -p "$OUT"; OUT=$(cd "$OUT" && pwd)
 LAB=$OUT/lab
 rm -rf "$LAB" "$OUT"/*.json "$OUT"/*.hlog "$OUT"/*.txt "$OUT"/*.err
-NAT=; SAMPLER=
+NAT=; SAMPLER=; IPERF=
 cleanup() {
   set +e
   [[ -n $SAMPLER ]] && kill "$SAMPLER" 2>/dev/null && wait "$SAMPLER" 2>/dev/null
+  [[ -n $IPERF ]] && kill "$IPERF" 2>/dev/null && wait "$IPERF" 2>/dev/null
   [[ -n $NAT ]] && kill -TERM "$NAT" 2>/dev/null && wait "$NAT" 2>/dev/null
   if ip netns list 2>/dev/null | grep -qw tn-nat; then
     ip netns exec tn-nat nft delete table ip tnbench 2>/dev/null
@@ -97,17 +110,39 @@ if ! "$B" lab up --workers "$WORKERS" --subscribers 1 --dir "$LAB" >"$OUT/lab-up
   LAB=/nonexistent-not-ours; trap - EXIT; exit 1
 fi
 CONF=$LAB/tracenat.toml
-# --spin: tracenat's workers never sleep in poll(2) when idle (dataplane.idle-backoff = false;
-# the lab config ends with its [dataplane] section).
-[[ ${SPIN:-0} == 1 ]] && echo "idle-backoff = false" >> "$CONF"
+# --spin: tracenat's workers never sleep in poll(2) when idle (dataplane.idle-backoff = false).
+[[ ${SPIN:-0} == 1 ]] && sed -i '/^\[dataplane\]/a idle-backoff = false' "$CONF"
 innat() { ip netns exec tn-nat "$@"; }
 
 # CPU counters: the whole machine's softirq and busy jiffies (/proc/stat, USER_HZ).
 cpu_sample() { awk '/^cpu /{print $2+$3+$4+$7+$8, $8}' /proc/stat; }
 proc_cpu() { [[ -n ${1:-} ]] && awk '{print $14+$15}' "/proc/$1/stat" 2>/dev/null || echo 0; }
 
+TCP_SERVER=198.51.100.10
 SEND="--interface tn-in-peer --gateway 100.64.0.1 --dst 198.51.100.10:7 --json"
 FLOWS="--subscribers 16 --flows 4"
+
+# Starts `tracenat run` in tn-nat as system $1 ($2...: extra arguments) and waits until it
+# serves stats.
+start_nat() {
+  local s=$1; shift
+  # Not through innat(): $! must be tracenat itself (ip netns exec execs it) for its CPU,
+  # VmRSS and SIGTERM.
+  ip netns exec tn-nat "$B" run --config "$CONF" "$@" >"$OUT/$s-run.txt" 2>&1 & NAT=$!
+  for _ in $(seq 50); do
+    innat "$B" stats --config "$CONF" >/dev/null 2>&1 && break
+    sleep 0.2
+  done
+  sleep 0.5
+}
+stop_nat() { kill -TERM "$NAT"; wait "$NAT" || true; NAT=; }
+
+# The NAT process's CPU with no traffic at all (jiffies over 3 s).
+phase_idle() {
+  local s=$1 p0 p1
+  p0=$(proc_cpu "$NAT"); sleep 3; p1=$(proc_cpu "$NAT")
+  echo "$p0 $p1 3" >"$OUT/$s-idle-cpu.txt"
+}
 
 # One-way forwarding at max rate. $1: system name.
 phase_max() {
@@ -125,13 +160,37 @@ phase_max() {
 
 # Round trips at a fixed offered rate.
 phase_latency() {
-  local s=$1 S
+  local s=$1 S c0 c1 p0 p1
   ip netns exec tn-inet "$B" gen sink --interface tn-out-peer --duration "$SINK_FOR" --reflect \
     --hist-out "$OUT/oneway-$s.hlog" --json >"$OUT/$s-lat-sink.json" 2>"$OUT/$s-lat-sink.err" & S=$!
   sleep 0.7
+  c0=$(cpu_sample); p0=$(proc_cpu "$NAT")
   ip netns exec tn-access "$B" gen send $SEND $FLOWS --rate "$RATE" --duration "$DURATION" \
     --expect-replies --hist-out "$OUT/rtt-$s.hlog" >"$OUT/$s-lat-send.json"
+  c1=$(cpu_sample); p1=$(proc_cpu "$NAT")
   kill -TERM $S 2>/dev/null; wait $S || true
+  echo "$c0 $c1 $p0 $p1 $DUR_S" >"$OUT/$s-lat-cpu.txt"
+}
+
+# Packets and bytes the NAT's interface $1 received: their ratio is the size of what the
+# NAT handles per packet (the kernel's GRO/GSO super-packets, or wire-size frames).
+rx_counts() { innat cat "/sys/class/net/$1/statistics/rx_packets" "/sys/class/net/$1/statistics/rx_bytes" | tr '\n' ' '; }
+
+# One bulk TCP stream each way between the subscriber tn-sub-1 and 198.51.100.10.
+phase_tcp() {
+  local s=$1 dir c0 c1 p0 p1 ifc r0 r1
+  ip netns exec tn-inet iperf3 -s -B "$TCP_SERVER" >"$OUT/$s-iperf3-server.txt" 2>&1 & IPERF=$!
+  sleep 0.5
+  for dir in up down; do
+    ifc=tn-in; [[ $dir == down ]] && ifc=tn-out
+    c0=$(cpu_sample); p0=$(proc_cpu "$NAT"); r0=$(rx_counts $ifc)
+    ip netns exec tn-sub-1 iperf3 -c "$TCP_SERVER" -t "$TCP_TIME" -J $([[ $dir == down ]] && echo -R) \
+      >"$OUT/$s-tcp-$dir.json" 2>"$OUT/$s-tcp-$dir.err" || true
+    c1=$(cpu_sample); p1=$(proc_cpu "$NAT"); r1=$(rx_counts $ifc)
+    echo "$c0 $c1 $p0 $p1 $TCP_TIME" >"$OUT/$s-tcp-$dir-cpu.txt"
+    echo "$r0 $r1" >"$OUT/$s-tcp-$dir-rx.txt"
+  done
+  kill "$IPERF" 2>/dev/null; wait "$IPERF" 2>/dev/null || true; IPERF=
 }
 
 sessions_now() {
@@ -189,61 +248,73 @@ CT_MAX=$(innat cat /proc/sys/net/netfilter/nf_conntrack_max)
 phase_max kernel
 innat conntrack -F >/dev/null 2>&1 || true
 phase_latency kernel
+phase_tcp kernel
+innat conntrack -F >/dev/null 2>&1 || true
 phase_new kernel
 grep -E '^nf_conntrack ' /proc/slabinfo >"$OUT/kernel-slabinfo.txt" || true
 innat conntrack -F >/dev/null 2>&1 || true
 innat nft delete table ip tnbench
 innat sysctl -qw net.ipv4.ip_forward=0
 
-echo "== (b) tracenat run in tn-nat (AF_XDP), ip_forward=0"
-# Not through innat(): $! must be tracenat itself (ip netns exec execs it) for its CPU,
-# VmRSS and SIGTERM.
-ip netns exec tn-nat "$B" run --config "$CONF" >"$OUT/tracenat-run.txt" 2>&1 & NAT=$!
-for _ in $(seq 50); do
-  innat "$B" stats --config "$CONF" >/dev/null 2>&1 && break
-  sleep 0.2
-done
-sleep 0.5
+echo "== (b) the ceiling: tracenat run --bench-ceiling in tn-nat (AF_XDP, no NAT), ip_forward=0"
+start_nat ceiling --bench-ceiling
+phase_idle ceiling
+phase_max ceiling
+phase_latency ceiling
+stop_nat
+
+echo "== (c) tracenat run in tn-nat (AF_XDP), ip_forward=0"
+start_nat tracenat
+phase_idle tracenat
 phase_max tracenat
 phase_latency tracenat
+phase_tcp tracenat
 phase_new tracenat
-kill -TERM "$NAT"; wait "$NAT" || true; NAT=
+stop_nat
 
 echo "load after: $(cut -d' ' -f1-3 /proc/loadavg)" >>"$OUT/load.txt"
 
 python3 "$ROOT/scripts/plot-latency.py" --out "$OUT/latency.svg" --csv "$OUT/latency.csv" \
   --title "Round trip through the NAT at $RATE pps, 64 B UDP, $WORKERS queue(s) (veth lab)" \
-  "kernel (nftables snat)=$OUT/rtt-kernel.hlog" "tracenat ($WORKERS worker(s))=$OUT/rtt-tracenat.hlog" \
-  >"$OUT/latency.txt"
+  "kernel (nftables snat)=$OUT/rtt-kernel.hlog" "ceiling (no NAT, $WORKERS worker(s))=$OUT/rtt-ceiling.hlog" \
+  "tracenat ($WORKERS worker(s))=$OUT/rtt-tracenat.hlog" >"$OUT/latency.txt"
 
 python3 - "$OUT" "$WORKERS" "$RATE" "$CT_MAX" <<'PY'
 import csv, json, sys
 out, workers, rate, ct_max = sys.argv[1], int(sys.argv[2]), sys.argv[3], int(sys.argv[4])
 HZ = 100.0
+SYSTEMS = ("kernel", "ceiling", "tracenat")
 
 def j(name):
     t = open(f"{out}/{name}").read()
     return json.loads(t[t.index("{"):])
 
-lat = {r["system"].split(" ")[0]: r for r in csv.DictReader(open(f"{out}/latency.csv"))}
-res = {}
-for s in ("kernel", "tracenat"):
-    r = {}
-    ms, mk = j(f"{s}-max-send.json"), j(f"{s}-max-sink.json")
-    r["offered_pps"] = ms["pps"]
-    r["forwarded_pps"] = mk["stamped"] / ms["duration_s"]
-    r["max_loss"] = 1 - mk["stamped"] / max(ms["sent"], 1)
-    c0b, c0s, c1b, c1s, p0, p1, d = map(float, open(f"{out}/{s}-max-cpu.txt").read().split())
-    r["machine_busy_cores"] = (c1b - c0b) / HZ / d
-    r["softirq_cores"] = (c1s - c0s) / HZ / d
-    r["nat_process_cores"] = (p1 - p0) / HZ / d
-    ls = j(f"{s}-lat-send.json")
-    rep = ls["replies"]
-    r["lat_offered_pps"] = ls["pps"]
-    r["lat_loss"] = rep["loss_ratio"]
-    L = lat[s]
-    for k in ("p50", "p90", "p99", "p99.9", "p99.99", "max"):
-        r[f"rtt_{k}_us"] = float(L[f"{k}_us"])
+def cpu(name):
+    """Busy and softirq cores of the machine, and the NAT process's cores, over a phase."""
+    c0b, c0s, c1b, c1s, p0, p1, d = map(float, open(f"{out}/{name}").read().split())
+    return (c1b - c0b) / HZ / d, (c1s - c0s) / HZ / d, (p1 - p0) / HZ / d
+
+def tcp(s, direction):
+    r = j(f"{s}-tcp-{direction}.json")
+    if "error" in r:
+        return {"error": r["error"]}
+    end = r["end"]
+    busy, soft, nat = cpu(f"{s}-tcp-{direction}-cpu.txt")
+    return {
+        "bits_per_second": end["sum_received"]["bits_per_second"],
+        "retransmits": end["sum_sent"].get("retransmits"),
+        "sender_cpu_percent": end["cpu_utilization_percent"]["host_total" if direction == "up" else "remote_total"],
+        "receiver_cpu_percent": end["cpu_utilization_percent"]["remote_total" if direction == "up" else "host_total"],
+        "machine_busy_cores": busy, "softirq_cores": soft, "nat_process_cores": nat,
+        "bytes_per_packet_in": rx_size(f"{s}-tcp-{direction}-rx.txt"),
+    }
+
+def rx_size(name):
+    """Bytes per packet the NAT's ingress interface received over a phase."""
+    p0, b0, p1, b1 = map(float, open(f"{out}/{name}").read().split())
+    return (b1 - b0) / (p1 - p0) if p1 > p0 else None
+
+def new_sessions(s, r):
     n0, n1, m0, m1, t0, t1 = map(float, open(f"{out}/{s}-new.txt").read().split())
     ns = j(f"{s}-new-send.json")
     created = n1 - n0
@@ -252,6 +323,7 @@ for s in ("kernel", "tracenat"):
     r["sessions_created"] = created
     rate_ = created / ns["duration_s"]
     r["capped"] = False
+    r["bytes_per_session"] = (m1 - m0) * 1024 / created if created > 0 else None
     if s == "kernel":
         # When the table filled up (nf_conntrack_max), the slope before it is the rate.
         pts = [tuple(map(float, l.split())) for l in open(f"{out}/kernel-conntrack-count.txt") if len(l.split()) == 2]
@@ -263,43 +335,113 @@ for s in ("kernel", "tracenat"):
                 r["capped"] = True
         slab = open(f"{out}/kernel-slabinfo.txt").read().split()
         r["conntrack_objsize"] = int(slab[3]) if len(slab) > 3 else None
-        r["bytes_per_session"] = (m1 - m0) * 1024 / created if created > 0 else None
         r["memory_how"] = "Slab growth (/proc/meminfo) / conntrack entries; slab object %s B" % r["conntrack_objsize"]
     else:
-        r["bytes_per_session"] = (m1 - m0) * 1024 / created if created > 0 else None
         r["memory_how"] = "VmRSS growth of tracenat / sessions created"
     r["new_sessions_per_s"] = rate_
+
+lat = {r["system"].split(" ")[0]: r for r in csv.DictReader(open(f"{out}/latency.csv"))}
+res = {}
+for s in SYSTEMS:
+    r = {}
+    ms, mk = j(f"{s}-max-send.json"), j(f"{s}-max-sink.json")
+    r["offered_pps"] = ms["pps"]
+    r["forwarded_pps"] = mk["stamped"] / ms["duration_s"]
+    r["max_loss"] = 1 - mk["stamped"] / max(ms["sent"], 1)
+    r["machine_busy_cores"], r["softirq_cores"], r["nat_process_cores"] = cpu(f"{s}-max-cpu.txt")
+    ls = j(f"{s}-lat-send.json")
+    r["lat_offered_pps"] = ls["pps"]
+    r["lat_loss"] = ls["replies"]["loss_ratio"]
+    r["lat_machine_busy_cores"], r["lat_softirq_cores"], r["lat_nat_process_cores"] = cpu(f"{s}-lat-cpu.txt")
+    for k in ("p50", "p90", "p99", "p99.9", "p99.99", "max"):
+        r[f"rtt_{k}_us"] = float(lat[s][f"{k}_us"])
+    if s != "kernel":
+        p0, p1, d = map(float, open(f"{out}/{s}-idle-cpu.txt").read().split())
+        r["idle_nat_process_cores"] = (p1 - p0) / HZ / d
+    if s != "ceiling":
+        r["tcp"] = {d: tcp(s, d) for d in ("up", "down")}
+        new_sessions(s, r)
     res[s] = r
 json.dump(res, open(f"{out}/results.json", "w"), indent=2)
 
-k, t = res["kernel"], res["tracenat"]
 def ratio(a, b):
     return "%.2f×" % (a / b) if a and b else "—"
+
+def row(label, get, fmt, ratios=True):
+    """One line: the figure for each system ("—" where it has none) and the two ratios."""
+    v = {}
+    for s in SYSTEMS:
+        try:
+            v[s] = get(res[s])
+        except (KeyError, TypeError, ZeroDivisionError):
+            v[s] = None
+    cells = [fmt % v[s] if v[s] is not None else "—" for s in SYSTEMS]
+    if ratios:
+        cells += [ratio(v["tracenat"], v["kernel"]), ratio(v["tracenat"], v["ceiling"])]
+    else:
+        cells += ["", ""]
+    return "| %s | %s |" % (label, " | ".join(cells))
+
+def gbit(r, d):
+    return r["tcp"][d]["bits_per_second"] / 1e9
+
+def tcp_cpu(d):
+    """softirq / NAT process cores during one TCP direction, per system."""
+    cells = []
+    for s in SYSTEMS:
+        t = res[s].get("tcp", {}).get(d)
+        if not t or "error" in t:
+            cells.append("—")
+        elif s == "kernel":
+            cells.append("%.2f / —" % t["softirq_cores"])
+        else:
+            cells.append("%.2f / %.2f" % (t["softirq_cores"], t["nat_process_cores"]))
+    return "|   softirq / NAT process CPU %s (cores) | %s |  |  |" % (d, " | ".join(cells))
+
 rows = [
-    ("forwarded pps at max offered (one way, 64 B UDP)", "%.0f" % k["forwarded_pps"], "%.0f" % t["forwarded_pps"], ratio(t["forwarded_pps"], k["forwarded_pps"])),
-    ("  forwarded pps per busy core of the machine (generator + NAT + sink share 2 vCPUs)", "%.0f" % (k["forwarded_pps"] / k["machine_busy_cores"]), "%.0f" % (t["forwarded_pps"] / t["machine_busy_cores"]), ratio(t["forwarded_pps"] / t["machine_busy_cores"], k["forwarded_pps"] / k["machine_busy_cores"])),
-    ("  offered by the generator at max", "%.0f" % k["offered_pps"], "%.0f" % t["offered_pps"], ratio(t["offered_pps"], k["offered_pps"])),
-    ("  loss at max", "%.2f %%" % (100 * k["max_loss"]), "%.2f %%" % (100 * t["max_loss"]), ""),
-    ("  machine CPU busy during max (cores of 2)", "%.2f" % k["machine_busy_cores"], "%.2f" % t["machine_busy_cores"], ""),
-    ("  softirq CPU during max (cores)", "%.2f" % k["softirq_cores"], "%.2f" % t["softirq_cores"], ""),
-    ("  tracenat process CPU during max (cores)", "—", "%.2f" % t["nat_process_cores"], ""),
-    (f"round-trip loss at {rate} pps offered", "%.4f %%" % (100 * k["lat_loss"]), "%.4f %%" % (100 * t["lat_loss"]), ""),
+    row("forwarded pps at max offered (one way, 64 B UDP)", lambda r: r["forwarded_pps"], "%.0f"),
+    row("  forwarded pps per busy core of the machine (generator + NAT + sink share 2 vCPUs)", lambda r: r["forwarded_pps"] / r["machine_busy_cores"], "%.0f"),
+    row("  offered by the generator at max", lambda r: r["offered_pps"], "%.0f"),
+    row("  loss at max", lambda r: 100 * r["max_loss"], "%.2f %%", False),
+    row("  machine CPU busy during max (cores of 2)", lambda r: r["machine_busy_cores"], "%.2f", False),
+    row("  softirq CPU during max (cores)", lambda r: r["softirq_cores"], "%.2f", False),
+    row("  NAT process CPU during max (cores)", lambda r: r["nat_process_cores"] if "idle_nat_process_cores" in r else None, "%.2f", False),
+    row(f"round-trip loss at {rate} pps offered", lambda r: 100 * r["lat_loss"], "%.4f %%", False),
 ]
 for p in ("p50", "p90", "p99", "p99.9", "p99.99"):
-    rows.append((f"round trip {p} at {rate} pps (µs, lower is better)", "%.1f" % k[f"rtt_{p}_us"], "%.1f" % t[f"rtt_{p}_us"], ratio(t[f"rtt_{p}_us"], k[f"rtt_{p}_us"])))
+    rows.append(row(f"round trip {p} at {rate} pps (µs, lower is better)", lambda r, p=p: r[f"rtt_{p}_us"], "%.1f"))
 rows += [
-    ("new sessions per second" + (" (kernel: slope before nf_conntrack_max)" if k["capped"] else ""), "%.0f" % k["new_sessions_per_s"], "%.0f" % t["new_sessions_per_s"], ratio(t["new_sessions_per_s"], k["new_sessions_per_s"])),
-    ("  sessions created in the run", "%d" % k["sessions_created"], "%d" % t["sessions_created"], ""),
-    ("  packets offered per second (each a new 5-tuple)", "%.0f" % k["new_offered_pps"], "%.0f" % t["new_offered_pps"], ""),
-    ("memory per session (bytes; how: below)", "%.0f" % k["bytes_per_session"] if k["bytes_per_session"] else "—", "%.0f" % t["bytes_per_session"] if t["bytes_per_session"] else "—", ratio(t["bytes_per_session"] or 0, k["bytes_per_session"] or 0)),
+    row(f"  machine CPU busy at {rate} pps (cores of 2)", lambda r: r["lat_machine_busy_cores"], "%.2f", False),
+    row(f"  softirq CPU at {rate} pps (cores)", lambda r: r["lat_softirq_cores"], "%.2f", False),
+    row(f"  NAT process CPU at {rate} pps (cores)", lambda r: r["lat_nat_process_cores"] if "idle_nat_process_cores" in r else None, "%.2f", False),
+    row("  NAT process CPU idle, no traffic (cores)", lambda r: r["idle_nat_process_cores"], "%.3f", False),
+    row("one TCP stream up, subscriber → server (Gbit/s, iperf3)", lambda r: gbit(r, "up"), "%.2f"),
+    row("  retransmits up", lambda r: r["tcp"]["up"]["retransmits"], "%d", False),
+    row("  bytes per packet the NAT handles up (GRO/GSO or wire frames)", lambda r: r["tcp"]["up"]["bytes_per_packet_in"], "%.0f", False),
+    tcp_cpu("up"),
+    row("one TCP stream down, server → subscriber (Gbit/s, iperf3 -R)", lambda r: gbit(r, "down"), "%.2f"),
+    row("  retransmits down", lambda r: r["tcp"]["down"]["retransmits"], "%d", False),
+    row("  bytes per packet the NAT handles down", lambda r: r["tcp"]["down"]["bytes_per_packet_in"], "%.0f", False),
+    tcp_cpu("down"),
+    row("new sessions per second" + (" (kernel: slope before nf_conntrack_max)" if res["kernel"]["capped"] else ""), lambda r: r["new_sessions_per_s"], "%.0f"),
+    row("  sessions created in the run", lambda r: r["sessions_created"], "%d", False),
+    row("  packets offered per second (each a new 5-tuple)", lambda r: r["new_offered_pps"], "%.0f", False),
+    row("memory per session (bytes; how: below)", lambda r: r["bytes_per_session"], "%.0f"),
 ]
-lines = [f"| {workers} queue(s)/worker(s) | kernel (nftables snat) | tracenat | tracenat/kernel |", "|---|---:|---:|---:|"]
-lines += ["| %s | %s | %s | %s |" % r for r in rows]
+
+lines = [f"| {workers} queue(s)/worker(s) | kernel (nftables snat) | ceiling (no NAT) | tracenat | tracenat/kernel | tracenat/ceiling |",
+         "|---|---:|---:|---:|---:|---:|"]
+lines += rows
 lines += ["", "machine load average (1, 5, 15 min): " + "; ".join(l.strip() for l in open(f"{out}/load.txt"))]
-lines += ["", "memory: kernel — %s; tracenat — %s." % (k["memory_how"], t["memory_how"])]
+lines += ["", "memory: kernel — %s; tracenat — %s." % (res["kernel"]["memory_how"], res["tracenat"]["memory_how"])]
+for s in ("kernel", "tracenat"):
+    for d in ("up", "down"):
+        t = res[s]["tcp"][d]
+        if "error" in t:
+            lines += ["", f"iperf3 {d} through {s} failed: {t['error']}"]
 text = "\n".join(lines) + "\n"
 open(f"{out}/results.md", "w").write(text)
 print(text)
 PY
 cat "$OUT/latency.txt"
-echo "results: $OUT/results.md  $OUT/results.json  plot: $OUT/latency.svg  histograms: $OUT/rtt-kernel.hlog $OUT/rtt-tracenat.hlog"
+echo "results: $OUT/results.md  $OUT/results.json  plot: $OUT/latency.svg  histograms: $OUT/rtt-{kernel,ceiling,tracenat}.hlog"

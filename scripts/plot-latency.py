@@ -10,12 +10,13 @@ histogram per line. The intervals of a file are added up into one histogram per 
 The plot has the percentile on a log-scaled x axis (50, 90, 99, 99.9, 99.99: the
 distance is log10(1 / (1 - p))) and the latency on a log-scaled y axis, one line per
 system, with the five named percentiles marked. It prints the percentiles as a table and,
-with --csv, writes them. Only the Python standard library is used (base64, zlib, struct),
+with --csv, writes them. Only the Python standard library is used (base64, csv, zlib, struct),
 so the plot needs nothing beyond python3 from Debian.
 """
 
 import argparse
 import base64
+import csv
 import html
 import math
 import struct
@@ -253,10 +254,11 @@ def main():
         print("%-28s %10d " % (label, h.total) + " ".join("%9s" % fmt_us(v) for v in vals))
         rows.append([label, str(h.total)] + ["%.3f" % (v / 1000.0) for v in vals])
     if a.csv:
-        with open(a.csv, "w") as f:
-            f.write("system,samples," + ",".join("p%g_us" % p for p in NAMED) + ",max_us\n")
-            for r in rows:
-                f.write(",".join(r) + "\n")
+        # csv quotes labels that hold a comma, e.g. "tracenat (1 worker, no NAT)".
+        with open(a.csv, "w", newline="") as f:
+            w = csv.writer(f)
+            w.writerow(["system", "samples"] + ["p%g_us" % p for p in NAMED] + ["max_us"])
+            w.writerows(rows)
     print("plot: %s" % a.out)
 
 

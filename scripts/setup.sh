@@ -9,13 +9,15 @@ set -euo pipefail
 # (reachability checks); its tests and the demo fetch pages with curl, and the restart test
 # logs them with nginx (a real web server; its service is not started). scripts/bench-e2e.sh
 # compares with the kernel's NAT (nftables: nft; conntrack: flush and inspect the table) and
-# draws its latency plot with python3 alone (scripts/plot-latency.py: no other module).
+# draws its latency plot with python3 alone (scripts/plot-latency.py: no other module), and
+# measures bulk TCP through each NAT with iperf3 (run in the lab's namespaces only; its
+# daemon must not start on the host).
 # `tracenat lab up --dhcp` runs a real DHCP server (kea-dhcp4-server) in the access
 # namespace and a real client (dhclient, isc-dhcp-client) in every subscriber's; the
 # RADIUS tests send accounting with radclient (freeradius-utils). Kea's service, like
 # nginx's, must not start on the host.
 PACKAGES=(tshark iproute2 gcc libc6-dev ethtool procps iputils-ping curl nginx nftables conntrack python3
-  kea-dhcp4-server isc-dhcp-client freeradius-utils)
+  iperf3 kea-dhcp4-server isc-dhcp-client freeradius-utils)
 
 missing=()
 for p in "${PACKAGES[@]}"; do
@@ -27,8 +29,9 @@ if ((${#missing[@]})); then
   export DEBIAN_FRONTEND=noninteractive
   # tshark asks whether non-root users may capture; the answer does not matter here.
   echo "wireshark-common wireshark-common/install-setuid boolean false" | debconf-set-selections
+  echo "iperf3 iperf3/start_daemon boolean false" | debconf-set-selections
   apt-get update -qq
-  # nginx and Kea run only inside the lab's namespaces: Debian's maintainer scripts must
+  # nginx, Kea and iperf3 run only inside the lab's namespaces: Debian's maintainer scripts must
   # not start their services on the host. policy-rc.d answering 101 forbids starting services for the
   # install, and is removed after unless it was there before.
   policy=/usr/sbin/policy-rc.d

@@ -10,6 +10,7 @@ use clap::Args;
 use tracenat::config::Config;
 use tracenat::dataplane::metrics::{self, Snapshot};
 use tracenat::dataplane::run::{self, RunReport};
+use tracenat::dataplane::worker::Forwarding;
 use tracenat::maplog::runs::PreviousRun;
 use tracenat::reader::time::format_time;
 
@@ -21,6 +22,10 @@ pub struct RunCommand {
     /// Configuration file.
     #[arg(long, value_name = "FILE")]
     pub config: PathBuf,
+    /// Benchmark only: forward without translating (TTL rewrite only), to measure the
+    /// dataplane's own ceiling (docs/performance.md). Not a NAT; not settable in a config.
+    #[arg(long, hide = true)]
+    pub bench_ceiling: bool,
 }
 
 #[derive(Debug, Args)]
@@ -48,7 +53,17 @@ pub fn run(command: RunCommand) -> Result<ExitCode, Failure> {
             println!("tracenat: {line}");
         }
     };
-    let report = run::run(&config, text, &signals::STOP, on_start, |now| {
+    let options = run::RunOptions {
+        forwarding: if command.bench_ceiling {
+            Forwarding::Ceiling
+        } else {
+            Forwarding::Translate
+        },
+    };
+    if command.bench_ceiling {
+        println!("tracenat: --bench-ceiling: forwarding WITHOUT translation (benchmark only)");
+    }
+    let report = run::run(&config, text, options, &signals::STOP, on_start, |now| {
         if let Some((before, at)) = &earlier
             && terminal
         {

@@ -111,8 +111,12 @@ pub struct Dataplane {
     pub frames: u32,
     /// Ask for zero-copy sockets (the driver may refuse; copy mode is then used).
     pub zero_copy: bool,
-    /// Sleep briefly in poll(2) when idle instead of spinning.
+    /// Sleep in poll(2) when idle instead of spinning.
     pub idle_backoff: bool,
+    /// With `idle_backoff`: how long a worker keeps polling after its last packet before
+    /// it sleeps. Zero by default: spinning pays only on cores of its own
+    /// (docs/dataplane.md, "Idle workers").
+    pub idle_spin: Duration,
     /// Where `tracenat run` serves Prometheus metrics (and `tracenat stats` reads them);
     /// loopback only.
     pub metrics: Option<std::net::SocketAddr>,
@@ -400,6 +404,7 @@ fn unit_nanos(number: &str, unit: &str) -> Result<u128, DurationError> {
         "m" => Ok(60 * SECOND_NS),
         "s" => Ok(SECOND_NS),
         "ms" => Ok(SECOND_NS / 1000),
+        "us" => Ok(SECOND_NS / 1_000_000),
         "" => Err(DurationError::MissingUnit {
             number: number.to_owned(),
         }),
@@ -443,6 +448,7 @@ pub fn format_duration(duration: Duration) -> String {
         (seconds % 3600 / 60, "m"),
         (seconds % 60, "s"),
         (u64::from(duration.subsec_millis()), "ms"),
+        (u64::from(duration.subsec_micros() % 1000), "us"),
     ];
     let text: String = parts
         .iter()
@@ -537,6 +543,9 @@ pub mod defaults {
     pub const FRAGMENT: Duration = Duration::from_secs(2);
     pub const ICMP_RATE: i64 = 100;
     pub const FLUSH_INTERVAL: Duration = Duration::from_secs(1);
+    pub const IDLE_SPIN: Duration = Duration::ZERO;
+    /// Past this a worker might as well never sleep (`idle-backoff = false`).
+    pub const IDLE_SPIN_MAX: Duration = Duration::from_secs(1);
     pub const SEGMENT_SIZE: i64 = 256 << 20;
     pub const SEGMENT_AGE: Duration = Duration::from_secs(15 * 60);
 }

@@ -28,6 +28,7 @@ pub struct Dataplane {
     pub frames: Option<i64>,
     pub zero_copy: Option<bool>,
     pub idle_backoff: Option<bool>,
+    pub idle_spin: Option<DurationValue>,
     pub metrics: Option<String>,
     pub rss_profile: Option<String>,
 }

@@ -188,6 +188,12 @@ fn each_section_rule_names_its_key() {
             "[dataplane]\nrss-profile = \"e1000\"",
             "dataplane.rss-profile",
         ),
+        ("[dataplane]\nidle-spin = \"2s\"", "dataplane.idle-spin"),
+        ("[dataplane]\nidle-spin = \"200\"", "dataplane.idle-spin"),
+        (
+            "[dataplane]\nidle-backoff = false\nidle-spin = \"50us\"",
+            "dataplane.idle-spin",
+        ),
     ];
     for (extra, key) in cases {
         assert_eq!(rejected_key(&minimal_with(extra)), *key, "for {extra:?}");
@@ -392,6 +398,16 @@ fn durations_parse() {
             "{text}"
         );
     }
+    assert_eq!(parse_duration("50us"), Ok(Duration::from_micros(50)));
+}
+
+#[test]
+fn idle_spin_defaults_and_reads() {
+    let config = Config::from_toml_str(&minimal_with("")).unwrap();
+    assert!(config.dataplane.idle_backoff);
+    assert_eq!(config.dataplane.idle_spin, Duration::ZERO);
+    let config = Config::from_toml_str(&minimal_with("[dataplane]\nidle-spin = \"1ms\"")).unwrap();
+    assert_eq!(config.dataplane.idle_spin, Duration::from_millis(1));
 }
 
 #[test]
@@ -432,6 +448,7 @@ fn durations_format_back_to_config_spelling() {
     assert_eq!(format_duration(Duration::from_secs(7440)), "2h4m");
     assert_eq!(format_duration(Duration::from_millis(1500)), "1s500ms");
     assert_eq!(format_duration(Duration::ZERO), "0s");
+    assert_eq!(format_duration(Duration::from_micros(1250)), "1ms250us");
 }
 
 #[test]

@@ -151,14 +151,39 @@ pub(super) fn dataplane(raw: raw::Dataplane) -> Result<Dataplane, ConfigError> {
             ),
         ));
     }
+    let idle_backoff = raw.idle_backoff.unwrap_or(true);
     Ok(Dataplane {
         rss_profile,
         burst,
         frames,
         zero_copy: raw.zero_copy.unwrap_or(true),
-        idle_backoff: raw.idle_backoff.unwrap_or(true),
+        idle_backoff,
+        idle_spin: idle_spin(raw.idle_spin, idle_backoff)?,
         metrics,
     })
+}
+
+/// How long a worker polls after its last packet before sleeping; only with idle-backoff.
+fn idle_spin(raw: Option<raw::DurationValue>, idle_backoff: bool) -> Result<Duration, ConfigError> {
+    const KEY: &str = "dataplane.idle-spin";
+    if raw.is_some() && !idle_backoff {
+        return Err(invalid(
+            KEY,
+            "has no effect with dataplane.idle-backoff = false (the workers never sleep); remove one of them",
+        ));
+    }
+    let spin = duration(KEY, raw, defaults::IDLE_SPIN)?;
+    if spin > defaults::IDLE_SPIN_MAX {
+        return Err(invalid(
+            KEY,
+            format!(
+                "{} is above {}; to never sleep set dataplane.idle-backoff = false",
+                format_duration(spin),
+                format_duration(defaults::IDLE_SPIN_MAX)
+            ),
+        ));
+    }
+    Ok(spin)
 }
 
 pub(super) fn interface_name(key: &str, name: Option<String>) -> Result<String, ConfigError> {

@@ -32,6 +32,7 @@ pub struct WorkerSnapshot {
     pub no_free_frame: u64,
     pub handoff_received: u64,
     pub idle_polls: u64,
+    pub idle_poll_timeouts: u64,
     pub live_sessions: u64,
     pub engine: Counters,
 }
@@ -60,6 +61,7 @@ impl Snapshot {
                     no_free_frame: get(&s.no_free_frame),
                     handoff_received: get(&s.handoff_received),
                     idle_polls: get(&s.idle_polls),
+                    idle_poll_timeouts: get(&s.idle_poll_timeouts),
                     live_sessions: get(&s.live_sessions),
                     engine: s
                         .engine
@@ -93,6 +95,7 @@ impl Snapshot {
             t.no_free_frame += w.no_free_frame;
             t.handoff_received += w.handoff_received;
             t.idle_polls += w.idle_polls;
+            t.idle_poll_timeouts += w.idle_poll_timeouts;
             t.live_sessions += w.live_sessions;
             t.engine.merge(&w.engine);
         }
@@ -194,6 +197,12 @@ impl Snapshot {
             "counter",
             "Times a worker slept in poll(2) for want of traffic.",
             per_worker(&|s| s.idle_polls),
+        );
+        metric(
+            "idle_poll_timeouts_total",
+            "counter",
+            "Sleeps in poll(2) that ended by the timeout, not by traffic.",
+            per_worker(&|s| s.idle_poll_timeouts),
         );
         let events = self
             .workers

@@ -17,7 +17,7 @@ use super::handoff::Rings;
 use super::identity_sources::{IdentityReport, IdentitySources};
 use super::metrics::{self, Snapshot};
 use super::neigh::{self, SharedMac};
-use super::worker::{Link, Worker, WorkerStats};
+use super::worker::{Forwarding, Idle, Link, Worker, WorkerStats};
 use super::xdp::bpf::{XdpLink, XdpMode, XdpProgram, XskMap};
 use super::xdp::xsk::{BindInfo, FramePool, Umem, XskConfig, XskSocket};
 use crate::config::Config;
@@ -87,12 +87,19 @@ struct Running {
     started: Started,
 }
 
+/// How a run forwards, beyond its config: what benchmarks may change, a config may not.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct RunOptions {
+    pub forwarding: Forwarding,
+}
+
 /// Runs the NAT until `stop` is set. `on_start` hears, before any packet moves, what was
 /// found of the previous run on the log; `on_tick` is called about once a second with the
 /// current counters (the CLI prints its status line there).
 pub fn run(
     config: &Config,
     config_text: Option<String>,
+    options: RunOptions,
     stop: &AtomicBool,
     on_start: impl FnOnce(Option<&PreviousRun>),
     mut on_tick: impl FnMut(&Snapshot),
@@ -118,7 +125,7 @@ pub fn run(
     let config = &seeded(config);
     let resting = Resting::of(maplog.previous_run());
     let worker_stop = Arc::new(AtomicBool::new(false));
-    let (mut running, steering) = start(config, producers, &resting, &worker_stop)?;
+    let (mut running, steering) = start(config, options, producers, &resting, &worker_stop)?;
     running.started.previous_run = previous_run;
     // Serving metrics is best effort: the NAT keeps translating (and logging) without it.
     let metrics_server = metrics_listener.and_then(|listener| {
@@ -249,6 +256,7 @@ fn next_hop(
 
 fn start(
     config: &Config,
+    options: RunOptions,
     producers: Vec<Producer>,
     resting: &Resting,
     stop: &Arc<AtomicBool>,
@@ -312,7 +320,8 @@ fn start(
             handoff: rings.ends(w),
             stats,
             burst: config.dataplane.burst as usize,
-            idle_backoff: config.dataplane.idle_backoff,
+            idle: idle_policy(&config.dataplane),
+            forwarding: options.forwarding,
             arrived: Vec::with_capacity(config.dataplane.burst as usize),
         };
         let core = match config.workers.cores.get(w as usize) {
@@ -326,6 +335,7 @@ fn start(
                 if let Some(core) = core {
                     core_affinity::set_for_current(core);
                 }
+                let _ = ask_for_short_slice();
                 worker.run(&stop)
             })
             .map_err(|e| setup(format!("starting worker {w}: {e}")))?;
@@ -347,6 +357,60 @@ fn start(
         },
         steering,
     ))
+}
+
+/// The shortest time slice the scheduler grants (EEVDF custom slices, Linux 6.12+).
+const WORKER_SLICE_NS: u64 = 100_000;
+
+/// Asks the scheduler for a short time slice for this thread. Under EEVDF a task with a
+/// shorter slice than the running one may preempt it when it wakes, so a worker woken by a
+/// packet need not wait out a busy neighbour's slice; its share of the CPU is
+/// unchanged. Best effort: older kernels ignore the runtime of SCHED_OTHER. The thread's
+/// nice value is kept, and a real-time policy the operator gave (chrt) is left alone.
+fn ask_for_short_slice() -> std::io::Result<()> {
+    // SAFETY: all-zero is a valid value of this plain-integer struct.
+    let mut attr: libc::sched_attr = unsafe { std::mem::zeroed() };
+    let size = size_of::<libc::sched_attr>() as u32;
+    // SAFETY: sched_getattr(2) on the calling thread (pid 0) into a buffer of `size` bytes.
+    let rc = unsafe {
+        libc::syscall(
+            libc::SYS_sched_getattr,
+            0,
+            &mut attr as *mut libc::sched_attr,
+            size,
+            0,
+        )
+    };
+    if rc != 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    if ![libc::SCHED_OTHER, libc::SCHED_BATCH].contains(&(attr.sched_policy as i32)) {
+        return Ok(());
+    }
+    attr.size = size;
+    attr.sched_runtime = WORKER_SLICE_NS;
+    // SAFETY: sched_setattr(2) on the calling thread with a valid attr of `size` bytes.
+    let rc = unsafe {
+        libc::syscall(
+            libc::SYS_sched_setattr,
+            0,
+            &attr as *const libc::sched_attr,
+            0,
+        )
+    };
+    if rc == 0 {
+        Ok(())
+    } else {
+        Err(std::io::Error::last_os_error())
+    }
+}
+
+fn idle_policy(dataplane: &crate::config::Dataplane) -> Idle {
+    if dataplane.idle_backoff {
+        Idle::SleepAfterNs(u64::try_from(dataplane.idle_spin.as_nanos()).unwrap_or(u64::MAX))
+    } else {
+        Idle::Spin
+    }
 }
 
 /// Who owns what. With a NIC whose RSS is set as `tracenat hw plan` prints, worker w gets

@@ -10,6 +10,7 @@ use super::handoff::{Ends, HandedFrame};
 use super::neigh::SharedMac;
 use super::xdp::xsk::{Desc, FramePool, Ledger, Umem, XskSocket, poll_rx};
 use crate::engine::batch::Frames;
+use crate::engine::ceiling;
 use crate::engine::counters::Counters;
 use crate::engine::{Engine, Side, Verdict};
 use crate::maplog::clock::wall_clock_ns;
@@ -38,6 +39,8 @@ pub struct WorkerStats {
     pub no_free_frame: AtomicU64,
     pub live_sessions: AtomicU64,
     pub idle_polls: AtomicU64,
+    /// Sleeps that ended by the timeout rather than by traffic.
+    pub idle_poll_timeouts: AtomicU64,
     /// The engine's counters as of the last publication.
     pub engine: Mutex<Option<Counters>>,
     /// Where every UMEM frame was when the worker stopped (all accounted for).
@@ -55,7 +58,8 @@ pub struct Worker {
     pub handoff: Ends,
     pub stats: Arc<WorkerStats>,
     pub burst: usize,
-    pub idle_backoff: bool,
+    pub idle: Idle,
+    pub forwarding: Forwarding,
     /// Handed-off frames copied in this round (re-used: no allocation per round).
     pub arrived: Vec<(u64, usize, Side)>,
 }
@@ -70,6 +74,29 @@ struct Local {
     handoff_received: u64,
     no_free_frame: u64,
     idle_polls: u64,
+    idle_poll_timeouts: u64,
+}
+
+/// What a worker does when no traffic comes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Idle {
+    /// Poll the rings without end (a core of its own; lowest latency).
+    Spin,
+    /// Poll for this many nanoseconds after the last packet, then sleep in poll(2) until
+    /// traffic wakes the worker (or a millisecond passes, for timers and handoffs).
+    SleepAfterNs(u64),
+}
+
+/// What a worker does to a received frame.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Forwarding {
+    /// Translate it (the NAT).
+    #[default]
+    Translate,
+    /// Benchmark only (`tracenat run --bench-ceiling`): forward it untranslated with the
+    /// ceiling's TTL rewrite (`engine::ceiling`), so the I/O path's own rate can be measured
+    /// with everything else in the loop unchanged.
+    Ceiling,
 }
 
 /// Frames waiting to be sent on each side this round.
@@ -78,8 +105,9 @@ struct Outbox {
 }
 
 const PUBLISH_EVERY_NS: u64 = 100_000_000;
-/// Empty rounds spun before sleeping in poll(2) (with `idle_backoff`).
-const SPINS_BEFORE_SLEEP: u32 = 256;
+/// The longest sleep: timers, the mapping log's flush and handoff rings (which poll(2) does
+/// not watch) are looked at least this often.
+const SLEEP_MS: i32 = 1;
 
 impl Worker {
     /// Runs until `stop` is set, then drains: every frame sent or returned, the ledger
@@ -99,7 +127,7 @@ impl Worker {
             ],
         };
         let mut completions = vec![0u64; self.burst * 2];
-        let mut idle_spins = 0u32;
+        let mut last_work = wall_clock_ns();
         let mut last_publish = 0u64;
         while !stop.load(Ordering::Relaxed) {
             let now = wall_clock_ns();
@@ -108,12 +136,7 @@ impl Worker {
             for from in [Side::Inside, Side::Outside] {
                 let n = self.sockets[from as usize].rx_batch(&mut rx);
                 local.rx[from as usize] += n as u64;
-                let mut received = Received {
-                    umem: &self.umem,
-                    descs: &rx[..n],
-                };
-                self.engine
-                    .process_batch(&mut received, from, now, &mut verdicts[..n]);
+                self.decide(&rx[..n], from, now, &mut verdicts[..n]);
                 for (d, verdict) in rx[..n].iter().zip(&verdicts[..n]) {
                     self.dispatch(d.addr, d.len as usize, *verdict, &mut outbox, &mut local);
                 }
@@ -133,18 +156,45 @@ impl Worker {
                 last_publish = now;
             }
             if work > 0 {
-                idle_spins = 0;
-            } else {
-                idle_spins += 1;
-                if self.idle_backoff && idle_spins >= SPINS_BEFORE_SLEEP {
-                    self.sleep_until_traffic();
-                    local.idle_polls += 1;
-                }
+                last_work = now;
+            } else if self.may_sleep(now, last_work) {
+                let woken_by_traffic = self.sleep_until_traffic();
+                local.idle_polls += 1;
+                local.idle_poll_timeouts += u64::from(!woken_by_traffic);
             }
         }
         self.drain(&mut completions);
         self.publish(&local, true);
         self.engine
+    }
+
+    /// The verdict for each received frame: the engine's, or the ceiling's when benchmarking.
+    fn decide(&mut self, descs: &[Desc], from: Side, now: u64, verdicts: &mut [Verdict]) {
+        match self.forwarding {
+            Forwarding::Translate => {
+                let mut received = Received {
+                    umem: &self.umem,
+                    descs,
+                };
+                self.engine
+                    .process_batch(&mut received, from, now, verdicts);
+            }
+            Forwarding::Ceiling => {
+                for (d, verdict) in descs.iter().zip(verdicts) {
+                    // SAFETY: each received frame is ours until dispatched.
+                    let frame = unsafe { self.umem.frame_mut(d.addr) };
+                    *verdict = ceiling::forward(frame, d.len as usize, from);
+                }
+            }
+        }
+    }
+
+    /// Whether the worker has been idle long enough to sleep.
+    fn may_sleep(&self, now: u64, last_work: u64) -> bool {
+        match self.idle {
+            Idle::Spin => false,
+            Idle::SleepAfterNs(spin) => now.saturating_sub(last_work) >= spin,
+        }
     }
 
     /// Translates a handed-off frame (now at UMEM `addr`) and queues, hands on or frees it.
@@ -234,23 +284,22 @@ impl Worker {
         n
     }
 
-    /// Puts each side's queued frames on its tx ring and wakes the kernel if it asks;
-    /// frames that do not fit are freed and counted.
+    /// Puts each side's queued frames on its tx ring and has the kernel take them all,
+    /// including any a previous round left; frames that do not fit are freed and counted.
     fn send(&mut self, outbox: &mut Outbox, local: &mut Local) {
         for side in [Side::Inside, Side::Outside] {
             let queued = &mut outbox.tx[side as usize];
-            if queued.is_empty() {
-                continue;
-            }
             let socket = &mut self.sockets[side as usize];
-            let sent = socket.tx_batch(queued);
-            let _ = socket.kick_tx();
-            local.tx[side as usize] += sent as u64;
-            local.tx_ring_full += (queued.len() - sent) as u64;
-            for d in &queued[sent..] {
-                let _ = self.pool.release(d.addr);
+            if !queued.is_empty() {
+                let sent = socket.tx_batch(queued);
+                local.tx[side as usize] += sent as u64;
+                local.tx_ring_full += (queued.len() - sent) as u64;
+                for d in &queued[sent..] {
+                    let _ = self.pool.release(d.addr);
+                }
+                queued.clear();
             }
-            queued.clear();
+            let _ = socket.flush_tx();
         }
     }
 
@@ -267,11 +316,13 @@ impl Worker {
         total
     }
 
-    fn sleep_until_traffic(&self) {
+    /// Sleeps until a socket has frames to receive or [`SLEEP_MS`] passes; returns whether
+    /// traffic woke it.
+    fn sleep_until_traffic(&self) -> bool {
         for s in &self.sockets {
             let _ = s.wakeup_rx();
         }
-        let _ = poll_rx(&[&self.sockets[0], &self.sockets[1]], 1);
+        poll_rx(&[&self.sockets[0], &self.sockets[1]], SLEEP_MS).unwrap_or(false)
     }
 
     /// Publishes the counters; `last` waits for a reader to finish rather than skip.
@@ -289,6 +340,8 @@ impl Worker {
         s.no_free_frame
             .store(local.no_free_frame, Ordering::Relaxed);
         s.idle_polls.store(local.idle_polls, Ordering::Relaxed);
+        s.idle_poll_timeouts
+            .store(local.idle_poll_timeouts, Ordering::Relaxed);
         s.live_sessions
             .store(self.engine.live_sessions() as u64, Ordering::Relaxed);
         // Readers hold this lock only to copy; the packet path never waits for them.

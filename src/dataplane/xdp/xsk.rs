@@ -470,6 +470,12 @@ impl<T: Copy> Ring<T> {
         self.consumer().store(self.cached_cons, Ordering::Release);
     }
 
+    /// How many entries we produced that the kernel has not consumed yet.
+    fn backlog(&self) -> u32 {
+        self.cached_prod
+            .wrapping_sub(self.consumer().load(Ordering::Acquire))
+    }
+
     /// Entries between the kernel's consumer and our producer (a producer ring's backlog).
     fn pending(&self) -> Vec<T> {
         let cons = self.consumer().load(Ordering::Acquire);
@@ -850,6 +856,27 @@ impl XskSocket {
             }
         }
         Ok(true)
+    }
+
+    /// Frames on the tx ring that the kernel has not taken yet.
+    pub fn tx_unsent(&self) -> u32 {
+        self.tx.backlog()
+    }
+
+    /// Kicks until the kernel has taken every frame on the tx ring or stops taking them
+    /// (a kick sends at most 32 frames in copy mode; a zero-copy driver takes them later).
+    /// Without it, frames beyond the first 32 of a batch would wait for the next packet.
+    pub fn flush_tx(&self) -> io::Result<()> {
+        let mut unsent = self.tx_unsent();
+        while unsent > 0 {
+            self.kick_tx()?;
+            let now = self.tx_unsent();
+            if now >= unsent {
+                break;
+            }
+            unsent = now;
+        }
+        Ok(())
     }
 
     /// Wakes the driver to receive if the fill ring asks for it; returns whether a syscall
