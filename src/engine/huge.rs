@@ -55,7 +55,7 @@ impl<T: Copy> HugeArray<T> {
 /// Maps `bytes` of fresh zeroed memory; whole 2 MiB pages at a 2 MiB boundary, advised onto
 /// huge pages. `None` if the kernel refuses the mapping.
 fn map_aligned(bytes: usize) -> Option<NonNull<u8>> {
-    let huge = bytes % HUGE_PAGE == 0;
+    let huge = bytes.is_multiple_of(HUGE_PAGE);
     let len = if huge { bytes + HUGE_PAGE } else { bytes };
     // SAFETY: an anonymous private mapping of our own; nothing else refers to it.
     let raw = unsafe {

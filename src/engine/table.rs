@@ -17,7 +17,7 @@ use super::huge::HugeArray;
 /// Slots per bucket: 12 tags + a 4-byte overflow count + 12 values = one 64-byte line.
 const SLOTS: usize = 12;
 /// Buckets are sized so that a table holding its stated capacity is at most this full.
-const MAX_LOAD: f64 = 0.8;
+const MAX_LOAD: f64 = 0.86;
 const EMPTY: u8 = 0; // zero, so that zeroed memory is an empty table
 
 #[derive(Clone, Copy)]
@@ -285,7 +285,8 @@ mod tests {
         // Few distinct hashes: many shared homes and tags.
         let hash_of = |v: u32| (v as u64 % 37).wrapping_mul(0x9E37_79B9_7F4A_7C15);
         for step in 0..50_000u32 {
-            let insert = model.len() < capacity && (model.is_empty() || rng.next_u64() % 2 == 0);
+            let insert =
+                model.len() < capacity && (model.is_empty() || rng.next_u64().is_multiple_of(2));
             if insert {
                 let value = step;
                 let h = hash_of(value);
@@ -298,7 +299,7 @@ mod tests {
                 assert!(!table.remove(table.slot(h), value));
             }
             assert_eq!(table.len(), model.len());
-            if step % 97 == 0 {
+            if step.is_multiple_of(97) {
                 for &(h, value) in &model {
                     assert_eq!(table.find(table.slot(h), |v| v == value), Some(value));
                 }
