@@ -108,53 +108,61 @@ pub fn rewrite_endpoint(
         pseudo.dword(old_addr, addr);
     }
     let at = checksum_offset(proto);
-    if l4.len() >= at + 2 {
-        let old = get16(l4, at);
-        if !(proto == Proto::Udp && old == 0) {
-            let mut new = pseudo.apply(old);
-            if proto == Proto::Udp && new == 0 {
-                new = 0xFFFF; // 0 would mean "no checksum"
-            }
-            write16(l4, at, new, &mut transport);
-        }
+    if l4.len() >= at + 2
+        && let Some(new) = transport_checksum(proto, get16(l4, at), pseudo)
+    {
+        write16(l4, at, new, &mut transport);
     }
     delta.merge(transport);
     delta
 }
 
-/// [`rewrite_endpoint`] with the checksum changes known in advance ([`Delta::folded`] of
-/// the address words, and of the port word plus the pseudo-header's address words): what a
-/// session precomputes, so the packet path reads neither old values nor computes a sum.
-/// Gives the same bytes as `rewrite_endpoint` for a packet whose endpoint the deltas were
-/// made from. The IP header and the whole transport header must be present.
-#[allow(clippy::too_many_arguments)] // one call site per direction, every value needed
+/// A transport checksum after `change`; `None` for a UDP datagram sent without one (0),
+/// which stays so. A computed UDP 0 is sent as 0xFFFF, since 0 would mean "none".
+#[inline]
+fn transport_checksum(proto: Proto, old: u16, change: Delta) -> Option<u16> {
+    if proto == Proto::Udp && old == 0 {
+        return None;
+    }
+    match change.apply(old) {
+        0 if proto == Proto::Udp => Some(0xFFFF),
+        new => Some(new),
+    }
+}
+
+/// A rewrite known in advance: the new address and port of one endpoint, and the folded
+/// checksum changes ([`Delta::folded`]) of the address words (IP header) and of the port
+/// word with the pseudo-header's address words (transport). What a session precomputes.
+#[derive(Debug, Clone, Copy)]
+pub struct Rewrite {
+    pub addr: u32,
+    pub port: u16,
+    pub ip_delta: u16,
+    pub l4_delta: u16,
+}
+
+/// [`rewrite_endpoint`] with the checksum changes known in advance, so the packet path
+/// neither reads old values nor sums anything. Gives the same bytes as `rewrite_endpoint`
+/// for a packet whose endpoint `r` was made from. The IP header and the whole transport
+/// header must be present.
 #[inline]
 pub fn rewrite_endpoint_with(
     pkt: &mut [u8],
     ihl: usize,
     proto: Proto,
     which: Endpoint,
-    addr: u32,
-    port: u16,
-    ip_delta: u16,
-    l4_delta: u16,
+    r: Rewrite,
 ) {
     let at = addr_offset(which);
-    pkt[at..at + 4].copy_from_slice(&addr.to_be_bytes());
-    let ip_checksum = Delta::from_folded(ip_delta).apply(get16(pkt, IP_CHECKSUM));
+    pkt[at..at + 4].copy_from_slice(&r.addr.to_be_bytes());
+    let ip_checksum = Delta::from_folded(r.ip_delta).apply(get16(pkt, IP_CHECKSUM));
     set16(pkt, IP_CHECKSUM, ip_checksum);
     let l4 = &mut pkt[ihl..];
-    set16(l4, port_offset(proto, which), port);
+    set16(l4, port_offset(proto, which), r.port);
     let at = checksum_offset(proto);
-    let old = get16(l4, at);
-    if proto == Proto::Udp && old == 0 {
-        return; // no checksum, and none to keep
+    if let Some(new) = transport_checksum(proto, get16(l4, at), Delta::from_folded(r.l4_delta)) {
+        set16(l4, at, new);
     }
-    let mut new = Delta::from_folded(l4_delta).apply(old);
-    if proto == Proto::Udp && new == 0 {
-        new = 0xFFFF;
-    }
-    set16(l4, at, new);
 }
 
 /// Decrements the TTL, keeping the header checksum right. Caller checked TTL > 1.

@@ -98,6 +98,18 @@ impl Session {
         }
     }
 
+    /// The mapping this session was made on, from its own copy (no session count).
+    pub fn mapping(&self) -> Mapping {
+        Mapping {
+            inside_ip: self.inside_ip,
+            public_ip: self.public_ip,
+            inside_port: self.inside_port,
+            public_port: self.public_port,
+            proto: self.proto,
+            sessions: 0,
+        }
+    }
+
     pub fn is_vacant(&self) -> bool {
         self.tcp & VACANT != 0
     }
@@ -452,21 +464,22 @@ impl NatState {
         Some(s)
     }
 
-    /// Removes a session; returns it, its mapping, and whether that mapping has no
-    /// sessions left.
-    pub fn remove_session(&mut self, s: u32) -> (Session, u32, bool) {
+    /// Removes a session; returns it and, with its mapping, whether that mapping has no
+    /// sessions left (`None` only if the mapping were missing, which no path allows).
+    pub fn remove_session(&mut self, s: u32) -> (Session, Option<(u32, bool)>) {
         let r = self.sessions.items[s as usize];
         for from in [Side::Inside, Side::Outside] {
             let slot = self.flow_slot(&r.flow_key(from));
             self.flows.remove(slot, flow_value(s, from));
         }
         self.sessions.remove(s);
-        let m = self
-            .find_by_inside(r.proto, r.inside_ip, r.inside_port)
-            .expect("a live session's mapping is live");
+        let Some(m) = self.find_by_inside(r.proto, r.inside_ip, r.inside_port) else {
+            debug_assert!(false, "a live session's mapping is live");
+            return (r, None);
+        };
         let mapping = &mut self.mappings.items[m as usize];
         mapping.sessions -= 1;
-        (r, m, mapping.sessions == 0)
+        (r, Some((m, mapping.sessions == 0)))
     }
 
     /// The index of every live session.
@@ -539,8 +552,8 @@ mod tests {
         assert_eq!(st.find_by_public(Proto::Udp, 2, 4), Some(m));
         assert_eq!(st.find_session(m, 9, 53), Some(s));
         assert_eq!(st.find_session(m, 9, 54), None);
-        let (_, mapping, idle) = st.remove_session(s);
-        assert!(idle && mapping == m);
+        let (_, mapping) = st.remove_session(s);
+        assert_eq!(mapping, Some((m, true)));
         assert_eq!(st.find_session(m, 9, 53), None);
         st.remove_mapping(m);
         assert_eq!(st.find_by_public(Proto::Udp, 2, 4), None);

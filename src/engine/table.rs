@@ -170,14 +170,9 @@ impl TagTable {
     pub fn insert(&mut self, slot: Slot, value: u32) -> Result<(), Full> {
         let mut b = slot.home;
         for _ in 0..self.buckets.len() {
-            if self.buckets[b].tags.contains(&EMPTY) {
+            if let Some(i) = self.buckets[b].tags.iter().position(|&t| t == EMPTY) {
                 self.count_overflow(slot.home, b);
                 let bucket = &mut self.buckets[b];
-                let i = bucket
-                    .tags
-                    .iter()
-                    .position(|&t| t == EMPTY)
-                    .expect("a free slot");
                 bucket.tags[i] = slot.tag;
                 bucket.values[i] = value;
                 self.len += 1;

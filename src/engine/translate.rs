@@ -13,7 +13,7 @@ use super::event::{Event, EventKind, EventSink};
 use super::fragments::FragmentKey;
 use super::ports::{AllocError, BlockChange, Proto};
 use super::rewrite::{
-    self, Endpoint, decrement_ttl, fix_icmp_checksum, rewrite_address, rewrite_endpoint,
+    self, Endpoint, Rewrite, decrement_ttl, fix_icmp_checksum, rewrite_address, rewrite_endpoint,
     rewrite_endpoint_with,
 };
 use super::state::{FlowKey, Mapping, Session, Subscriber, tcp_state};
@@ -503,37 +503,41 @@ impl<S: EventSink> Engine<S> {
     /// `from`: the precomputed rewrite on the fast path, the reference's from the mapping.
     #[inline]
     fn rewrite(&self, pkt: &mut [u8], ihl: usize, s: &Session, from: Side) {
-        let (which, addr, port, ip_delta, l4_delta) = match from {
+        let (which, r) = match from {
             Side::Inside => (
                 Endpoint::Source,
-                s.public_ip,
-                s.public_port,
-                s.ip_delta,
-                s.l4_delta,
+                Rewrite {
+                    addr: s.public_ip,
+                    port: s.public_port,
+                    ip_delta: s.ip_delta,
+                    l4_delta: s.l4_delta,
+                },
             ),
             Side::Outside => (
                 Endpoint::Destination,
-                s.inside_ip,
-                s.inside_port,
-                Delta::undo_folded(s.ip_delta),
-                Delta::undo_folded(s.l4_delta),
+                Rewrite {
+                    addr: s.inside_ip,
+                    port: s.inside_port,
+                    ip_delta: Delta::undo_folded(s.ip_delta),
+                    l4_delta: Delta::undo_folded(s.l4_delta),
+                },
             ),
         };
         match self.lookup {
-            Lookup::OneProbe => {
-                rewrite_endpoint_with(pkt, ihl, s.proto, which, addr, port, ip_delta, l4_delta)
-            }
+            Lookup::OneProbe => rewrite_endpoint_with(pkt, ihl, s.proto, which, r),
             Lookup::MappingThenSession => {
-                let m = self
+                // From the mapping record, as before the session carried a copy (a live
+                // session always has its mapping; the copy stands in should it not).
+                let (addr, port) = match self
                     .state
                     .find_by_inside(s.proto, s.inside_ip, s.inside_port)
                     .map(|m| *self.state.mapping(m))
-                    .expect("a live session's mapping");
-                let (addr, port) = match from {
-                    Side::Inside => (m.public_ip, m.public_port),
-                    Side::Outside => (m.inside_ip, m.inside_port),
+                {
+                    Some(m) if from == Side::Inside => (m.public_ip, m.public_port),
+                    Some(m) => (m.inside_ip, m.inside_port),
+                    None => (r.addr, r.port),
                 };
-                rewrite_endpoint(pkt, ihl, m.proto, which, addr, port);
+                rewrite_endpoint(pkt, ihl, s.proto, which, addr, port);
             }
         }
     }
@@ -841,8 +845,12 @@ impl<S: EventSink> Engine<S> {
     /// Ends a session: its event, then the mapping and port if it was the last, then the
     /// subscriber's pairing if it holds nothing more.
     pub(super) fn end_session(&mut self, session: u32, now: u64) {
-        let (s, mapping, mapping_idle) = self.state.remove_session(session);
-        let m = *self.state.mapping(mapping);
+        let (s, mapping) = self.state.remove_session(session);
+        // The session's copy of its mapping stands in should the record be missing.
+        let m = match mapping {
+            Some((m, _)) => *self.state.mapping(m),
+            None => s.mapping(),
+        };
         let last_active = self.last_activity(&s, m.proto, now);
         self.emit_session(
             EventKind::SessionEnded,
@@ -856,7 +864,7 @@ impl<S: EventSink> Engine<S> {
             return;
         };
         sub.sessions -= 1;
-        if mapping_idle {
+        if let Some((mapping, true)) = mapping {
             self.state.remove_mapping(mapping);
             sub.mappings[m.proto as usize] -= 1;
             let mut block = None;
