@@ -6,11 +6,13 @@
 //! warm-up reads only: the verdicts are exactly those of processing the frames one by one.
 
 use super::event::EventSink;
-use super::translate::Established;
 use super::{Engine, Side, Verdict};
 
-/// Most frames warmed up at once (the hardware overlaps about this many misses).
+/// Most frames classified at once.
 pub const MAX_BATCH: usize = 64;
+/// Frames between the prefetch of a frame's bucket and of its session, and between that
+/// and its processing.
+const AHEAD: usize = 8;
 
 /// A batch of frames, each a buffer (with room after the frame for a longer reply) and
 /// the frame's length. Slices implement it; the dataplane implements it over its UMEM.
@@ -45,33 +47,29 @@ impl<S: EventSink> Engine<S> {
         for start in (0..n).step_by(MAX_BATCH) {
             let end = (start + MAX_BATCH).min(n);
             let batch = &mut classified[..end - start];
-            self.warm_up(frames, start, batch, from);
-            for (i, fast) in (start..end).zip(batch.iter()) {
-                let (buf, len) = frames.frame(i);
+            for (i, c) in batch.iter_mut().enumerate() {
+                let (buf, len) = frames.frame(start + i);
+                *c = self.classify(buf, len.min(buf.len()), from);
+            }
+            // A software pipeline: frame i's bucket is prefetched 2 × AHEAD frames before it
+            // is processed and its session AHEAD frames before, so about 2 × AHEAD misses are
+            // in flight at once — what the core can track; prefetching a whole batch at once
+            // issued more than that, and the surplus came back late or not at all.
+            for step in 0..batch.len() + 2 * AHEAD {
+                if let Some(Some(e)) = batch.get(step) {
+                    self.state.prefetch_flow_bucket(e.slot());
+                }
+                if let Some(Some(e)) = step.checked_sub(AHEAD).and_then(|i| batch.get(i)) {
+                    self.state.prefetch_flow_sessions(e.slot());
+                }
+                let Some(i) = step.checked_sub(2 * AHEAD).filter(|&i| i < batch.len()) else {
+                    continue;
+                };
+                let (buf, len) = frames.frame(start + i);
                 let len = len.min(buf.len());
-                verdicts[i] = self.process_classified(buf, len, from, now_ns, fast.as_ref());
+                verdicts[start + i] =
+                    self.process_classified(buf, len, from, now_ns, batch[i].as_ref());
             }
-        }
-    }
-
-    /// Classifies the frames from `start` on, prefetching each fast-path frame's flow table
-    /// bucket; then prefetches the sessions those buckets hold under the frames' tags.
-    fn warm_up<F: Frames + ?Sized>(
-        &self,
-        frames: &mut F,
-        start: usize,
-        classified: &mut [Option<Established>],
-        from: Side,
-    ) {
-        for (i, c) in classified.iter_mut().enumerate() {
-            let (buf, len) = frames.frame(start + i);
-            *c = self.classify(buf, len.min(buf.len()), from);
-            if let Some(e) = c {
-                self.state.prefetch_flow_bucket(e.slot());
-            }
-        }
-        for e in classified.iter().flatten() {
-            self.state.prefetch_flow_sessions(e.slot());
         }
     }
 }
