@@ -24,16 +24,9 @@ impl<S: EventSink> Engine<S> {
         from: Side,
         now: u64,
     ) -> Step {
-        let key = FragmentKey {
-            src: ip.src,
-            dst: ip.dst,
-            ident: ip.ident,
-            protocol: ip.protocol,
-            from,
-        };
         let new_addr = self
             .fragments
-            .lookup(&key, now)
+            .lookup(&fragment_key(&ip, from), now)
             .ok_or(DropReason::FragmentOutOfOrder)?;
         let (which, to) = match from {
             Side::Inside => (Endpoint::Source, Side::Outside),
@@ -53,15 +46,8 @@ impl<S: EventSink> Engine<S> {
         new_addr: u32,
         now: u64,
     ) -> Result<(), DropReason> {
-        let key = FragmentKey {
-            src: ip.src,
-            dst: ip.dst,
-            ident: ip.ident,
-            protocol: ip.protocol,
-            from,
-        };
         self.fragments
-            .remember(key, new_addr, now)
+            .remember(fragment_key(ip, from), new_addr, now)
             .map_err(|_| DropReason::FragmentTableFull)
     }
 
@@ -193,4 +179,15 @@ fn build_time_exceeded(buf: &mut [u8], ip: &IpInfo, source: Ipv4Addr) -> Option<
     message[8..].copy_from_slice(&quote[..quote_len]);
     icmp::Packet::new_unchecked(message).fill_checksum();
     Some(len)
+}
+
+/// What the fragments of one datagram share (RFC 791), and the side they arrive from.
+fn fragment_key(ip: &IpInfo, from: Side) -> FragmentKey {
+    FragmentKey {
+        src: ip.src,
+        dst: ip.dst,
+        ident: ip.ident,
+        protocol: ip.protocol,
+        from,
+    }
 }
