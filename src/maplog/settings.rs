@@ -45,16 +45,11 @@ impl LogSettings {
             retention_ns: l.retention.map(|r| r.as_nanos() as u64),
             policy: l.on_backpressure,
             direct_io: l.direct_io,
-            codec: Codec::Zstd,
-            block_records: 8192,
-            batch_records: 1024,
-            batches_per_worker: 64,
-            record_time_only: false,
-            config_text: None,
             seed: match cfg.allocation.seed {
                 Some(_) => SeedOrigin::Config,
                 None => SeedOrigin::Random,
             },
+            ..LogSettings::defaults(dir)
         }
     }
 }
