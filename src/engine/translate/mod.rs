@@ -28,6 +28,10 @@ use parse::{
     parse_transport, remote_port,
 };
 
+/// Whether the fast path already probed the flow table for this frame's flow, and missed.
+#[derive(Debug, Clone, Copy)]
+struct Probed(bool);
+
 impl<S: EventSink> Engine<S> {
     /// Translates one Ethernet frame of `len` bytes, in place, received from `from` at
     /// `now_ns`. `buf` may be longer than the frame: a generated reply may use the room.
@@ -51,10 +55,11 @@ impl<S: EventSink> Engine<S> {
             Side::Inside => Activity::RxInside,
             Side::Outside => Activity::RxOutside,
         });
-        let verdict = match fast.and_then(|f| self.established(buf, f, now)) {
-            Some(verdict) => verdict,
-            None => self
-                .translate_frame(buf, len, from, now)
+        // A classified frame whose flow the fast path missed needs no second probe.
+        let verdict = match fast.map(|f| self.established(buf, f, now)) {
+            Some(Some(verdict)) => verdict,
+            missed => self
+                .translate_frame(buf, len, from, now, Probed(missed.is_some()))
                 .unwrap_or_else(Verdict::Drop),
         };
         self.count_outcome(verdict);
@@ -79,7 +84,14 @@ impl<S: EventSink> Engine<S> {
         }
     }
 
-    fn translate_frame(&mut self, buf: &mut [u8], len: usize, from: Side, now: u64) -> Step {
+    fn translate_frame(
+        &mut self,
+        buf: &mut [u8],
+        len: usize,
+        from: Side,
+        now: u64,
+        probed: Probed,
+    ) -> Step {
         let l2 = ethernet::parse_l2(&buf[..len])?;
         if l2.ethertype != ethernet::EtherType::IPV4 {
             return Ok(Verdict::ToKernel); // ARP, IPv6 and the rest belong to the host
@@ -93,8 +105,8 @@ impl<S: EventSink> Engine<S> {
             return Err(DropReason::NotUnicast);
         }
         match from {
-            Side::Inside => self.outbound(buf, ip, now),
-            Side::Outside => self.inbound(buf, ip, now, false),
+            Side::Inside => self.outbound(buf, ip, now, probed),
+            Side::Outside => self.inbound(buf, ip, now, false, probed),
         }
     }
 
@@ -103,7 +115,7 @@ impl<S: EventSink> Engine<S> {
         self.settings.inside_address == Some(ip) || self.settings.outside_address == Some(ip)
     }
 
-    fn outbound(&mut self, buf: &mut [u8], ip: IpInfo, now: u64) -> Step {
+    fn outbound(&mut self, buf: &mut [u8], ip: IpInfo, now: u64, probed: Probed) -> Step {
         let src = Ipv4Addr::from(ip.src);
         if !in_prefixes(&self.settings.subscribers, src) {
             return Err(DropReason::SourceNotSubscriber);
@@ -128,7 +140,7 @@ impl<S: EventSink> Engine<S> {
             Transport::Flow(flow) => flow,
             Transport::IcmpError => return self.translate_icmp_error(buf, ip, Side::Inside),
         };
-        let session = self.outbound_session(&ip, flow, now)?;
+        let session = self.outbound_session(&ip, flow, now, probed)?;
         let s = *self.state.session(session);
         if ip.more_frags {
             self.remember_fragment(&ip, Side::Inside, s.public_ip, now)?;
@@ -140,7 +152,7 @@ impl<S: EventSink> Engine<S> {
             // TTL, here or on the worker that owns the peer's mapping.
             self.counters.count(Activity::Hairpinned);
             let turned = parse_ip(buf, ip.l3)?;
-            return self.inbound(buf, turned, now, true);
+            return self.inbound(buf, turned, now, true, Probed(false));
         }
         decrement_ttl(pkt);
         Ok(Verdict::Forward(Side::Outside))
@@ -148,7 +160,14 @@ impl<S: EventSink> Engine<S> {
 
     /// `hairpin`: the packet came from a subscriber and was just translated outbound; its
     /// TTL was already checked (but not decremented).
-    fn inbound(&mut self, buf: &mut [u8], ip: IpInfo, now: u64, hairpin: bool) -> Step {
+    fn inbound(
+        &mut self,
+        buf: &mut [u8],
+        ip: IpInfo,
+        now: u64,
+        hairpin: bool,
+        probed: Probed,
+    ) -> Step {
         if !in_prefixes(&self.settings.public, Ipv4Addr::from(ip.dst)) {
             return Err(DropReason::NotInPool);
         }
@@ -162,7 +181,7 @@ impl<S: EventSink> Engine<S> {
             Transport::Flow(flow) => flow,
             Transport::IcmpError => return self.translate_icmp_error(buf, ip, Side::Outside),
         };
-        let Some(session) = self.inbound_session(&ip, flow, now)? else {
+        let Some(session) = self.inbound_session(&ip, flow, now, probed)? else {
             return self.owned_elsewhere_or(ip.dst, flow.dst_port, DropReason::NoMapping);
         };
         let s = *self.state.session(session);
@@ -182,9 +201,10 @@ impl<S: EventSink> Engine<S> {
         ip: &IpInfo,
         flow: Flow,
         now: u64,
+        probed: Probed,
     ) -> Result<Option<u32>, DropReason> {
         let remote = remote_port(flow.proto, flow.src_port);
-        if self.lookup == Lookup::OneProbe {
+        if self.lookup == Lookup::OneProbe && !probed.0 {
             let key = flow_key(
                 flow.proto,
                 Side::Outside,
@@ -262,7 +282,13 @@ impl<S: EventSink> Engine<S> {
         Err(reason)
     }
 
-    fn outbound_session(&mut self, ip: &IpInfo, flow: Flow, now: u64) -> Result<u32, DropReason> {
+    fn outbound_session(
+        &mut self,
+        ip: &IpInfo,
+        flow: Flow,
+        now: u64,
+        probed: Probed,
+    ) -> Result<u32, DropReason> {
         let (proto, sport, dport) = (flow.proto, flow.src_port, flow.dst_port);
         let owner = FlowOwner {
             proto,
@@ -271,7 +297,7 @@ impl<S: EventSink> Engine<S> {
             dest_port: dport,
         };
         let remote = remote_port(proto, dport);
-        if self.lookup == Lookup::OneProbe {
+        if self.lookup == Lookup::OneProbe && !probed.0 {
             let key = flow_key(proto, Side::Inside, (ip.src, sport), (ip.dst, remote));
             if let Some(session) = self.state.find_flow(&key) {
                 self.touch(session, flow, Side::Inside, now);
