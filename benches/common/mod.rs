@@ -4,6 +4,8 @@
 
 #![allow(dead_code)] // each bench uses its own part of this module
 
+pub mod traffic;
+
 use std::net::Ipv4Addr;
 
 use tracenat::config::Config;
