@@ -15,9 +15,11 @@ set -euo pipefail
 # `tracenat lab up --dhcp` runs a real DHCP server (kea-dhcp4-server) in the access
 # namespace and a real client (dhclient, isc-dhcp-client) in every subscriber's; the
 # RADIUS tests send accounting with radclient (freeradius-utils). Kea's service, like
-# nginx's, must not start on the host.
+# nginx's, must not start on the host. The export tests hand IPFIX to a real collector
+# (nfdump's nfcapd, read back with nfdump) and syslog to a real rsyslogd, each started by the
+# test on loopback ports with its own files; neither service starts on the host.
 PACKAGES=(tshark iproute2 gcc libc6-dev ethtool procps iputils-ping curl nginx nftables conntrack python3
-  iperf3 kea-dhcp4-server isc-dhcp-client freeradius-utils)
+  iperf3 kea-dhcp4-server isc-dhcp-client freeradius-utils nfdump rsyslog)
 
 missing=()
 for p in "${PACKAGES[@]}"; do
@@ -31,7 +33,7 @@ if ((${#missing[@]})); then
   echo "wireshark-common wireshark-common/install-setuid boolean false" | debconf-set-selections
   echo "iperf3 iperf3/start_daemon boolean false" | debconf-set-selections
   apt-get update -qq
-  # nginx, Kea and iperf3 run only inside the lab's namespaces: Debian's maintainer scripts must
+  # nginx, Kea, iperf3, nfcapd and rsyslogd run only inside the lab's namespaces: Debian's maintainer scripts must
   # not start their services on the host. policy-rc.d answering 101 forbids starting services for the
   # install, and is removed after unless it was there before.
   policy=/usr/sbin/policy-rc.d

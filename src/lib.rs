@@ -9,6 +9,7 @@ pub mod config;
 pub mod dataplane;
 pub mod demo;
 pub mod engine;
+pub mod export;
 pub mod fuzzing;
 pub mod generator;
 pub mod identity;

@@ -67,6 +67,9 @@ pub enum LogCommand {
     Stats(StatsCommand),
     /// Check every CRC and the hash chain; names the first bad block and exits 5.
     Verify(DirArg),
+    /// Export events for a time range as IPFIX (RFC 8158) or syslog (RFC 5424): into a
+    /// file, or to collectors.
+    Export(super::export::ExportCommand),
 }
 
 #[derive(Debug, Args)]

@@ -36,6 +36,7 @@ pub fn run(command: LogCommand) -> Result<ExitCode, Failure> {
         LogCommand::Decode(c) => decode(c),
         LogCommand::Stats(c) => stats(c),
         LogCommand::Verify(c) => verify(c),
+        LogCommand::Export(c) => super::export::run(c),
     }
 }
 
@@ -43,7 +44,7 @@ fn usage(what: &str, text: &str, why: impl std::fmt::Display) -> Failure {
     Failure::Usage(format!("{what} {text:?}: {why}"))
 }
 
-fn open(dir: &DirArg) -> Result<LogDir, Failure> {
+pub(super) fn open(dir: &DirArg) -> Result<LogDir, Failure> {
     LogDir::open(&dir.dir).map_err(Failure::Reader)
 }
 
@@ -78,7 +79,7 @@ fn duration_ns(what: &str, text: &str) -> Result<u64, Failure> {
         .map_err(|e| usage(what, text, e))
 }
 
-fn time(what: &str, text: &str) -> Result<u64, Failure> {
+pub(super) fn time(what: &str, text: &str) -> Result<u64, Failure> {
     parse_time(text).map_err(|e| usage(what, text, e))
 }
 

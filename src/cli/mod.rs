@@ -3,6 +3,7 @@
 mod args;
 mod commands;
 mod demo;
+mod export;
 mod generate;
 mod identity;
 mod lab;

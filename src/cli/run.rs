@@ -138,6 +138,26 @@ fn print_report(r: &RunReport) {
             i.stored, i.repeats, i.open
         );
     }
+    for (name, tally) in &r.export {
+        println!(
+            "export {name}: {} records sent in {} messages ({} bytes), {} lost{}",
+            tally.sent,
+            tally.messages,
+            tally.bytes,
+            tally.lost,
+            tally
+                .last_error
+                .as_deref()
+                .map(|e| format!("; last error: {e}"))
+                .unwrap_or_default()
+        );
+    }
+    if !r.export.is_empty() {
+        println!(
+            "export: {} records dropped because export could not keep up (the log has them)",
+            r.export_dropped
+        );
+    }
     let leaked: isize = r.leaked_frames.iter().sum();
     println!("UMEM frames unaccounted for at exit: {leaked}");
 }

@@ -235,6 +235,7 @@ pub struct Config {
     pub logging: Logging,
     pub dataplane: Dataplane,
     pub identity: IdentityConfig,
+    pub export: ExportConfig,
 }
 
 // ---------------------------------------------------------------------------
@@ -510,11 +511,13 @@ impl fmt::Display for Ipv4Prefix {
     }
 }
 
+pub mod export;
 pub mod identity;
 mod raw;
 mod summary;
 mod validate;
 
+pub use export::ExportConfig;
 pub use identity::{IdentityConfig, RadiusClient, RadiusConfig};
 pub use validate::parse_mac;
 #[cfg(test)]

@@ -19,6 +19,7 @@ pub struct File {
     pub logging: Logging,
     pub dataplane: Dataplane,
     pub identity: Identity,
+    pub export: Export,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -195,4 +196,15 @@ pub struct Dhcp {
     pub kea_lease_file: Option<String>,
     pub isc_lease_file: Option<String>,
     pub poll_interval: Option<DurationValue>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(default, deny_unknown_fields, rename_all = "kebab-case")]
+pub struct Export {
+    pub ipfix: Vec<String>,
+    pub syslog: Vec<String>,
+    pub observation_domain: Option<i64>,
+    pub template_refresh: Option<DurationValue>,
+    pub hostname: Option<String>,
+    pub facility: Option<String>,
 }

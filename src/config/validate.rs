@@ -33,6 +33,7 @@ pub(super) fn build(raw: raw::File) -> Result<Config, ConfigError> {
         logging: logging(raw.logging)?,
         dataplane: dataplane(raw.dataplane)?,
         identity: super::identity::identity(raw.identity)?,
+        export: super::export::export(raw.export)?,
     };
     check_deterministic_capacity(&config)?;
     check_log_volume(&config)?;

@@ -344,7 +344,7 @@ pub fn serve(
     stats: Vec<Arc<WorkerStats>>,
     rings: Arc<Rings>,
     log: Arc<LogStats>,
-    identity: Option<Extra>,
+    extras: Vec<Extra>,
 ) -> std::io::Result<Server> {
     let addr = listener.local_addr()?;
     let stop = Arc::new(AtomicBool::new(false));
@@ -358,7 +358,7 @@ pub fn serve(
                 }
                 if let Ok(stream) = stream {
                     let mut body = Snapshot::take(&stats, &rings, Some(&log)).prometheus();
-                    if let Some(extra) = &identity {
+                    for extra in &extras {
                         body.push_str(&extra());
                     }
                     let _ = answer(stream, &body);

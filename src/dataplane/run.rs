@@ -24,6 +24,7 @@ use crate::config::Config;
 use crate::engine::ports::RestingRange;
 use crate::engine::ports::{self, Ownership, SubscriberSteering};
 use crate::engine::{Engine, Side};
+use crate::export::{self, live::LiveExporter, output::Tally};
 use crate::maplog::clock::wall_clock_ns;
 use crate::maplog::runs::PreviousRun;
 use crate::maplog::writer::{LogSettings, MapLog, Producer, WriterReport};
@@ -70,6 +71,10 @@ pub struct RunReport {
     pub ended_at_stop: usize,
     /// What the identity sources stored (`None`: none configured).
     pub identity: Option<IdentityReport>,
+    /// Live export, per collector: records sent and lost (empty: none configured).
+    pub export: Vec<(String, Tally)>,
+    /// Records live export dropped because it could not keep up (the log has them).
+    pub export_dropped: u64,
 }
 
 /// The pieces that must outlive the workers: XDP programs stay attached until dropped.
@@ -117,8 +122,13 @@ pub fn run(
     };
     let mut settings = LogSettings::from_config(config, &log_dir);
     settings.config_text = config_text;
-    let (maplog, producers) =
-        MapLog::start(settings.clone(), config.workers.count, wall_clock_ns())?;
+    let exporter = start_export(config)?;
+    let (maplog, producers) = MapLog::start_tapped(
+        settings.clone(),
+        config.workers.count,
+        wall_clock_ns(),
+        exporter.as_ref().map(LiveExporter::tap),
+    )?;
     let identity = IdentitySources::start(config, &settings).map_err(RunError::Setup)?;
     let previous_run = maplog.previous_run().cloned();
     on_start(previous_run.as_ref());
@@ -128,13 +138,19 @@ pub fn run(
     let (mut running, steering) = start(config, options, producers, &resting, &worker_stop)?;
     running.started.previous_run = previous_run;
     // Serving metrics is best effort: the NAT keeps translating (and logging) without it.
+    let extras = identity
+        .as_ref()
+        .map(|i| i.metrics())
+        .into_iter()
+        .chain(exporter.as_ref().map(export_metrics))
+        .collect();
     let metrics_server = metrics_listener.and_then(|listener| {
         metrics::serve(
             listener,
             running.stats.clone(),
             running.rings.clone(),
             maplog.stats_handle(),
-            identity.as_ref().map(|i| i.metrics()),
+            extras,
         )
         .inspect_err(|e| eprintln!("tracenat: metrics not served: {e}"))
         .ok()
@@ -166,6 +182,11 @@ pub fn run(
     }
     let snapshot = Snapshot::take(&running.stats, &running.rings, Some(maplog.stats()));
     let log = maplog.close_stopped(stop_ns)?;
+    // After the log is closed every record has been offered to export.
+    let export_dropped = exporter.as_ref().map_or(0, |x| {
+        x.counters().dropped_queue_full.load(Ordering::Relaxed)
+    });
+    let export = exporter.map(LiveExporter::stop).unwrap_or_default();
     drop(metrics_server);
     let identity = identity
         .map(IdentitySources::stop)
@@ -192,7 +213,27 @@ pub fn run(
         leaked_frames,
         ended_at_stop,
         identity,
+        export,
+        export_dropped,
     })
+}
+
+/// The live exporter, when the config names collectors (started before the log, whose
+/// writer feeds it).
+fn start_export(config: &Config) -> Result<Option<LiveExporter>, RunError> {
+    if config.export.is_empty() {
+        return Ok(None);
+    }
+    let outputs = export::live::outputs(&config.export)
+        .map_err(|e| setup(format!("export: cannot open a socket: {e}")))?;
+    LiveExporter::start(outputs, config.export.template_refresh)
+        .map(Some)
+        .map_err(|e| setup(format!("export: cannot start its thread: {e}")))
+}
+
+fn export_metrics(exporter: &LiveExporter) -> metrics::Extra {
+    let counters = exporter.counters();
+    Arc::new(move || counters.prometheus())
 }
 
 /// The config this start runs with: without `allocation.seed`, a fresh seed, so the port

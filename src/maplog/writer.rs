@@ -200,6 +200,13 @@ impl EventSink for Producer {
     }
 }
 
+/// A second consumer of the log's records (live export): called on the writer thread with
+/// every block's event records, in order, right after the block is written. It must not
+/// block: the log waits for it.
+pub trait RecordTap: Send + Sync {
+    fn written(&self, worker: u16, records: &[Record]);
+}
+
 /// The running log: its writer thread and counters.
 pub struct MapLog {
     shared: Arc<Shared>,
@@ -228,6 +235,16 @@ impl MapLog {
         workers: u16,
         now_ns: u64,
     ) -> Result<(MapLog, Vec<Producer>), LogError> {
+        MapLog::start_tapped(settings, workers, now_ns, None)
+    }
+
+    /// [`MapLog::start`], with `tap` given every block's records once written.
+    pub fn start_tapped(
+        settings: LogSettings,
+        workers: u16,
+        now_ns: u64,
+        tap: Option<Arc<dyn RecordTap>>,
+    ) -> Result<(MapLog, Vec<Producer>), LogError> {
         dir::prepare(&settings.dir).map_err(io_err(&settings.dir))?;
         if let Some(text) = &settings.config_text {
             dir::store_config(&settings.dir, now_ns, text).map_err(io_err(&settings.dir))?;
@@ -253,6 +270,7 @@ impl MapLog {
                 to_writer.clone(),
                 free.clone(),
                 oldest_held.clone(),
+                tap.clone(),
                 &mut recovered,
             )?);
             producers.push(Producer {
@@ -551,6 +569,8 @@ struct WorkerLog {
     live: LiveSet,
     /// Re-used record of the live-set changes of the block being written.
     journal: Vec<Undo>,
+    worker: u16,
+    tap: Option<Arc<dyn RecordTap>>,
 }
 
 impl WorkerLog {
@@ -560,6 +580,7 @@ impl WorkerLog {
         to_writer: Arc<ArrayQueue<Vec<Record>>>,
         free: Arc<ArrayQueue<Vec<Record>>>,
         producer_oldest: Arc<AtomicU64>,
+        tap: Option<Arc<dyn RecordTap>>,
         recovered: &mut Vec<String>,
     ) -> Result<WorkerLog, LogError> {
         let dir = dir::worker_dir(&settings.dir, worker);
@@ -574,6 +595,8 @@ impl WorkerLog {
             written_through_ns: 0,
             live: LiveSet::default(),
             journal: Vec::new(),
+            worker,
+            tap,
         })
     }
 
@@ -666,6 +689,9 @@ impl WorkerLog {
         let newest = pending.iter().map(|r| r.ts_ns).max().unwrap_or(0);
         self.written_through_ns = self.written_through_ns.max(newest);
         LogStats::add(&stats.records_written, pending.len() as u64);
+        if let Some(tap) = &self.tap {
+            tap.written(self.worker, &pending);
+        }
         self.pending = pending;
         self.pending.clear();
         if rotate {

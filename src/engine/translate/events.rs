@@ -14,12 +14,14 @@ pub(super) struct FlowOwner {
 }
 
 impl<S: EventSink> Engine<S> {
+    #[allow(clippy::too_many_arguments)] // the event's fields, named at the call
     pub(super) fn refuse(
         &mut self,
         kind: EventKind,
         reason: DropReason,
         owner: &FlowOwner,
         remote: u32,
+        exhausted_public_ip: u32,
         now: u64,
     ) -> DropReason {
         if self.sink.has_room(1) {
@@ -30,7 +32,8 @@ impl<S: EventSink> Engine<S> {
                 protocol: owner.proto.ip_protocol(),
                 inside_ip: owner.inside_ip,
                 inside_port: owner.inside_port,
-                public_ip: 0,
+                // The address whose ports ran out, when one did (0 when none was paired).
+                public_ip: exhausted_public_ip,
                 public_port: 0,
                 dest_ip: remote,
                 dest_port: owner.dest_port,

@@ -344,6 +344,7 @@ impl<S: EventSink> Engine<S> {
                 DropReason::SubscriberSessionLimit,
                 owner,
                 remote,
+                0,
                 now,
             ));
         }
@@ -374,11 +375,13 @@ impl<S: EventSink> Engine<S> {
                 },
                 Err(AllocError::NotOwner) => return Err(DropReason::NotOwner),
                 Err(_) => {
+                    // No address could be paired: the pool, not one address, ran out.
                     return Err(self.refuse(
                         EventKind::RefusedPortsExhausted,
                         DropReason::PortsExhausted,
                         owner,
                         remote,
+                        0,
                         now,
                     ));
                 }
@@ -412,6 +415,7 @@ impl<S: EventSink> Engine<S> {
                         DropReason::PortsExhausted,
                         owner,
                         remote,
+                        u32::from(self.ports.address(sub.pairing.pool)),
                         now,
                     ),
                     AllocError::SubscriberLimit => self.refuse(
@@ -419,6 +423,7 @@ impl<S: EventSink> Engine<S> {
                         DropReason::SubscriberPortLimit,
                         owner,
                         remote,
+                        0,
                         now,
                     ),
                     AllocError::NotOwner => DropReason::NotOwner,

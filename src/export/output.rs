@@ -1,0 +1,145 @@
+//! One export destination: events in, framed messages out, every record counted as sent
+//! or lost. Live export and `tracenat log export` drive the same [`Output`].
+
+use std::collections::BTreeMap;
+use std::io;
+
+use super::event::ExportEvent;
+use super::ipfix::{Finished, IpfixStream};
+use super::sender::Sender;
+use super::syslog::{self, SyslogFormat};
+
+/// The largest IPFIX message sent over UDP: a 1500-byte MTU less IPv4 and UDP headers,
+/// with room for tunnels on the way.
+pub const UDP_MAX_MESSAGE: usize = 1400;
+
+#[derive(Debug, Clone)]
+pub enum Format {
+    /// IPFIX; observation domain = `domain_base + worker`.
+    Ipfix {
+        domain_base: u32,
+    },
+    Syslog(SyslogFormat),
+}
+
+/// Records sent and lost, and the last error, for one destination.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Tally {
+    pub sent: u64,
+    pub lost: u64,
+    pub messages: u64,
+    pub bytes: u64,
+    pub last_error: Option<String>,
+}
+
+pub struct Output {
+    pub name: String,
+    format: Format,
+    sender: Sender,
+    /// IPFIX: one stream per observation domain, opened at its first event.
+    streams: BTreeMap<u32, IpfixStream>,
+    pub tally: Tally,
+}
+
+impl Output {
+    pub fn new(name: String, format: Format, sender: Sender) -> Output {
+        Output {
+            name,
+            format,
+            sender,
+            streams: BTreeMap::new(),
+            tally: Tally::default(),
+        }
+    }
+
+    /// Formats and sends one event (IPFIX packs events into messages: sent when full or
+    /// at [`Output::flush`]).
+    pub fn export(&mut self, e: &ExportEvent, now_secs: u32) {
+        match &self.format {
+            Format::Syslog(format) => {
+                let message = format.message(e);
+                let framed = match &self.sender {
+                    Sender::Udp { .. } => message.into_bytes(),
+                    Sender::Tcp { .. } => syslog::octet_counted(&message),
+                    Sender::File { .. } => {
+                        let mut line = message.into_bytes();
+                        line.push(b'\n');
+                        line
+                    }
+                };
+                self.send(&framed, 1);
+            }
+            Format::Ipfix { domain_base } => {
+                let domain = domain_base.wrapping_add(u32::from(e.worker));
+                let datagram = self.sender.is_datagram();
+                let mut opened = None;
+                let stream = self.streams.entry(domain).or_insert_with(|| {
+                    let max = if datagram {
+                        UDP_MAX_MESSAGE
+                    } else {
+                        super::ipfix::MAX_MESSAGE
+                    };
+                    let stream = IpfixStream::new(domain, max);
+                    opened = Some(stream.templates(now_secs));
+                    stream
+                });
+                let finished = stream.push(e, now_secs);
+                if let Some(templates) = opened {
+                    self.send(&templates, 0);
+                }
+                if let Some(Finished { bytes, records }) = finished {
+                    self.send(&bytes, records);
+                }
+            }
+        }
+    }
+
+    /// Sends every message still being built, and flushes a file.
+    pub fn flush(&mut self, now_secs: u32) {
+        let finished: Vec<Finished> = self
+            .streams
+            .values_mut()
+            .filter_map(|s| s.finish(now_secs))
+            .collect();
+        for f in finished {
+            self.send(&f.bytes, f.records);
+        }
+        if let Err(e) = self.sender.flush() {
+            self.note_error(&e);
+        }
+    }
+
+    /// IPFIX over UDP: templates again, for collectors that started after this exporter
+    /// or lost them (RFC 7011 section 8.4).
+    pub fn refresh_templates(&mut self, now_secs: u32) {
+        if !self.sender.is_datagram() {
+            return;
+        }
+        let templates: Vec<Vec<u8>> = self
+            .streams
+            .values()
+            .map(|s| s.templates(now_secs))
+            .collect();
+        for t in templates {
+            self.send(&t, 0);
+        }
+    }
+
+    fn send(&mut self, message: &[u8], records: u32) {
+        match self.sender.send(message) {
+            Ok(()) => {
+                self.tally.sent += u64::from(records);
+                self.tally.messages += 1;
+                self.tally.bytes += message.len() as u64;
+            }
+            Err(e) => {
+                self.tally.lost += u64::from(records);
+                self.note_error(&e);
+            }
+        }
+    }
+
+    fn note_error(&mut self, e: &io::Error) {
+        self.tally.last_error = Some(format!("{}: {e}", self.name));
+    }
+}
