@@ -2,7 +2,9 @@
 //!
 //! Data flows one way through the modules:
 //! `wire` (zero-copy packet views) → `engine` (translation, ports, timers, events)
-//! → `replay` / dataplane (drivers that feed packets and a clock) → mapping log → reader.
+//! → `replay` / dataplane (drivers that feed packets and a clock) → mapping log → reader
+//! → `export` (IPFIX and syslog; live, the log's writer feeds it through `RecordTap`, a
+//! trait the log defines, so the log never imports it).
 //! `config` is read once at start-up and turned into the engine's typed settings.
 
 pub mod config;

@@ -467,3 +467,207 @@ fn restarts_after_sigterm_and_sigkill_keep_every_request_traced_to_its_sender() 
         );
     }
 }
+
+/// A collector started inside the NAT's namespace (where `tracenat run` sends its export
+/// to loopback), stopped with SIGTERM so it writes out what it holds.
+struct Collector(std::process::Child);
+
+impl Collector {
+    fn start(program: &str, args: &[&str]) -> Collector {
+        Collector(
+            std::process::Command::new("ip")
+                .args(["netns", "exec", topology::NAT_NS, program])
+                .args(args)
+                .stdout(std::process::Stdio::null())
+                .stderr(std::process::Stdio::null())
+                .spawn()
+                .unwrap_or_else(|e| panic!("start {program} (scripts/setup.sh installs it): {e}")),
+        )
+    }
+
+    /// `ip netns exec` execs the program, so the pid is the collector's.
+    fn stop(mut self) {
+        // SAFETY: signalling our own child, not yet waited for.
+        unsafe { libc::kill(self.0.id() as i32, libc::SIGTERM) };
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while self.0.try_wait().ok().flatten().is_none() {
+            assert!(Instant::now() < deadline, "collector did not stop");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+}
+
+impl Drop for Collector {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn wait_in_nat_ns(what: &str, probe: fn() -> bool) {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !in_namespace(topology::NAT_NS, move || Ok(probe())).unwrap_or(false) {
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+const IPFIX_PORT: u16 = 4739;
+const SYSLOG_PORT: u16 = 6514;
+
+#[test]
+fn live_export_reaches_nfcapd_and_rsyslogd_with_every_logged_event() {
+    let Some(lab) = Lab::up("export", 1, 2) else {
+        return;
+    };
+    let config = lab.dir.join("tracenat.toml");
+    let mut toml = std::fs::read_to_string(&config).unwrap();
+    toml.push_str(&format!(
+        "\n[export]\nipfix = [\"127.0.0.1:{IPFIX_PORT}\"]\nsyslog = [\"tcp://127.0.0.1:{SYSLOG_PORT}\"]\nhostname = \"lab-nat\"\n"
+    ));
+    std::fs::write(&config, toml).unwrap();
+    let nfcapd_dir = lab.dir.join("nfcapd");
+    std::fs::create_dir_all(&nfcapd_dir).unwrap();
+    let nfcapd = Collector::start(
+        "nfcapd",
+        &[
+            "-b",
+            "127.0.0.1",
+            "-p",
+            &IPFIX_PORT.to_string(),
+            "-w",
+            nfcapd_dir.to_str().unwrap(),
+            "-t",
+            "3600",
+            "-B",
+            "8000000",
+        ],
+    );
+    let syslog_file = lab.dir.join("syslog.log");
+    let conf = lab.dir.join("rsyslog.conf");
+    std::fs::write(
+        &conf,
+        format!(
+            "global(workDirectory=\"{}\")\nmodule(load=\"imtcp\")\ntemplate(name=\"raw\" type=\"string\" string=\"%rawmsg%\\n\")\nruleset(name=\"nat\") {{ action(type=\"omfile\" file=\"{}\" template=\"raw\") }}\ninput(type=\"imtcp\" address=\"127.0.0.1\" port=\"{SYSLOG_PORT}\" ruleset=\"nat\")\n",
+            lab.dir.display(),
+            syslog_file.display()
+        ),
+    )
+    .unwrap();
+    let pid = lab.dir.join("rsyslogd.pid");
+    let rsyslogd = Collector::start(
+        "rsyslogd",
+        &[
+            "-n",
+            "-f",
+            conf.to_str().unwrap(),
+            "-i",
+            pid.to_str().unwrap(),
+        ],
+    );
+    wait_in_nat_ns("nfcapd", || {
+        UdpSocket::bind(("127.0.0.1", IPFIX_PORT)).is_err()
+    });
+    wait_in_nat_ns("rsyslogd", || {
+        std::net::TcpStream::connect(("127.0.0.1", SYSLOG_PORT)).is_ok()
+    });
+    let _servers = demo::start_servers(&exe(), &lab.dir).unwrap();
+    let nat = lab.nat();
+    // Two subscribers open new UDP sessions (a new source port each), paced.
+    for i in 1..=2 {
+        in_namespace(&topology::subscriber_ns(i), || {
+            for _ in 0..300 {
+                let socket = UdpSocket::bind((Ipv4Addr::UNSPECIFIED, 0))?;
+                socket.send_to(b"x", echo_server())?;
+                std::thread::sleep(Duration::from_micros(500));
+            }
+            Ok::<_, std::io::Error>(())
+        })
+        .unwrap();
+    }
+    let output = nat.stop().unwrap();
+    let created = records(&lab.dir.join("log"), RecordKind::SessionCreated);
+    let ended = records(&lab.dir.join("log"), RecordKind::SessionEnded);
+    assert!(created.len() >= 500, "{output}");
+    assert_eq!(created.len(), ended.len(), "every session ends at the stop");
+    // Nothing dropped: the counts must match the durable log exactly.
+    assert!(output.contains("export: 0 records dropped"), "{output}");
+    let logged = created.len() + ended.len();
+    for name in [
+        format!("ipfix udp://127.0.0.1:{IPFIX_PORT}"),
+        format!("syslog tcp://127.0.0.1:{SYSLOG_PORT}"),
+    ] {
+        let line = output
+            .lines()
+            .find(|l| l.starts_with(&format!("export {name}:")))
+            .unwrap_or_else(|| panic!("no export line for {name}:\n{output}"));
+        assert!(line.contains(&format!(": {logged} records sent")), "{line}");
+        assert!(line.contains(" 0 lost"), "{line}");
+    }
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let lines = || {
+        std::fs::read_to_string(&syslog_file)
+            .unwrap_or_default()
+            .lines()
+            .count()
+    };
+    while lines() < logged && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    rsyslogd.stop();
+    nfcapd.stop();
+    assert_eq!(lines(), logged, "rsyslogd wrote one line per logged event");
+    let creates_in_syslog: BTreeSet<(String, String)> = std::fs::read_to_string(&syslog_file)
+        .unwrap()
+        .lines()
+        .filter(|l| l.contains(" SESSION_CREATE "))
+        .map(|l| {
+            let text = l.rsplit("] ").next().unwrap();
+            let words: Vec<&str> = text.split_whitespace().collect();
+            (words[4].to_owned(), words[6].to_owned())
+        })
+        .collect();
+    let creates_in_log: BTreeSet<(String, String)> = created
+        .iter()
+        .map(|r| (r.inside().to_string(), r.public().to_string()))
+        .collect();
+    assert_eq!(creates_in_syslog, creates_in_log);
+    let nfdump = std::process::Command::new("nfdump")
+        .env("TZ", "UTC")
+        .arg("-R")
+        .arg(&nfcapd_dir)
+        .args(["-q", "-o", "fmt:%nevt|%sap|%nsap"])
+        .output()
+        .expect("run nfdump");
+    let text = String::from_utf8_lossy(&nfdump.stdout);
+    assert_eq!(
+        text.lines().count(),
+        logged,
+        "nfdump prints every event:\n{text}"
+    );
+    let creates_in_nfdump: BTreeSet<(String, String)> = std::process::Command::new("nfdump")
+        .env("TZ", "UTC")
+        .arg("-R")
+        .arg(&nfcapd_dir)
+        .args(["-q", "-o", "json"])
+        .output()
+        .map(|o| String::from_utf8_lossy(&o.stdout).into_owned())
+        .unwrap()
+        .split("\n}")
+        .filter(|o| o.contains("\"nat_event_id\" : \"4\""))
+        .map(|o| {
+            let field = |k: &str| {
+                o.split(&format!("\"{k}\" : "))
+                    .nth(1)
+                    .and_then(|rest| rest.split([',', '\n']).next())
+                    .map(|v| v.trim().trim_matches('"').to_owned())
+                    .unwrap_or_else(|| panic!("no {k} in {o}"))
+            };
+            (
+                format!("{}:{}", field("src4_addr"), field("src_port")),
+                format!("{}:{}", field("src4_xlt_ip"), field("src_xlt_port")),
+            )
+        })
+        .collect();
+    assert_eq!(creates_in_nfdump, creates_in_log);
+}

@@ -508,3 +508,33 @@ fn syslog_event(line: &str) -> Expected {
         block: get("first").map(|_| (num("first") as u16, num("last") as u16)),
     }
 }
+
+#[test]
+fn a_collector_that_is_down_is_a_clear_error_with_every_lost_event_counted() {
+    let dir = scratch("down");
+    let (log, expected) = write_log(&dir);
+    let port = free_tcp_port();
+    let o = tracenat(&[
+        "log",
+        "export",
+        "--dir",
+        log.to_str().unwrap(),
+        "--syslog",
+        &format!("tcp://127.0.0.1:{port}"),
+        "--rate",
+        "0",
+    ]);
+    assert_eq!(o.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&o.stderr);
+    assert!(
+        stderr.contains(&format!(
+            "0 of {n} events sent in 0 messages (0 bytes), {n} lost",
+            n = expected.len()
+        )),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains("Connection refused") || stderr.contains("not connected"),
+        "{stderr}"
+    );
+}
