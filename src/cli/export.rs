@@ -17,7 +17,7 @@ use tracenat::export::syslog::{SyslogFormat, system_hostname};
 
 use super::args::DirArg;
 use super::commands::Failure;
-use super::log::{open, time};
+use super::log::{open, time_range};
 
 #[derive(Debug, Args)]
 pub struct ExportCommand {
@@ -59,17 +59,7 @@ pub struct ExportCommand {
 }
 
 pub fn run(c: ExportCommand) -> Result<ExitCode, Failure> {
-    let from = c
-        .from
-        .as_deref()
-        .map(|t| time("--from", t))
-        .transpose()?
-        .unwrap_or(0);
-    let to =
-        c.to.as_deref()
-            .map(|t| time("--to", t))
-            .transpose()?
-            .unwrap_or(u64::MAX);
+    let (from, to) = time_range(c.from.as_deref(), c.to.as_deref())?;
     let ipfix = Format::Ipfix {
         domain_base: c.observation_domain,
     };

@@ -79,6 +79,14 @@ fn duration_ns(what: &str, text: &str) -> Result<u64, Failure> {
         .map_err(|e| usage(what, text, e))
 }
 
+/// `--from` and `--to`, open-ended where not given.
+pub(super) fn time_range(from: Option<&str>, to: Option<&str>) -> Result<(u64, u64), Failure> {
+    Ok((
+        from.map(|t| time("--from", t)).transpose()?.unwrap_or(0),
+        to.map(|t| time("--to", t)).transpose()?.unwrap_or(u64::MAX),
+    ))
+}
+
 pub(super) fn time(what: &str, text: &str) -> Result<u64, Failure> {
     parse_time(text).map_err(|e| usage(what, text, e))
 }
@@ -376,17 +384,7 @@ fn decode(c: DecodeCommand) -> Result<ExitCode, Failure> {
         "csv" => DecodeFormat::Csv,
         other => return Err(usage("--format", other, "expected text, json or csv")),
     };
-    let from = c
-        .from
-        .as_deref()
-        .map(|t| time("--from", t))
-        .transpose()?
-        .unwrap_or(0);
-    let to =
-        c.to.as_deref()
-            .map(|t| time("--to", t))
-            .transpose()?
-            .unwrap_or(u64::MAX);
+    let (from, to) = time_range(c.from.as_deref(), c.to.as_deref())?;
     let log = open(&c.dir)?;
     let progress = progress_bar(&log);
     let mut out = BufWriter::new(io::stdout().lock());
