@@ -1,7 +1,5 @@
 //! A mapping-log record as the NAT event an exporter reports (RFC 8158's natEvent).
 
-use std::net::{Ipv4Addr, SocketAddrV4};
-
 use crate::maplog::record::{Record, RecordKind};
 
 /// The IANA natEvent values tracenat reports (IPFIX element 230, RFC 8158 section 4.2).
@@ -68,22 +66,13 @@ impl NatEvent {
     }
 }
 
-/// One event as exported: everything an exporter needs, in host order. Fields that do not
-/// apply to the event are zero.
+/// One event as exported: the log's record, with the natEvent it reports and the worker
+/// (observation domain) it came from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct ExportEvent {
     pub event: NatEvent,
-    pub ts_ns: u64,
     pub worker: u16,
-    pub protocol: u8,
-    pub inside_ip: u32,
-    pub inside_port: u16,
-    pub public_ip: u32,
-    pub public_port: u16,
-    pub dest_ip: u32,
-    pub dest_port: u16,
-    pub block_first: u16,
-    pub block_last: u16,
+    pub record: Record,
 }
 
 impl ExportEvent {
@@ -106,34 +95,16 @@ impl ExportEvent {
         };
         Some(ExportEvent {
             event,
-            ts_ns: r.ts_ns,
             worker,
-            protocol: r.protocol,
-            inside_ip: r.inside_ip,
-            inside_port: r.inside_port,
-            public_ip: r.public_ip,
-            public_port: r.public_port,
-            dest_ip: r.dest_ip,
-            dest_port: r.dest_port,
-            block_first: r.block_first,
-            block_last: r.block_last,
+            record: *r,
         })
     }
 
-    pub fn inside(&self) -> SocketAddrV4 {
-        SocketAddrV4::new(Ipv4Addr::from(self.inside_ip), self.inside_port)
-    }
-    pub fn public(&self) -> SocketAddrV4 {
-        SocketAddrV4::new(Ipv4Addr::from(self.public_ip), self.public_port)
-    }
-    pub fn dest(&self) -> SocketAddrV4 {
-        SocketAddrV4::new(Ipv4Addr::from(self.dest_ip), self.dest_port)
-    }
     pub fn has_dest(&self) -> bool {
-        self.dest_ip != 0
+        self.record.dest_ip != 0
     }
     pub fn ts_ms(&self) -> u64 {
-        self.ts_ns / 1_000_000
+        self.record.ts_ns / 1_000_000
     }
 }
 

@@ -61,20 +61,30 @@ impl Field {
         match self {
             Field::ObservationTimeMilliseconds => out.extend_from_slice(&e.ts_ms().to_be_bytes()),
             Field::NatEvent => out.push(e.event.code()),
-            Field::ProtocolIdentifier => out.push(e.protocol),
-            Field::SourceIpv4Address => out.extend_from_slice(&e.inside_ip.to_be_bytes()),
-            Field::SourceTransportPort => out.extend_from_slice(&e.inside_port.to_be_bytes()),
-            Field::PostNatSourceIpv4Address => out.extend_from_slice(&e.public_ip.to_be_bytes()),
-            Field::PostNaptSourceTransportPort => {
-                out.extend_from_slice(&e.public_port.to_be_bytes())
+            Field::ProtocolIdentifier => out.push(e.record.protocol),
+            Field::SourceIpv4Address => out.extend_from_slice(&e.record.inside_ip.to_be_bytes()),
+            Field::SourceTransportPort => {
+                out.extend_from_slice(&e.record.inside_port.to_be_bytes())
             }
-            Field::DestinationIpv4Address => out.extend_from_slice(&e.dest_ip.to_be_bytes()),
-            Field::DestinationTransportPort => out.extend_from_slice(&e.dest_port.to_be_bytes()),
-            Field::PortRangeStart => out.extend_from_slice(&e.block_first.to_be_bytes()),
-            Field::PortRangeEnd => out.extend_from_slice(&e.block_last.to_be_bytes()),
+            Field::PostNatSourceIpv4Address => {
+                out.extend_from_slice(&e.record.public_ip.to_be_bytes())
+            }
+            Field::PostNaptSourceTransportPort => {
+                out.extend_from_slice(&e.record.public_port.to_be_bytes())
+            }
+            Field::DestinationIpv4Address => out.extend_from_slice(&e.record.dest_ip.to_be_bytes()),
+            Field::DestinationTransportPort => {
+                out.extend_from_slice(&e.record.dest_port.to_be_bytes())
+            }
+            Field::PortRangeStart => out.extend_from_slice(&e.record.block_first.to_be_bytes()),
+            Field::PortRangeEnd => out.extend_from_slice(&e.record.block_last.to_be_bytes()),
             Field::PortRangeStepSize => out.extend_from_slice(&1u16.to_be_bytes()),
             Field::PortRangeNumPorts => {
-                let ports = e.block_last.wrapping_sub(e.block_first).wrapping_add(1);
+                let ports = e
+                    .record
+                    .block_last
+                    .wrapping_sub(e.record.block_first)
+                    .wrapping_add(1);
                 out.extend_from_slice(&ports.to_be_bytes())
             }
             // One pool per box: its id is 0 (RFC 8158 leaves the numbering to the NAT).

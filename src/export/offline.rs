@@ -52,7 +52,7 @@ pub fn export(log: &LogDir, outputs: &mut [Output], options: &OfflineOptions) ->
                 return;
             };
             let now = match options.stamp {
-                Stamp::EventTime => (e.ts_ns / 1_000_000_000) as u32,
+                Stamp::EventTime => (e.record.ts_ns / 1_000_000_000) as u32,
                 Stamp::WallClock => (wall_clock_ns() / 1_000_000_000) as u32,
             };
             newest_secs = newest_secs.max(now);

@@ -38,30 +38,39 @@ impl SyslogFormat {
         let mut m = format!(
             "<{}>1 {} {} {APP_NAME} - {} [{SD_ID} event=\"{}\" worker=\"{}\" proto=\"{}\"",
             self.facility * 8 + severity,
-            TimeDisplay::millis(e.ts_ns),
+            TimeDisplay::millis(e.record.ts_ns),
             self.hostname,
             e.event.msgid(),
             e.event.code(),
             e.worker,
-            e.protocol,
+            e.record.protocol,
         );
         let ip = Ipv4Addr::from;
         // Writing to a String cannot fail.
-        let _ = write!(m, " src=\"{}\"", ip(e.inside_ip));
+        let _ = write!(m, " src=\"{}\"", ip(e.record.inside_ip));
         if e.event.is_session() {
-            let _ = write!(m, " sport=\"{}\"", e.inside_port);
+            let _ = write!(m, " sport=\"{}\"", e.record.inside_port);
         }
-        if e.public_ip != 0 {
-            let _ = write!(m, " xsrc=\"{}\"", ip(e.public_ip));
+        if e.record.public_ip != 0 {
+            let _ = write!(m, " xsrc=\"{}\"", ip(e.record.public_ip));
         }
         if e.event.is_session() {
-            let _ = write!(m, " xsport=\"{}\"", e.public_port);
+            let _ = write!(m, " xsport=\"{}\"", e.record.public_port);
         }
         if e.event.is_session() && e.has_dest() {
-            let _ = write!(m, " dst=\"{}\" dport=\"{}\"", ip(e.dest_ip), e.dest_port);
+            let _ = write!(
+                m,
+                " dst=\"{}\" dport=\"{}\"",
+                ip(e.record.dest_ip),
+                e.record.dest_port
+            );
         }
         if e.event.is_block() {
-            let _ = write!(m, " first=\"{}\" last=\"{}\"", e.block_first, e.block_last);
+            let _ = write!(
+                m,
+                " first=\"{}\" last=\"{}\"",
+                e.record.block_first, e.record.block_last
+            );
         }
         m.push_str("] ");
         m.push_str(&text(e));
@@ -71,7 +80,7 @@ impl SyslogFormat {
 
 /// The human part: what happened, in words an operator greps for.
 fn text(e: &ExportEvent) -> String {
-    let proto = match e.protocol {
+    let proto = match e.record.protocol {
         6 => "tcp",
         17 => "udp",
         1 => "icmp",
@@ -86,11 +95,11 @@ fn text(e: &ExportEvent) -> String {
             };
             let mut t = format!(
                 "NAT44 session {what} {proto} {} -> {}",
-                e.inside(),
-                e.public()
+                e.record.inside(),
+                e.record.public()
             );
             if e.has_dest() {
-                let _ = write!(t, " to {}", e.dest());
+                let _ = write!(t, " to {}", e.record.dest());
             }
             t
         }
@@ -101,23 +110,23 @@ fn text(e: &ExportEvent) -> String {
             } else {
                 "released"
             },
-            Ipv4Addr::from(e.inside_ip),
-            Ipv4Addr::from(e.public_ip),
-            e.block_first,
-            e.block_last
+            Ipv4Addr::from(e.record.inside_ip),
+            Ipv4Addr::from(e.record.public_ip),
+            e.record.block_first,
+            e.record.block_last
         ),
         NatEvent::AddressesExhausted => format!(
             "NAT addresses exhausted: no public address for {} ({proto})",
-            Ipv4Addr::from(e.inside_ip)
+            Ipv4Addr::from(e.record.inside_ip)
         ),
         NatEvent::PortsExhausted => format!(
             "NAT ports exhausted on {} ({proto}), refused {}",
-            Ipv4Addr::from(e.public_ip),
-            Ipv4Addr::from(e.inside_ip)
+            Ipv4Addr::from(e.record.public_ip),
+            Ipv4Addr::from(e.record.inside_ip)
         ),
         NatEvent::QuotaExceeded => format!(
             "quota exceeded: subscriber {} at its limit ({proto})",
-            Ipv4Addr::from(e.inside_ip)
+            Ipv4Addr::from(e.record.inside_ip)
         ),
     }
 }
@@ -147,6 +156,7 @@ pub fn system_hostname() -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::maplog::record::{Record, RecordKind};
 
     fn format() -> SyslogFormat {
         SyslogFormat {
@@ -155,11 +165,10 @@ mod tests {
         }
     }
 
-    fn create() -> ExportEvent {
-        ExportEvent {
-            event: NatEvent::SessionCreate,
+    fn record(kind: RecordKind) -> Record {
+        Record {
+            kind,
             ts_ns: 1_764_497_472_345_678_901,
-            worker: 1,
             protocol: 17,
             inside_ip: u32::from(Ipv4Addr::new(100, 64, 0, 2)),
             inside_port: 40000,
@@ -169,12 +178,18 @@ mod tests {
             dest_port: 443,
             block_first: 0,
             block_last: 0,
+            open_sessions: 0,
+            last_active_ns: 0,
         }
+    }
+
+    fn event(r: Record) -> ExportEvent {
+        ExportEvent::from_record(1, &r).unwrap()
     }
 
     #[test]
     fn a_session_line_has_header_structured_data_and_text() {
-        let line = format().message(&create());
+        let line = format().message(&event(record(RecordKind::SessionCreated)));
         assert_eq!(
             line,
             "<134>1 2025-11-30T10:11:12.345Z nat-1 tracenat - SESSION_CREATE \
@@ -186,19 +201,18 @@ mod tests {
 
     #[test]
     fn refusals_are_warnings_and_blocks_carry_their_range() {
-        let refused = ExportEvent {
-            event: NatEvent::PortsExhausted,
+        let refused = event(Record {
             public_port: 0,
             dest_ip: 0,
-            ..create()
-        };
+            ..record(RecordKind::RefusedPortsExhausted)
+        });
+        assert_eq!(refused.event, NatEvent::PortsExhausted);
         assert!(format().message(&refused).starts_with("<132>1 "));
-        let block = ExportEvent {
-            event: NatEvent::PortBlockAllocation,
+        let block = event(Record {
             block_first: 2048,
             block_last: 2111,
-            ..create()
-        };
+            ..record(RecordKind::BlockAllocated)
+        });
         let line = format().message(&block);
         assert!(line.contains(" first=\"2048\" last=\"2111\"]"), "{line}");
         assert!(!line.contains("sport"), "{line}");

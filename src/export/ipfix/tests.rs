@@ -1,4 +1,5 @@
 use super::*;
+use crate::maplog::record::{Record, RecordKind};
 
 /// What a collector needs to read a message back: the header, then each set.
 struct Decoded {
@@ -42,14 +43,13 @@ fn decode(message: &[u8]) -> Decoded {
 }
 
 fn session(i: u32, with_dest: bool) -> ExportEvent {
-    ExportEvent {
-        event: if i.is_multiple_of(2) {
-            NatEvent::SessionCreate
+    let record = Record {
+        kind: if i.is_multiple_of(2) {
+            RecordKind::SessionCreated
         } else {
-            NatEvent::SessionDelete
+            RecordKind::SessionEnded
         },
         ts_ns: 1_764_500_000_123_456_789 + u64::from(i),
-        worker: 0,
         protocol: 17,
         inside_ip: 0x6440_0000 + i,
         inside_port: 40_000,
@@ -59,7 +59,10 @@ fn session(i: u32, with_dest: bool) -> ExportEvent {
         dest_port: if with_dest { 443 } else { 0 },
         block_first: 0,
         block_last: 0,
-    }
+        open_sessions: 0,
+        last_active_ns: 0,
+    };
+    ExportEvent::from_record(0, &record).unwrap()
 }
 
 #[test]
@@ -124,7 +127,7 @@ fn a_record_carries_the_event_as_rfc_8158_encodes_it() {
     let d = decode(&stream.finish(5).unwrap().bytes);
     let (id, body) = &d.sets[0];
     assert_eq!(*id, 256);
-    let ms = e.ts_ns / 1_000_000;
+    let ms = e.record.ts_ns / 1_000_000;
     let mut expected = ms.to_be_bytes().to_vec();
     expected.push(4); // natEvent: NAT44 session create
     expected.push(17);
@@ -140,12 +143,16 @@ fn events_of_another_template_open_a_new_set_in_the_same_message() {
     let mut stream = IpfixStream::new(1, 1400);
     assert!(stream.push(&session(0, true), 5).is_none());
     assert!(stream.push(&session(1, false), 5).is_none());
-    let block = ExportEvent {
-        event: NatEvent::PortBlockAllocation,
-        block_first: 2048,
-        block_last: 2111,
-        ..session(0, false)
-    };
+    let block = ExportEvent::from_record(
+        0,
+        &Record {
+            kind: RecordKind::BlockAllocated,
+            block_first: 2048,
+            block_last: 2111,
+            ..session(0, false).record
+        },
+    )
+    .unwrap();
     assert!(stream.push(&block, 5).is_none());
     assert!(stream.push(&session(2, true), 5).is_none());
     let finished = stream.finish(5).unwrap();
