@@ -17,9 +17,12 @@ set -euo pipefail
 # RADIUS tests send accounting with radclient (freeradius-utils). Kea's service, like
 # nginx's, must not start on the host. The export tests hand IPFIX to a real collector
 # (nfdump's nfcapd, read back with nfdump) and syslog to a real rsyslogd, each started by the
-# test on loopback ports with its own files; neither service starts on the host.
+# test on loopback ports with its own files; neither service starts on the host. The data-lake
+# tests run the attribution SQL of scripts/lake/ in Spark (needs a Java runtime) and DuckDB,
+# installed from PyPI into their own virtual environment (python3-venv) below.
 PACKAGES=(tshark iproute2 gcc libc6-dev ethtool procps iputils-ping curl nginx nftables conntrack python3
-  iperf3 kea-dhcp4-server isc-dhcp-client freeradius-utils nfdump rsyslog)
+  iperf3 kea-dhcp4-server isc-dhcp-client freeradius-utils nfdump rsyslog python3-venv
+  default-jre-headless)
 
 missing=()
 for p in "${PACKAGES[@]}"; do
@@ -51,5 +54,14 @@ fi
 for c in rustfmt clippy; do
   rustup component list --installed 2>/dev/null | grep -q "^$c" || rustup component add "$c"
 done
+
+# DuckDB (embedded) and pyspark (Spark in local mode) for scripts/lake/lake.py and its tests,
+# pinned, in a virtual environment of their own: Debian's Python is externally managed.
+LAKE_VENV=${TRACENAT_LAKE_VENV:-/opt/tracenat-lake}
+if ! "$LAKE_VENV/bin/python" -c 'import duckdb, pyspark' 2>/dev/null; then
+  echo "setup: installing duckdb and pyspark into $LAKE_VENV"
+  python3 -m venv "$LAKE_VENV"
+  "$LAKE_VENV/bin/python" -m pip install --quiet --disable-pip-version-check duckdb==2.0.1 pyspark==4.3.0
+fi
 
 echo "setup: ok"

@@ -10,6 +10,7 @@ use clap::Args;
 use tracenat::config::export::{
     Collector, DEFAULT_FACILITY, DEFAULT_TEMPLATE_REFRESH, facility_code,
 };
+use tracenat::export::lake;
 use tracenat::export::offline::{self, OfflineOptions, Stamp};
 use tracenat::export::output::{Format, Output};
 use tracenat::export::sender::Sender;
@@ -23,13 +24,17 @@ use super::log::{open, time_range};
 pub struct ExportCommand {
     #[command(flatten)]
     pub dir: DirArg,
-    /// ipfix (RFC 7011 messages with RFC 8158 elements; a file is RFC 5655's format) or
-    /// syslog (RFC 5424 lines).
+    /// ipfix (RFC 7011 messages with RFC 8158 elements; a file is RFC 5655's format),
+    /// syslog (RFC 5424 lines) or parquet (a directory of Hive-partitioned tables).
     #[arg(long, value_name = "FORMAT", required_unless_present_any = ["ipfix", "syslog"])]
     pub format: Option<String>,
-    /// Write into this file (with --format).
+    /// Write into this file (with --format; a directory for parquet).
     #[arg(long, value_name = "FILE", requires = "format")]
     pub out: Option<PathBuf>,
+    /// Parquet: the box these events came from, in the partition path (default: this
+    /// machine's name).
+    #[arg(long = "box", value_name = "NAME")]
+    pub box_name: Option<String>,
     /// Send IPFIX to this collector: HOST:PORT (UDP) or tcp://HOST:PORT. Repeatable.
     #[arg(long, value_name = "COLLECTOR")]
     pub ipfix: Vec<String>,
@@ -60,6 +65,9 @@ pub struct ExportCommand {
 
 pub fn run(c: ExportCommand) -> Result<ExitCode, Failure> {
     let (from, to) = time_range(c.from.as_deref(), c.to.as_deref())?;
+    if c.format.as_deref() == Some("parquet") {
+        return parquet(&c, from, to);
+    }
     let ipfix = Format::Ipfix {
         domain_base: c.observation_domain,
     };
@@ -134,5 +142,37 @@ pub fn run(c: ExportCommand) -> Result<ExitCode, Failure> {
     if failed {
         return Err(Failure::Runtime("some events could not be exported".into()));
     }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn parquet(c: &ExportCommand, from: u64, to: u64) -> Result<ExitCode, Failure> {
+    let Some(dir) = &c.out else {
+        return Err(Failure::Usage("--format parquet needs --out DIR".into()));
+    };
+    let box_name = c.box_name.clone().unwrap_or_else(system_hostname);
+    if !lake::valid_box_name(&box_name) {
+        return Err(Failure::Usage(format!(
+            "--box {box_name:?}: use letters, digits, '-', '_' and '.'"
+        )));
+    }
+    let log = open(&c.dir)?;
+    let report = lake::export(&log, dir, &box_name, from, to)
+        .map_err(|e| Failure::Runtime(format!("{}: {e}", dir.display())))?;
+    for bad in &report.bad_blocks {
+        eprintln!("tracenat: skipped a damaged block: {bad}");
+    }
+    let bytes: u64 = report
+        .files
+        .iter()
+        .filter_map(|f| std::fs::metadata(f).ok())
+        .map(|m| m.len())
+        .sum();
+    eprintln!(
+        "{}: {} events, {} sessions and port blocks, in {} files ({bytes} bytes)",
+        dir.display(),
+        report.events,
+        report.sessions,
+        report.files.len()
+    );
     Ok(ExitCode::SUCCESS)
 }

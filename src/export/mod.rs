@@ -5,13 +5,15 @@
 //! either to collectors over UDP or TCP, or into a file; `live` is the second consumer of
 //! a running NAT's records, fed by the mapping-log writer after each block is written, so
 //! that export never slows translation or the durable log (when it cannot keep up, it
-//! drops and counts). `offline` reads a log directory back out through the same encoders.
+//! drops and counts). `offline` reads a log directory back out through the same encoders;
+//! `lake` writes it as Parquet tables (events, sessions, port blocks) for DuckDB and Spark.
 //!
 //! The durable log stays the record of truth: export is a copy, best effort on the wire,
 //! exact when nothing is dropped.
 
 pub mod event;
 pub mod ipfix;
+pub mod lake;
 pub mod live;
 pub mod offline;
 pub mod output;

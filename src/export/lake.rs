@@ -1,0 +1,591 @@
+//! Parquet for the data lake: `tracenat log export --format parquet --out DIR`.
+//!
+//! Two Hive-partitioned tables, by day (UTC) and by box:
+//!
+//! ```text
+//! DIR/events/day=2026-11-30/box=cgn-1/part-0.parquet     one row per logged event
+//! DIR/sessions/day=2026-11-30/box=cgn-1/part-0.parquet   one row per session: start, end, endpoints
+//! DIR/blocks/day=2026-11-30/box=cgn-1/part-0.parquet     one row per port block held
+//! ```
+//!
+//! `events` is the log as rows. `sessions` pairs each creation with its end (or the end of
+//! the run that held it), `blocks` each block allocation with its release: what an
+//! attribution query joins requests against. The
+//! columns and the queries that use them are in docs/export.md; scripts/lake/ holds the
+//! attribution query for DuckDB and for Spark SQL.
+
+use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::fs::File;
+use std::io;
+use std::net::Ipv4Addr;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use parquet::basic::Compression;
+use parquet::data_type::{ByteArray, ByteArrayType, Int32Type, Int64Type};
+use parquet::file::properties::WriterProperties;
+use parquet::file::writer::SerializedFileWriter;
+use parquet::schema::parser::parse_message_type;
+use parquet::schema::types::Type;
+
+use super::event::ExportEvent;
+use crate::maplog::record::{Record, RecordKind};
+use crate::maplog::runs::RunEnd;
+use crate::reader::logdir::{self, LogDir};
+use crate::reader::time::TimeDisplay;
+
+/// Rows per row group: large enough for good compression and few footers, small enough
+/// that a partition's buffer stays a few tens of megabytes.
+const ROW_GROUP: usize = 256 * 1024;
+
+const EVENTS: &str = "message event {
+    required int64 ts_ns;
+    required int64 time (TIMESTAMP(MICROS,true));
+    required binary kind (STRING);
+    required int32 nat_event;
+    required int32 worker;
+    required int32 protocol;
+    required binary inside_ip (STRING);
+    required int32 inside_port;
+    optional binary public_ip (STRING);
+    optional int32 public_port;
+    optional binary dest_ip (STRING);
+    optional int32 dest_port;
+    optional int32 block_first;
+    optional int32 block_last;
+    optional int64 last_active_ns;
+}";
+
+const SESSIONS: &str = "message session {
+    optional int64 start_ns;
+    optional int64 end_ns;
+    optional int64 last_active_ns;
+    optional int64 start_time (TIMESTAMP(MICROS,true));
+    optional int64 end_time (TIMESTAMP(MICROS,true));
+    required binary end_reason (STRING);
+    required int32 worker;
+    required int32 protocol;
+    required binary inside_ip (STRING);
+    required int32 inside_port;
+    required binary public_ip (STRING);
+    required int32 public_port;
+    optional binary dest_ip (STRING);
+    optional int32 dest_port;
+}";
+
+const BLOCKS: &str = "message block {
+    optional int64 start_ns;
+    optional int64 end_ns;
+    optional int64 start_time (TIMESTAMP(MICROS,true));
+    optional int64 end_time (TIMESTAMP(MICROS,true));
+    required binary end_reason (STRING);
+    required int32 worker;
+    required binary inside_ip (STRING);
+    required binary public_ip (STRING);
+    required int32 port_first;
+    required int32 port_last;
+}";
+
+/// One cell.
+#[derive(Debug, Clone)]
+enum Value {
+    I64(Option<i64>),
+    I32(Option<i32>),
+    Str(Option<String>),
+}
+
+fn ip(v: u32) -> Option<String> {
+    (v != 0).then(|| Ipv4Addr::from(v).to_string())
+}
+
+fn port(p: u16, present: bool) -> Value {
+    Value::I32(present.then_some(i32::from(p)))
+}
+
+fn micros(ns: Option<u64>) -> Value {
+    Value::I64(ns.map(|ns| (ns / 1_000) as i64))
+}
+
+fn nanos(ns: Option<u64>) -> Value {
+    Value::I64(ns.map(|ns| ns as i64))
+}
+
+fn event_row(e: &ExportEvent) -> Vec<Value> {
+    let r = &e.record;
+    let block = r.kind.has_block();
+    let session = matches!(
+        r.kind,
+        RecordKind::SessionCreated | RecordKind::SessionEnded
+    );
+    vec![
+        nanos(Some(r.ts_ns)),
+        micros(Some(r.ts_ns)),
+        Value::Str(Some(r.kind.name().to_owned())),
+        Value::I32(Some(i32::from(e.event.code()))),
+        Value::I32(Some(i32::from(e.worker))),
+        Value::I32(Some(i32::from(r.protocol))),
+        Value::Str(Some(Ipv4Addr::from(r.inside_ip).to_string())),
+        Value::I32(Some(i32::from(r.inside_port))),
+        Value::Str(ip(r.public_ip)),
+        port(r.public_port, session),
+        Value::Str(ip(r.dest_ip)),
+        port(r.dest_port, r.dest_ip != 0),
+        port(r.block_first, block),
+        port(r.block_last, block),
+        nanos((r.last_active_ns != 0).then_some(r.last_active_ns)),
+    ]
+}
+
+/// A session (`sessions` table) or a port block (`blocks`) from its start to its end.
+struct Session {
+    start_ns: Option<u64>,
+    end_ns: Option<u64>,
+    last_active_ns: Option<u64>,
+    /// `logged` (its end is in the log), `run_end` (closed when its run ended) or `open`
+    /// (still open at the end of the export's range).
+    end_reason: &'static str,
+    worker: u16,
+    record: Record,
+}
+
+impl Session {
+    fn is_block(&self) -> bool {
+        self.record.kind.has_block()
+    }
+
+    fn row(&self) -> Vec<Value> {
+        let r = &self.record;
+        if self.is_block() {
+            return vec![
+                nanos(self.start_ns),
+                nanos(self.end_ns),
+                micros(self.start_ns),
+                micros(self.end_ns),
+                Value::Str(Some(self.end_reason.to_owned())),
+                Value::I32(Some(i32::from(self.worker))),
+                Value::Str(Some(Ipv4Addr::from(r.inside_ip).to_string())),
+                Value::Str(Some(Ipv4Addr::from(r.public_ip).to_string())),
+                Value::I32(Some(i32::from(r.block_first))),
+                Value::I32(Some(i32::from(r.block_last))),
+            ];
+        }
+        vec![
+            nanos(self.start_ns),
+            nanos(self.end_ns),
+            nanos(self.last_active_ns),
+            micros(self.start_ns),
+            micros(self.end_ns),
+            Value::Str(Some(self.end_reason.to_owned())),
+            Value::I32(Some(i32::from(self.worker))),
+            Value::I32(Some(i32::from(r.protocol))),
+            Value::Str(Some(Ipv4Addr::from(r.inside_ip).to_string())),
+            Value::I32(Some(i32::from(r.inside_port))),
+            Value::Str(Some(Ipv4Addr::from(r.public_ip).to_string())),
+            Value::I32(Some(i32::from(r.public_port))),
+            Value::Str(ip(r.dest_ip)),
+            port(r.dest_port, r.dest_ip != 0),
+        ]
+    }
+
+    /// The day it is filed under: its start's, or its end's when the start is unknown.
+    fn day_ns(&self) -> u64 {
+        self.start_ns.or(self.end_ns).unwrap_or(0)
+    }
+}
+
+/// What identifies one session among the open ones: the endpoints it was logged with.
+type SessionKey = (u8, u32, u16, u32, u16, u32, u16);
+
+fn session_key(r: &Record) -> SessionKey {
+    if r.kind.has_block() {
+        // A block: its holder, address and range (protocol 0 keeps it apart from sessions).
+        return (
+            0,
+            r.inside_ip,
+            r.block_first,
+            r.public_ip,
+            r.block_last,
+            0,
+            0,
+        );
+    }
+    (
+        r.protocol,
+        r.inside_ip,
+        r.inside_port,
+        r.public_ip,
+        r.public_port,
+        r.dest_ip,
+        r.dest_port,
+    )
+}
+
+/// Pairs one worker's creations with their ends, in time order.
+#[derive(Default)]
+struct Pairing {
+    open: HashMap<SessionKey, VecDeque<Record>>,
+}
+
+impl Pairing {
+    fn created(&mut self, r: &Record) {
+        self.open.entry(session_key(r)).or_default().push_back(*r);
+    }
+
+    /// The session `end` ends; a session started before the range when none is open.
+    fn ended(&mut self, worker: u16, end: &Record) -> Session {
+        let start = self
+            .open
+            .get_mut(&session_key(end))
+            .and_then(VecDeque::pop_front);
+        Session {
+            start_ns: start.map(|s| s.ts_ns),
+            end_ns: Some(end.ts_ns),
+            last_active_ns: (end.last_active_ns != 0).then_some(end.last_active_ns),
+            end_reason: "logged",
+            worker,
+            record: *end,
+        }
+    }
+
+    /// Every open session, closed at `at` for `reason` (`None`: left open).
+    fn close_all(&mut self, worker: u16, at: Option<u64>, reason: &'static str) -> Vec<Session> {
+        let mut sessions: Vec<Session> = self
+            .open
+            .drain()
+            .flat_map(|(_, starts)| starts)
+            .map(|s| Session {
+                start_ns: Some(s.ts_ns),
+                end_ns: at,
+                last_active_ns: None,
+                end_reason: reason,
+                worker,
+                record: s,
+            })
+            .collect();
+        sessions.sort_by_key(|s| s.start_ns);
+        sessions
+    }
+}
+
+/// One open Parquet file (one table, one day) and the rows waiting for its next row group.
+struct Partition {
+    path: PathBuf,
+    writer: SerializedFileWriter<File>,
+    rows: Vec<Vec<Value>>,
+}
+
+impl Partition {
+    fn create(path: PathBuf, schema: &Arc<Type>) -> io::Result<Partition> {
+        if let Some(parent) = path.parent() {
+            std::fs::create_dir_all(parent)?;
+        }
+        let props = WriterProperties::builder()
+            .set_compression(Compression::SNAPPY)
+            .build();
+        let writer =
+            SerializedFileWriter::new(File::create(&path)?, schema.clone(), Arc::new(props))
+                .map_err(io::Error::other)?;
+        Ok(Partition {
+            path,
+            writer,
+            rows: Vec::new(),
+        })
+    }
+
+    fn push(&mut self, row: Vec<Value>) -> io::Result<()> {
+        self.rows.push(row);
+        if self.rows.len() >= ROW_GROUP {
+            self.write_row_group()?;
+        }
+        Ok(())
+    }
+
+    /// Writes the waiting rows column by column.
+    fn write_row_group(&mut self) -> io::Result<()> {
+        if self.rows.is_empty() {
+            return Ok(());
+        }
+        let rows = std::mem::take(&mut self.rows);
+        let mut group = self.writer.next_row_group().map_err(io::Error::other)?;
+        let mut index = 0;
+        while let Some(mut column) = group.next_column().map_err(io::Error::other)? {
+            let cells = rows.iter().map(|row| &row[index]);
+            write_column(&mut column, cells).map_err(io::Error::other)?;
+            column.close().map_err(io::Error::other)?;
+            index += 1;
+        }
+        group.close().map_err(io::Error::other)?;
+        Ok(())
+    }
+
+    fn close(mut self) -> io::Result<PathBuf> {
+        self.write_row_group()?;
+        self.writer.close().map_err(io::Error::other)?;
+        Ok(self.path)
+    }
+}
+
+/// One column's cells, with definition levels (1 present, 0 null; ignored for required
+/// columns).
+fn write_column<'a>(
+    column: &mut parquet::file::writer::SerializedColumnWriter<'_>,
+    cells: impl Iterator<Item = &'a Value>,
+) -> parquet::errors::Result<()> {
+    let cells: Vec<&Value> = cells.collect();
+    let defs: Vec<i16> = cells
+        .iter()
+        .map(|c| match c {
+            Value::I64(v) => i16::from(v.is_some()),
+            Value::I32(v) => i16::from(v.is_some()),
+            Value::Str(v) => i16::from(v.is_some()),
+        })
+        .collect();
+    match cells.first() {
+        Some(Value::I64(_)) => {
+            let values: Vec<i64> = cells
+                .iter()
+                .filter_map(|c| match c {
+                    Value::I64(v) => *v,
+                    _ => None,
+                })
+                .collect();
+            column
+                .typed::<Int64Type>()
+                .write_batch(&values, Some(&defs), None)?;
+        }
+        Some(Value::I32(_)) => {
+            let values: Vec<i32> = cells
+                .iter()
+                .filter_map(|c| match c {
+                    Value::I32(v) => *v,
+                    _ => None,
+                })
+                .collect();
+            column
+                .typed::<Int32Type>()
+                .write_batch(&values, Some(&defs), None)?;
+        }
+        Some(Value::Str(_)) => {
+            let values: Vec<ByteArray> = cells
+                .iter()
+                .filter_map(|c| match c {
+                    Value::Str(v) => v.as_deref().map(ByteArray::from),
+                    _ => None,
+                })
+                .collect();
+            column
+                .typed::<ByteArrayType>()
+                .write_batch(&values, Some(&defs), None)?;
+        }
+        None => {}
+    }
+    Ok(())
+}
+
+/// Both tables' open partitions.
+struct Lake<'a> {
+    dir: &'a Path,
+    box_name: &'a str,
+    schemas: [Arc<Type>; 3],
+    /// (table index, day) → partition.
+    partitions: BTreeMap<(usize, String), Partition>,
+}
+
+const TABLES: [&str; 3] = ["events", "sessions", "blocks"];
+
+impl Lake<'_> {
+    fn push(&mut self, table: usize, day_ns: u64, row: Vec<Value>) -> io::Result<()> {
+        let day = TimeDisplay::millis(day_ns).to_string()[..10].to_owned();
+        let key = (table, day);
+        if !self.partitions.contains_key(&key) {
+            let partition = Partition::create(self.path(&key), &self.schemas[table])?;
+            self.partitions.insert(key.clone(), partition);
+        }
+        match self.partitions.get_mut(&key) {
+            Some(p) => p.push(row),
+            None => Ok(()),
+        }
+    }
+
+    /// Every table without rows gets an empty file on `day_ns`, so the layout (and the
+    /// queries over it) never lack a table.
+    fn complete(&mut self, day_ns: u64) -> io::Result<()> {
+        for table in 0..TABLES.len() {
+            if !self.partitions.keys().any(|(t, _)| *t == table) {
+                let key = (
+                    table,
+                    TimeDisplay::millis(day_ns).to_string()[..10].to_owned(),
+                );
+                let partition = Partition::create(self.path(&key), &self.schemas[table])?;
+                self.partitions.insert(key, partition);
+            }
+        }
+        Ok(())
+    }
+
+    fn path(&self, (table, day): &(usize, String)) -> PathBuf {
+        self.dir
+            .join(TABLES[*table])
+            .join(format!("day={day}"))
+            .join(format!("box={}", self.box_name))
+            .join("part-0.parquet")
+    }
+
+    fn session(&mut self, s: &Session) -> io::Result<()> {
+        self.push(if s.is_block() { 2 } else { 1 }, s.day_ns(), s.row())
+    }
+}
+
+#[derive(Debug, Default)]
+pub struct LakeReport {
+    pub events: u64,
+    /// Rows of `sessions` and `blocks`.
+    pub sessions: u64,
+    pub files: Vec<PathBuf>,
+    pub bad_blocks: Vec<String>,
+}
+
+/// A box name is a directory name in the layout: letters, digits, `-`, `_`, `.`.
+pub fn valid_box_name(name: &str) -> bool {
+    !name.is_empty()
+        && name != "."
+        && name != ".."
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'))
+}
+
+/// After a worker's last record: what it still holds ended with its run, if the run has
+/// ended since; otherwise it is still open (at the end of the range, or now).
+fn finish_worker(
+    lake: &mut Lake,
+    report: &mut LakeReport,
+    worker: u16,
+    mut pairing: Pairing,
+    run_end: Option<&RunEnd>,
+) -> io::Result<()> {
+    let (at, reason) = match run_end {
+        Some(end) => (Some(end.at_ns), "run_end"),
+        None => (None, "open"),
+    };
+    for s in pairing.close_all(worker, at, reason) {
+        lake.session(&s)?;
+        report.sessions += 1;
+    }
+    Ok(())
+}
+
+/// Writes the events of `log` in `[from_ns, to_ns]` as the two tables under `dir`.
+pub fn export(
+    log: &LogDir,
+    dir: &Path,
+    box_name: &str,
+    from_ns: u64,
+    to_ns: u64,
+) -> io::Result<LakeReport> {
+    if !valid_box_name(box_name) {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidInput,
+            format!("box name {box_name:?}: use letters, digits, '-', '_' and '.'"),
+        ));
+    }
+    let parse = |text| {
+        parse_message_type(text)
+            .map(Arc::new)
+            .map_err(io::Error::other)
+    };
+    let mut lake = Lake {
+        dir,
+        box_name,
+        schemas: [parse(EVENTS)?, parse(SESSIONS)?, parse(BLOCKS)?],
+        partitions: BTreeMap::new(),
+    };
+    let mut report = LakeReport::default();
+    let mut failed: io::Result<()> = Ok(());
+    let ends: HashMap<u16, &[RunEnd]> = log
+        .workers
+        .iter()
+        .map(|w| (w.worker, w.run_ends.as_slice()))
+        .collect();
+    let mut current: Option<(u16, Pairing, usize)> = None;
+    let mut bad_blocks = Vec::new();
+    let run_ends = |worker: u16| ends.get(&worker).copied().unwrap_or_default();
+    logdir::for_each_record(
+        log,
+        from_ns,
+        to_ns,
+        |worker, r| {
+            if failed.is_err() {
+                return;
+            }
+            let Some(e) = ExportEvent::from_record(worker, r) else {
+                return;
+            };
+            // Records come worker by worker: a new worker finishes the previous one.
+            if let Some((w, pairing, next_end)) = current.take_if(|(w, _, _)| *w != worker) {
+                failed = finish_worker(
+                    &mut lake,
+                    &mut report,
+                    w,
+                    pairing,
+                    run_ends(w).get(next_end),
+                );
+            }
+            let (_, pairing, next_end) =
+                current.get_or_insert_with(|| (worker, Pairing::default(), 0));
+            failed = (|| {
+                // Runs that ended before this record close what they held.
+                while let Some(end) = run_ends(worker)
+                    .get(*next_end)
+                    .filter(|end| end.at_ns < r.ts_ns)
+                {
+                    for s in pairing.close_all(worker, Some(end.at_ns), "run_end") {
+                        lake.session(&s)?;
+                        report.sessions += 1;
+                    }
+                    *next_end += 1;
+                }
+                lake.push(0, r.ts_ns, event_row(&e))?;
+                report.events += 1;
+                match r.kind {
+                    RecordKind::SessionCreated | RecordKind::BlockAllocated => pairing.created(r),
+                    RecordKind::SessionEnded | RecordKind::BlockReleased => {
+                        let s = pairing.ended(worker, r);
+                        lake.session(&s)?;
+                        report.sessions += 1;
+                    }
+                    _ => {}
+                }
+                Ok(())
+            })();
+        },
+        |seg, b, e| {
+            bad_blocks.push(format!(
+                "{}: block {} at offset {}: {e}",
+                seg.path.display(),
+                b.header.sequence,
+                b.offset
+            ))
+        },
+    );
+    failed?;
+    report.bad_blocks = bad_blocks;
+    if let Some((w, pairing, next_end)) = current.take() {
+        finish_worker(
+            &mut lake,
+            &mut report,
+            w,
+            pairing,
+            run_ends(w).get(next_end),
+        )?;
+    }
+    let first_day = lake.partitions.keys().map(|(_, day)| day.clone()).min();
+    if let Some(day) = first_day {
+        let day_ns = crate::reader::time::parse_time(&format!("{day}T00:00:00Z")).unwrap_or(0);
+        lake.complete(day_ns)?;
+    }
+    for (_, partition) in std::mem::take(&mut lake.partitions) {
+        report.files.push(partition.close()?);
+    }
+    Ok(report)
+}
