@@ -13,6 +13,10 @@ use tracenat::config::{BackpressurePolicy, Config, LogVolume};
 use tracenat::engine::counters::Activity;
 use tracenat::engine::event::{Event, EventKind, EventSink, VecSink};
 use tracenat::engine::{Engine, Side};
+use tracenat::export::ExportEvent;
+use tracenat::export::ipfix::IpfixStream;
+use tracenat::export::lake;
+use tracenat::export::syslog::SyslogFormat;
 use tracenat::maplog::block::{self, BlockContext, Codec};
 use tracenat::maplog::clock::ClockState;
 use tracenat::maplog::live::LiveSet;
@@ -148,60 +152,37 @@ fn encoded_bytes(records: &[Record], codec: Codec) -> usize {
 /// RFC 8158 NAT44 session create/delete records (timeStamp, ingressVRFID, source and
 /// post-NAT source address and port, protocol, destination and post-NAT destination
 /// address and port, natEvent): 38 bytes each, in 1400-byte messages with their headers.
-fn ipfix_bytes(events: &[Event]) -> usize {
-    const RECORD: usize = 38;
-    const MESSAGE: usize = 16 + 4; // message header + one set header
-    let per_message = (1400 - MESSAGE) / RECORD;
-    let mut buf = Vec::with_capacity(RECORD);
-    let mut total = 0;
-    for (i, e) in events.iter().enumerate() {
-        if i % per_message == 0 {
-            total += MESSAGE;
-        }
-        buf.clear();
-        buf.extend_from_slice(&(e.ts_ns / 1_000_000).to_be_bytes());
-        buf.extend_from_slice(&0u32.to_be_bytes());
-        buf.extend_from_slice(&e.inside_ip.to_be_bytes());
-        buf.extend_from_slice(&e.public_ip.to_be_bytes());
-        buf.push(e.protocol);
-        buf.extend_from_slice(&e.inside_port.to_be_bytes());
-        buf.extend_from_slice(&e.public_port.to_be_bytes());
-        buf.extend_from_slice(&e.dest_ip.to_be_bytes());
-        buf.extend_from_slice(&e.dest_ip.to_be_bytes());
-        buf.extend_from_slice(&e.dest_port.to_be_bytes());
-        buf.extend_from_slice(&e.dest_port.to_be_bytes());
-        buf.push(if e.kind == EventKind::SessionCreated {
-            4
-        } else {
-            5
-        });
-        total += buf.len();
+/// Bytes of the real IPFIX export of `events` (one observation domain, UDP-sized
+/// messages, the template message once), and the events encoded per second on one core.
+fn ipfix_export(events: &[Event]) -> (usize, f64) {
+    let records: Vec<ExportEvent> = events
+        .iter()
+        .filter_map(|e| ExportEvent::from_record(0, &Record::from_event(e)))
+        .collect();
+    let t = Instant::now();
+    let mut stream = IpfixStream::new(1, 1400);
+    let mut total = stream.templates(0).len();
+    for e in &records {
+        total += stream.push(e, 0).map_or(0, |m| m.bytes.len());
     }
-    total
+    total += stream.finish(0).map_or(0, |m| m.bytes.len());
+    (total, records.len() as f64 / t.elapsed().as_secs_f64())
 }
 
-/// A typical CGN syslog line per event (RFC 5424 header, key=value body), newline included.
-fn syslog_bytes(events: &[Event]) -> usize {
-    let mut line = String::new();
-    events
+/// Bytes of the real syslog export of `events` (one line each, newline included), and the
+/// events formatted per second on one core.
+fn syslog_export(events: &[Event]) -> (usize, f64) {
+    let records: Vec<ExportEvent> = events
         .iter()
-        .map(|e| {
-            line.clear();
-            let what = if e.kind == EventKind::SessionCreated { "SESSION_CREATE" } else { "SESSION_DELETE" };
-            let secs = e.ts_ns / SEC;
-            line.push_str(&format!(
-                "<134>1 2025-11-24T16:{:02}:{:02}.{:03}Z cgn-01 tracenat - NAT44 - [{what} proto={} src={} xsrc={} dst={}]\n",
-                secs / 60 % 60,
-                secs % 60,
-                e.ts_ns / 1_000_000 % 1000,
-                e.protocol,
-                e.inside(),
-                e.public(),
-                e.dest()
-            ));
-            line.len()
-        })
-        .sum()
+        .filter_map(|e| ExportEvent::from_record(0, &Record::from_event(e)))
+        .collect();
+    let format = SyslogFormat {
+        hostname: "cgn-01".into(),
+        facility: 16,
+    };
+    let t = Instant::now();
+    let total = records.iter().map(|e| format.message(e).len() + 1).sum();
+    (total, records.len() as f64 / t.elapsed().as_secs_f64())
 }
 
 fn bench_settings(dir: &std::path::Path) -> LogSettings {
@@ -380,15 +361,19 @@ fn main() {
             );
         }
     }
+    let (ipfix, ipfix_rate) = ipfix_export(&events);
     println!(
-        "{:<26} {:>7.2} B/session",
-        "RFC 8158 IPFIX",
-        per_session(ipfix_bytes(&events))
+        "{:<26} {:>7.2} B/session  (encode {:.2} M events/s, one core)",
+        "IPFIX (RFC 8158), UDP",
+        per_session(ipfix),
+        ipfix_rate / 1e6
     );
+    let (syslog, syslog_rate) = syslog_export(&events);
     println!(
-        "{:<26} {:>7.2} B/session",
-        "syslog lines",
-        per_session(syslog_bytes(&events))
+        "{:<26} {:>7.2} B/session  (format {:.2} M events/s, one core)",
+        "syslog (RFC 5424) lines",
+        per_session(syslog),
+        syslog_rate / 1e6
     );
 
     println!("\n== writer pipeline: producer -> ring -> encode+compress -> io_uring -> disk ==");
@@ -415,6 +400,30 @@ fn main() {
         per_session(report.bytes as usize),
         report.blocks
     );
+
+    let lake = dir.with_extension("lake");
+    let _ = std::fs::remove_dir_all(&lake);
+    let t = Instant::now();
+    let report = lake::export(
+        &LogDir::open(&dir).expect("open log"),
+        &lake,
+        "cgn-01",
+        0,
+        u64::MAX,
+    )
+    .expect("parquet export");
+    let secs = t.elapsed().as_secs_f64();
+    let bytes: u64 = report
+        .files
+        .iter()
+        .map(|f| std::fs::metadata(f).map_or(0, |m| m.len()))
+        .sum();
+    println!(
+        "parquet (events, sessions and blocks tables): {:.2} B/session, written at {:.2} M events/s (one core)",
+        per_session(bytes as usize),
+        report.events as f64 / secs / 1e6
+    );
+    let _ = std::fs::remove_dir_all(&lake);
 
     println!("\n== point query (public IP:port at T ± 1 s) ==");
     let mut rng = SplitMix64::new(5);

@@ -313,3 +313,52 @@ fn duckdb_and_spark_answer_as_the_reader_does_with_dynamic_ports() {
 fn duckdb_and_spark_answer_as_the_reader_does_with_port_blocks() {
     same_answers_everywhere(true);
 }
+
+#[test]
+fn identities_reach_the_lake_with_their_fields() {
+    let dir = scratch("identities");
+    let log = write_log(&dir, false);
+    let leases = dir.join("kea-leases4.csv");
+    std::fs::write(
+        &leases,
+        "address,hwaddr,client_id,valid_lifetime,expire,subnet_id,fqdn_fwd,fqdn_rev,hostname,state,user_context\n\
+         100.64.3.1,02:00:5e:00:53:01,,3600,1700003600,1,0,0,cpe-1,0,\n\
+         100.64.3.2,02:00:5e:00:53:02,,3600,1700003600,1,0,0,cpe-2,0,\n",
+    )
+    .unwrap();
+    ok(tracenat(&[
+        "identity",
+        "import",
+        "--format",
+        "kea-csv",
+        leases.to_str().unwrap(),
+        "--log-dir",
+        log.to_str().unwrap(),
+    ]));
+    let lake = dir.join("lake");
+    ok(tracenat(&[
+        "log",
+        "export",
+        "--dir",
+        log.to_str().unwrap(),
+        "--format",
+        "parquet",
+        "--out",
+        lake.to_str().unwrap(),
+        "--box",
+        "cgn-test",
+    ]));
+    let query = format!(
+        "import duckdb; print(duckdb.sql(\"SELECT inside_ip, hw_addr, hostname, source, box FROM read_parquet('{}/identities/*/*/*.parquet', hive_partitioning = true) ORDER BY inside_ip\").fetchall())",
+        lake.display()
+    );
+    let rows = ok(Command::new(lake_python())
+        .args(["-c", &query])
+        .output()
+        .unwrap());
+    assert_eq!(
+        rows.trim(),
+        "[('100.64.3.1', '02:00:5e:00:53:01', 'cpe-1', 'kea-lease', 'cgn-test'), \
+         ('100.64.3.2', '02:00:5e:00:53:02', 'cpe-2', 'kea-lease', 'cgn-test')]"
+    );
+}

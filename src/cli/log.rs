@@ -7,7 +7,6 @@ use std::process::ExitCode;
 
 use tracenat::config::parse_duration;
 use tracenat::identity::IdentityRecord;
-use tracenat::maplog::segment::{BlockRef, Segment};
 use tracenat::reader::ReaderError;
 use tracenat::reader::access_log::{AccessLogParser, JsonFields, LogFormat};
 use tracenat::reader::actor::ActorField;
@@ -439,7 +438,7 @@ fn decode(c: DecodeCommand) -> Result<ExitCode, Failure> {
                 p.inc(1);
             }
         },
-        |seg, b, e| bad.push(bad_block(seg, b, &e)),
+        |seg, b, e| bad.push(logdir::describe_bad_block(seg, b, &e)),
     );
     logdir::for_each_identity(
         &log,
@@ -450,7 +449,7 @@ fn decode(c: DecodeCommand) -> Result<ExitCode, Failure> {
                 failed = write_identity(&mut out, format, r);
             }
         },
-        |seg, b, e| bad.push(bad_block(seg, b, &e)),
+        |seg, b, e| bad.push(logdir::describe_bad_block(seg, b, &e)),
     );
     failed.and_then(|_| out.flush()).map_err(Failure::Output)?;
     if let Some(p) = progress {
@@ -458,15 +457,6 @@ fn decode(c: DecodeCommand) -> Result<ExitCode, Failure> {
     }
     report_damage(&log, &bad);
     Ok(ExitCode::SUCCESS)
-}
-
-fn bad_block(seg: &Segment, b: &BlockRef, e: &dyn std::fmt::Display) -> String {
-    format!(
-        "{}: block {} at offset {}: {e}",
-        seg.path.display(),
-        b.header.sequence,
-        b.offset
-    )
 }
 
 /// One identity record in `decode`'s format (CSV rows put the identity in `inside`'s

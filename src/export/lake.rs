@@ -6,6 +6,7 @@
 //! DIR/events/day=2026-11-30/box=cgn-1/part-0.parquet     one row per logged event
 //! DIR/sessions/day=2026-11-30/box=cgn-1/part-0.parquet   one row per session: start, end, endpoints
 //! DIR/blocks/day=2026-11-30/box=cgn-1/part-0.parquet     one row per port block held
+//! DIR/identities/day=2026-11-30/box=cgn-1/part-0.parquet one row per identity change
 //! ```
 //!
 //! `events` is the log as rows. `sessions` pairs each creation with its end (or the end of
@@ -29,6 +30,7 @@ use parquet::schema::parser::parse_message_type;
 use parquet::schema::types::Type;
 
 use super::event::ExportEvent;
+use crate::identity::IdentityRecord;
 use crate::maplog::record::{Record, RecordKind};
 use crate::maplog::runs::RunEnd;
 use crate::reader::logdir::{self, LogDir};
@@ -85,6 +87,55 @@ const BLOCKS: &str = "message block {
     required int32 port_first;
     required int32 port_last;
 }";
+
+const IDENTITIES: &str = "message identity {
+    required int64 ts_ns;
+    required int64 time (TIMESTAMP(MICROS,true));
+    required binary change (STRING);
+    required binary source (STRING);
+    optional binary inside_ip (STRING);
+    required int64 learned_ns;
+    optional int64 source_ns;
+    optional int64 expires_ns;
+    optional binary user (STRING);
+    optional binary calling_station_id (STRING);
+    optional binary nas_ip (STRING);
+    optional binary nas_port_id (STRING);
+    optional binary session_id (STRING);
+    optional binary class (STRING);
+    optional binary hw_addr (STRING);
+    optional binary client_id (STRING);
+    optional binary hostname (STRING);
+    optional binary circuit_id (STRING);
+    optional binary remote_id (STRING);
+}";
+
+fn identity_row(r: &IdentityRecord) -> Vec<Value> {
+    let known = |ns: u64| (ns != 0).then_some(ns);
+    let text = |v: &Option<String>| Value::Str(v.clone());
+    let id = &r.identity;
+    vec![
+        nanos(Some(r.at_ns)),
+        micros(Some(r.at_ns)),
+        Value::Str(Some(r.change.name().to_owned())),
+        Value::Str(Some(r.source.name().to_owned())),
+        Value::Str(ip(u32::from(r.inside_ip))),
+        nanos(Some(r.learned_ns)),
+        nanos(known(r.source_ns)),
+        nanos(known(r.expires_ns)),
+        text(&id.user),
+        text(&id.calling_station_id),
+        Value::Str(id.nas_ip.map(|a| a.to_string())),
+        text(&id.nas_port_id),
+        text(&id.session_id),
+        text(&id.class),
+        text(&id.hw_addr),
+        text(&id.client_id),
+        text(&id.hostname),
+        text(&id.circuit_id),
+        text(&id.remote_id),
+    ]
+}
 
 /// One cell.
 #[derive(Debug, Clone)]
@@ -386,12 +437,12 @@ fn write_column<'a>(
 struct Lake<'a> {
     dir: &'a Path,
     box_name: &'a str,
-    schemas: [Arc<Type>; 3],
+    schemas: [Arc<Type>; 4],
     /// (table index, day) → partition.
     partitions: BTreeMap<(usize, String), Partition>,
 }
 
-const TABLES: [&str; 3] = ["events", "sessions", "blocks"];
+const TABLES: [&str; 4] = ["events", "sessions", "blocks", "identities"];
 
 impl Lake<'_> {
     fn push(&mut self, table: usize, day_ns: u64, row: Vec<Value>) -> io::Result<()> {
@@ -441,6 +492,7 @@ pub struct LakeReport {
     pub events: u64,
     /// Rows of `sessions` and `blocks`.
     pub sessions: u64,
+    pub identities: u64,
     pub files: Vec<PathBuf>,
     pub bad_blocks: Vec<String>,
 }
@@ -497,7 +549,12 @@ pub fn export(
     let mut lake = Lake {
         dir,
         box_name,
-        schemas: [parse(EVENTS)?, parse(SESSIONS)?, parse(BLOCKS)?],
+        schemas: [
+            parse(EVENTS)?,
+            parse(SESSIONS)?,
+            parse(BLOCKS)?,
+            parse(IDENTITIES)?,
+        ],
         partitions: BTreeMap::new(),
     };
     let mut report = LakeReport::default();
@@ -559,14 +616,20 @@ pub fn export(
                 Ok(())
             })();
         },
-        |seg, b, e| {
-            bad_blocks.push(format!(
-                "{}: block {} at offset {}: {e}",
-                seg.path.display(),
-                b.header.sequence,
-                b.offset
-            ))
+        |seg, b, e| bad_blocks.push(logdir::describe_bad_block(seg, b, &e)),
+    );
+    std::mem::replace(&mut failed, Ok(()))?;
+    logdir::for_each_identity(
+        log,
+        from_ns,
+        to_ns,
+        |r| {
+            if failed.is_ok() {
+                failed = lake.push(3, r.at_ns, identity_row(r));
+                report.identities += 1;
+            }
         },
+        |seg, b, e| bad_blocks.push(logdir::describe_bad_block(seg, b, &e)),
     );
     failed?;
     report.bad_blocks = bad_blocks;

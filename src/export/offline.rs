@@ -69,12 +69,9 @@ pub fn export(log: &LogDir, outputs: &mut [Output], options: &OfflineOptions) ->
             pace.wait(report.events);
         },
         |seg, b, e| {
-            report.bad_blocks.push(format!(
-                "{}: block {} at offset {}: {e}",
-                seg.path.display(),
-                b.header.sequence,
-                b.offset
-            ))
+            report
+                .bad_blocks
+                .push(logdir::describe_bad_block(seg, b, &e))
         },
     );
     for output in outputs.iter_mut() {

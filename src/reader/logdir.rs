@@ -155,6 +155,16 @@ impl LogDir {
     }
 }
 
+/// How a block that failed its check is named to the operator: file, sequence, offset, why.
+pub fn describe_bad_block(seg: &Segment, b: &BlockRef, e: &dyn std::fmt::Display) -> String {
+    format!(
+        "{}: block {} at offset {}: {e}",
+        seg.path.display(),
+        b.header.sequence,
+        b.offset
+    )
+}
+
 /// Calls `visit(worker, record)` for every record in `[from, to]` of every non-checkpoint
 /// block, worker by worker in write order, complete: end records stored without their
 /// inside endpoint get it back from the segment's checkpoint and earlier creations (so a
