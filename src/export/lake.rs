@@ -18,7 +18,6 @@
 use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::fs::File;
 use std::io;
-use std::net::Ipv4Addr;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
@@ -39,6 +38,7 @@ use crate::reader::time::TimeDisplay;
 /// Rows per row group: large enough for good compression and few footers, small enough
 /// that a partition's buffer stays a few tens of megabytes.
 const ROW_GROUP: usize = 256 * 1024;
+const NS_PER_DAY: u64 = 86_400 * 1_000_000_000;
 
 const EVENTS: &str = "message event {
     required int64 ts_ns;
@@ -145,8 +145,27 @@ enum Value {
     Str(Option<String>),
 }
 
+/// A dotted quad, built without the formatting machinery (a row has up to three).
+fn dotted(v: u32) -> String {
+    let mut text = String::with_capacity(15);
+    for (i, octet) in v.to_be_bytes().into_iter().enumerate() {
+        if i > 0 {
+            text.push('.');
+        }
+        if octet >= 100 {
+            text.push(char::from(b'0' + octet / 100));
+        }
+        if octet >= 10 {
+            text.push(char::from(b'0' + octet / 10 % 10));
+        }
+        text.push(char::from(b'0' + octet % 10));
+    }
+    text
+}
+
+/// An address, or null for 0.0.0.0 (none).
 fn ip(v: u32) -> Option<String> {
-    (v != 0).then(|| Ipv4Addr::from(v).to_string())
+    (v != 0).then(|| dotted(v))
 }
 
 fn port(p: u16, present: bool) -> Value {
@@ -175,7 +194,7 @@ fn event_row(e: &ExportEvent) -> Vec<Value> {
         Value::I32(Some(i32::from(e.event.code()))),
         Value::I32(Some(i32::from(e.worker))),
         Value::I32(Some(i32::from(r.protocol))),
-        Value::Str(Some(Ipv4Addr::from(r.inside_ip).to_string())),
+        Value::Str(Some(dotted(r.inside_ip))),
         Value::I32(Some(i32::from(r.inside_port))),
         Value::Str(ip(r.public_ip)),
         port(r.public_port, session),
@@ -214,8 +233,8 @@ impl Session {
                 micros(self.end_ns),
                 Value::Str(Some(self.end_reason.to_owned())),
                 Value::I32(Some(i32::from(self.worker))),
-                Value::Str(Some(Ipv4Addr::from(r.inside_ip).to_string())),
-                Value::Str(Some(Ipv4Addr::from(r.public_ip).to_string())),
+                Value::Str(Some(dotted(r.inside_ip))),
+                Value::Str(Some(dotted(r.public_ip))),
                 Value::I32(Some(i32::from(r.block_first))),
                 Value::I32(Some(i32::from(r.block_last))),
             ];
@@ -229,9 +248,9 @@ impl Session {
             Value::Str(Some(self.end_reason.to_owned())),
             Value::I32(Some(i32::from(self.worker))),
             Value::I32(Some(i32::from(r.protocol))),
-            Value::Str(Some(Ipv4Addr::from(r.inside_ip).to_string())),
+            Value::Str(Some(dotted(r.inside_ip))),
             Value::I32(Some(i32::from(r.inside_port))),
-            Value::Str(Some(Ipv4Addr::from(r.public_ip).to_string())),
+            Value::Str(Some(dotted(r.public_ip))),
             Value::I32(Some(i32::from(r.public_port))),
             Value::Str(ip(r.dest_ip)),
             port(r.dest_port, r.dest_ip != 0),
@@ -438,19 +457,18 @@ struct Lake<'a> {
     dir: &'a Path,
     box_name: &'a str,
     schemas: [Arc<Type>; 4],
-    /// (table index, day) → partition.
-    partitions: BTreeMap<(usize, String), Partition>,
+    /// (table index, UTC day number) → partition.
+    partitions: BTreeMap<(usize, u64), Partition>,
 }
 
 const TABLES: [&str; 4] = ["events", "sessions", "blocks", "identities"];
 
 impl Lake<'_> {
     fn push(&mut self, table: usize, day_ns: u64, row: Vec<Value>) -> io::Result<()> {
-        let day = TimeDisplay::millis(day_ns).to_string()[..10].to_owned();
-        let key = (table, day);
+        let key = (table, day_ns / NS_PER_DAY);
         if !self.partitions.contains_key(&key) {
             let partition = Partition::create(self.path(&key), &self.schemas[table])?;
-            self.partitions.insert(key.clone(), partition);
+            self.partitions.insert(key, partition);
         }
         match self.partitions.get_mut(&key) {
             Some(p) => p.push(row),
@@ -462,11 +480,8 @@ impl Lake<'_> {
     /// queries over it) never lack a table.
     fn complete(&mut self, day_ns: u64) -> io::Result<()> {
         for table in 0..TABLES.len() {
-            if !self.partitions.keys().any(|(t, _)| *t == table) {
-                let key = (
-                    table,
-                    TimeDisplay::millis(day_ns).to_string()[..10].to_owned(),
-                );
+            if !self.partitions.keys().any(|&(t, _)| t == table) {
+                let key = (table, day_ns / NS_PER_DAY);
                 let partition = Partition::create(self.path(&key), &self.schemas[table])?;
                 self.partitions.insert(key, partition);
             }
@@ -474,9 +489,10 @@ impl Lake<'_> {
         Ok(())
     }
 
-    fn path(&self, (table, day): &(usize, String)) -> PathBuf {
+    fn path(&self, &(table, day): &(usize, u64)) -> PathBuf {
+        let day = &TimeDisplay::millis(day * NS_PER_DAY).to_string()[..10];
         self.dir
-            .join(TABLES[*table])
+            .join(TABLES[table])
             .join(format!("day={day}"))
             .join(format!("box={}", self.box_name))
             .join("part-0.parquet")
@@ -642,13 +658,23 @@ pub fn export(
             run_ends(w).get(next_end),
         )?;
     }
-    let first_day = lake.partitions.keys().map(|(_, day)| day.clone()).min();
-    if let Some(day) = first_day {
-        let day_ns = crate::reader::time::parse_time(&format!("{day}T00:00:00Z")).unwrap_or(0);
-        lake.complete(day_ns)?;
+    if let Some(day) = lake.partitions.keys().map(|&(_, day)| day).min() {
+        lake.complete(day * NS_PER_DAY)?;
     }
     for (_, partition) in std::mem::take(&mut lake.partitions) {
         report.files.push(partition.close()?);
     }
     Ok(report)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn dotted_quads_match_the_standard_format() {
+        for v in [0u32, 1, 0x6440_0001, 0xCB00_7107, 0xFFFF_FFFF, 0x0A09_6364] {
+            assert_eq!(dotted(v), std::net::Ipv4Addr::from(v).to_string());
+        }
+    }
 }
