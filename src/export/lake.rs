@@ -337,11 +337,71 @@ impl Pairing {
     }
 }
 
-/// One open Parquet file (one table, one day) and the rows waiting for its next row group.
+/// One column's cells waiting for the next row group: the values present, and a
+/// definition level per row (1 present, 0 null; required columns ignore them).
+struct ColumnBuf {
+    defs: Vec<i16>,
+    data: ColumnData,
+}
+
+enum ColumnData {
+    I64(Vec<i64>),
+    I32(Vec<i32>),
+    Str(Vec<ByteArray>),
+}
+
+impl ColumnBuf {
+    fn for_value(v: &Value) -> ColumnBuf {
+        ColumnBuf {
+            defs: Vec::new(),
+            data: match v {
+                Value::I64(_) => ColumnData::I64(Vec::new()),
+                Value::I32(_) => ColumnData::I32(Vec::new()),
+                Value::Str(_) => ColumnData::Str(Vec::new()),
+            },
+        }
+    }
+
+    fn push(&mut self, v: Value) {
+        let present = match (v, &mut self.data) {
+            (Value::I64(x), ColumnData::I64(values)) => x.map(|x| values.push(x)).is_some(),
+            (Value::I32(x), ColumnData::I32(values)) => x.map(|x| values.push(x)).is_some(),
+            (Value::Str(x), ColumnData::Str(values)) => x
+                .map(|x| values.push(ByteArray::from(x.into_bytes())))
+                .is_some(),
+            // Cannot happen: each row producer follows its table's schema, cell by cell.
+            _ => false,
+        };
+        self.defs.push(i16::from(present));
+    }
+
+    fn write(
+        &mut self,
+        column: &mut parquet::file::writer::SerializedColumnWriter<'_>,
+    ) -> parquet::errors::Result<()> {
+        let defs = Some(self.defs.as_slice());
+        match &mut self.data {
+            ColumnData::I64(v) => column.typed::<Int64Type>().write_batch(v, defs, None)?,
+            ColumnData::I32(v) => column.typed::<Int32Type>().write_batch(v, defs, None)?,
+            ColumnData::Str(v) => column.typed::<ByteArrayType>().write_batch(v, defs, None)?,
+        };
+        self.defs.clear();
+        match &mut self.data {
+            ColumnData::I64(v) => v.clear(),
+            ColumnData::I32(v) => v.clear(),
+            ColumnData::Str(v) => v.clear(),
+        }
+        Ok(())
+    }
+}
+
+/// One open Parquet file (one table, one day) and the rows waiting for its next row group,
+/// held column by column.
 struct Partition {
     path: PathBuf,
     writer: SerializedFileWriter<File>,
-    rows: Vec<Vec<Value>>,
+    columns: Vec<ColumnBuf>,
+    rows: usize,
 }
 
 impl Partition {
@@ -358,33 +418,40 @@ impl Partition {
         Ok(Partition {
             path,
             writer,
-            rows: Vec::new(),
+            columns: Vec::new(),
+            rows: 0,
         })
     }
 
     fn push(&mut self, row: Vec<Value>) -> io::Result<()> {
-        self.rows.push(row);
-        if self.rows.len() >= ROW_GROUP {
+        if self.columns.is_empty() {
+            self.columns = row.iter().map(ColumnBuf::for_value).collect();
+        }
+        for (column, value) in self.columns.iter_mut().zip(row) {
+            column.push(value);
+        }
+        self.rows += 1;
+        if self.rows >= ROW_GROUP {
             self.write_row_group()?;
         }
         Ok(())
     }
 
-    /// Writes the waiting rows column by column.
+    /// Writes the waiting rows as one row group.
     fn write_row_group(&mut self) -> io::Result<()> {
-        if self.rows.is_empty() {
+        if self.rows == 0 {
             return Ok(());
         }
-        let rows = std::mem::take(&mut self.rows);
         let mut group = self.writer.next_row_group().map_err(io::Error::other)?;
-        let mut index = 0;
+        let mut buffers = self.columns.iter_mut();
         while let Some(mut column) = group.next_column().map_err(io::Error::other)? {
-            let cells = rows.iter().map(|row| &row[index]);
-            write_column(&mut column, cells).map_err(io::Error::other)?;
+            if let Some(buffer) = buffers.next() {
+                buffer.write(&mut column).map_err(io::Error::other)?;
+            }
             column.close().map_err(io::Error::other)?;
-            index += 1;
         }
         group.close().map_err(io::Error::other)?;
+        self.rows = 0;
         Ok(())
     }
 
@@ -393,63 +460,6 @@ impl Partition {
         self.writer.close().map_err(io::Error::other)?;
         Ok(self.path)
     }
-}
-
-/// One column's cells, with definition levels (1 present, 0 null; ignored for required
-/// columns).
-fn write_column<'a>(
-    column: &mut parquet::file::writer::SerializedColumnWriter<'_>,
-    cells: impl Iterator<Item = &'a Value>,
-) -> parquet::errors::Result<()> {
-    let cells: Vec<&Value> = cells.collect();
-    let defs: Vec<i16> = cells
-        .iter()
-        .map(|c| match c {
-            Value::I64(v) => i16::from(v.is_some()),
-            Value::I32(v) => i16::from(v.is_some()),
-            Value::Str(v) => i16::from(v.is_some()),
-        })
-        .collect();
-    match cells.first() {
-        Some(Value::I64(_)) => {
-            let values: Vec<i64> = cells
-                .iter()
-                .filter_map(|c| match c {
-                    Value::I64(v) => *v,
-                    _ => None,
-                })
-                .collect();
-            column
-                .typed::<Int64Type>()
-                .write_batch(&values, Some(&defs), None)?;
-        }
-        Some(Value::I32(_)) => {
-            let values: Vec<i32> = cells
-                .iter()
-                .filter_map(|c| match c {
-                    Value::I32(v) => *v,
-                    _ => None,
-                })
-                .collect();
-            column
-                .typed::<Int32Type>()
-                .write_batch(&values, Some(&defs), None)?;
-        }
-        Some(Value::Str(_)) => {
-            let values: Vec<ByteArray> = cells
-                .iter()
-                .filter_map(|c| match c {
-                    Value::Str(v) => v.as_deref().map(ByteArray::from),
-                    _ => None,
-                })
-                .collect();
-            column
-                .typed::<ByteArrayType>()
-                .write_batch(&values, Some(&defs), None)?;
-        }
-        None => {}
-    }
-    Ok(())
 }
 
 /// Both tables' open partitions.
