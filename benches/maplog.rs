@@ -9,7 +9,7 @@ use std::time::Instant;
 
 use std::net::SocketAddrV4;
 
-use tracenat::config::{BackpressurePolicy, Config, LogVolume};
+use tracenat::config::{Config, LogVolume};
 use tracenat::engine::counters::Activity;
 use tracenat::engine::event::{Event, EventKind, EventSink, VecSink};
 use tracenat::engine::{Engine, Side};
@@ -187,21 +187,11 @@ fn syslog_export(events: &[Event]) -> (usize, f64) {
 
 fn bench_settings(dir: &std::path::Path) -> LogSettings {
     LogSettings {
-        dir: dir.to_owned(),
-        volume: LogVolume::SessionsWithDestination,
         flush_interval_ns: SEC,
         segment_size: 256 << 20,
         segment_age_ns: 15 * 60 * SEC,
-        retention_ns: None,
-        policy: BackpressurePolicy::RefuseSessions,
-        direct_io: true,
-        codec: Codec::Zstd,
-        block_records: 8192,
-        batch_records: 1024,
-        batches_per_worker: 64,
         record_time_only: true,
-        config_text: None,
-        seed: tracenat::maplog::runs::SeedOrigin::Default,
+        ..LogSettings::defaults(dir)
     }
 }
 

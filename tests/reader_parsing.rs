@@ -72,6 +72,7 @@ impl MappingSource for OneSubscriber {
         self.0.push(question.clone());
         let candidates = match question.public_port {
             Some(port) => vec![Candidate {
+                box_name: None,
                 subscriber: SocketAddrV4::new(Ipv4Addr::new(100, 64, 0, 23), 51000),
                 public: SocketAddrV4::new(question.public_ip, port),
                 ports: None,

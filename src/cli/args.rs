@@ -74,9 +74,11 @@ pub enum LogCommand {
 
 #[derive(Debug, Args)]
 pub struct DirArg {
-    /// The mapping log directory (logging.dir, or replay's --log-dir).
-    #[arg(long, value_name = "DIR")]
-    pub dir: PathBuf,
+    /// The mapping log directory (logging.dir, or replay's --log-dir). `query`,
+    /// `attribute`, `decode`, `stats` and `verify` take several (`--dir A --dir B`) or a
+    /// folder of them, and answer across the boxes that wrote them.
+    #[arg(long, value_name = "DIR", required = true)]
+    pub dir: Vec<PathBuf>,
 }
 
 #[derive(Debug, Args)]

@@ -31,8 +31,8 @@ pub struct ExportCommand {
     /// Write into this file (with --format; a directory for parquet).
     #[arg(long, value_name = "FILE", requires = "format")]
     pub out: Option<PathBuf>,
-    /// Parquet: the box these events came from, in the partition path (default: this
-    /// machine's name).
+    /// Parquet: the box these events came from, in the partition path (default: the box
+    /// the log names in runs.jsonl).
     #[arg(long = "box", value_name = "NAME")]
     pub box_name: Option<String>,
     /// Send IPFIX to this collector: HOST:PORT (UDP) or tcp://HOST:PORT. Repeatable.
@@ -149,13 +149,14 @@ fn parquet(c: &ExportCommand, from: u64, to: u64) -> Result<ExitCode, Failure> {
     let Some(dir) = &c.out else {
         return Err(Failure::Usage("--format parquet needs --out DIR".into()));
     };
-    let box_name = c.box_name.clone().unwrap_or_else(system_hostname);
+    let log = open(&c.dir)?;
+    // The box the log says wrote it, unless told otherwise.
+    let box_name = c.box_name.clone().unwrap_or_else(|| log.box_name.clone());
     if !lake::valid_box_name(&box_name) {
         return Err(Failure::Usage(format!(
             "--box {box_name:?}: use letters, digits, '-', '_' and '.'"
         )));
     }
-    let log = open(&c.dir)?;
     let report = lake::export(&log, dir, &box_name, from, to)
         .map_err(|e| Failure::Runtime(format!("{}: {e}", dir.display())))?;
     for bad in &report.bad_blocks {

@@ -11,6 +11,7 @@ use tracenat::reader::ReaderError;
 use tracenat::reader::access_log::{AccessLogParser, JsonFields, LogFormat};
 use tracenat::reader::actor::ActorField;
 use tracenat::reader::attribute::{self, AttributeOptions};
+use tracenat::reader::fleet::{self, Fleet};
 use tracenat::reader::identity::Holders;
 use tracenat::reader::logdir::{self, LogDir};
 use tracenat::reader::model::{Answer, Candidate, MappingSource, Question, Verdict, endpoint_text};
@@ -43,8 +44,23 @@ fn usage(what: &str, text: &str, why: impl std::fmt::Display) -> Failure {
     Failure::Usage(format!("{what} {text:?}: {why}"))
 }
 
+/// The one log directory a command reads.
 pub(super) fn open(dir: &DirArg) -> Result<LogDir, Failure> {
-    LogDir::open(&dir.dir).map_err(Failure::Reader)
+    match fleet::log_paths(&dir.dir)
+        .map_err(Failure::Reader)?
+        .as_slice()
+    {
+        [one] => LogDir::open(one).map_err(Failure::Reader),
+        many => Err(Failure::Usage(format!(
+            "--dir names {} log directories; this command reads one",
+            many.len()
+        ))),
+    }
+}
+
+/// Every log directory named (folders of them expanded), answering as one.
+fn open_fleet(dir: &DirArg) -> Result<Fleet, Failure> {
+    Fleet::open(&dir.dir).map_err(Failure::Reader)
 }
 
 /// `IP` or `IP:PORT`.
@@ -108,7 +124,7 @@ fn query(c: QueryCommand) -> Result<ExitCode, Failure> {
         dest_port: dest.and_then(|(_, p)| p),
         protocol: c.proto.as_deref().map(protocol).transpose()?,
     };
-    let mut log = open(&c.dir)?;
+    let mut log = open_fleet(&c.dir)?;
     let answer = log.answer(&question).map_err(Failure::Reader)?;
     let mut out = io::stdout().lock();
     let written = if c.json {
@@ -197,8 +213,13 @@ fn candidate_line(c: &Candidate) -> String {
         .last_active_ns
         .map(|t| format!(" (last packet {})", format_time(t)))
         .unwrap_or_default();
+    let on_box = c
+        .box_name
+        .as_deref()
+        .map(|b| format!(" on {b}"))
+        .unwrap_or_default();
     format!(
-        "subscriber {subscriber:<21} public {public:<21} {:<4} {} .. {}{active}{dest}  [{}]",
+        "subscriber {subscriber:<21} public {public:<21} {:<4} {} .. {}{active}{dest}  [{}]{on_box}",
         protocol_name(c.protocol),
         opt_time(c.start_ns, "(before the log)"),
         opt_time(c.end_ns, "(still held)"),
@@ -221,6 +242,7 @@ fn candidate_json(c: &Candidate) -> serde_json::Value {
         "last_active_ns": c.last_active_ns,
         "evidence": c.evidence.name(),
         "holder": c.holders.to_json(),
+        "box": c.box_name,
     })
 }
 
@@ -283,7 +305,7 @@ fn attribute(c: AttributeCommand) -> Result<ExitCode, Failure> {
                 })
             })
     };
-    let mut log = open(&c.dir)?;
+    let mut log = open_fleet(&c.dir)?;
     options.server_clock = match offset {
         Offset::Trusted => ServerClock::Trusted,
         Offset::Given(ns) => ServerClock::Fixed(ns),
@@ -384,29 +406,60 @@ fn decode(c: DecodeCommand) -> Result<ExitCode, Failure> {
         other => return Err(usage("--format", other, "expected text, json or csv")),
     };
     let (from, to) = time_range(c.from.as_deref(), c.to.as_deref())?;
-    let log = open(&c.dir)?;
-    let progress = progress_bar(&log);
+    let fleet = open_fleet(&c.dir)?;
+    let labelled = fleet.logs.len() > 1;
     let mut out = BufWriter::new(io::stdout().lock());
-    let mut failed: io::Result<()> = Ok(());
     if format == DecodeFormat::Csv {
-        failed = writeln!(
+        writeln!(
             out,
-            "kind,ts_ns,time,worker,protocol,inside,public,dest,block_first,block_last"
-        );
+            "{}kind,ts_ns,time,worker,protocol,inside,public,dest,block_first,block_last",
+            if labelled { "box," } else { "" }
+        )
+        .map_err(Failure::Output)?;
     }
+    for log in &fleet.logs {
+        let label = labelled.then_some(log.box_name.as_str());
+        decode_one(log, label, format, from, to, &mut out)?;
+    }
+    out.flush().map_err(Failure::Output)?;
+    Ok(ExitCode::SUCCESS)
+}
+
+/// A decoded line with its box in front, when records of several boxes are mixed: a
+/// `box` key first in a JSON object, a first column in CSV, a `box NAME` prefix in text.
+fn labelled_line(label: Option<&str>, format: DecodeFormat, line: String) -> String {
+    match (label, format) {
+        (None, _) => line,
+        (Some(b), DecodeFormat::Json) => {
+            format!("{{\"box\":{},{}", serde_json::Value::from(b), &line[1..])
+        }
+        (Some(b), DecodeFormat::Csv) => format!("{},{line}", csv_field(b)),
+        (Some(b), DecodeFormat::Text) => format!("{b} {line}"),
+    }
+}
+
+fn decode_one(
+    log: &LogDir,
+    label: Option<&str>,
+    format: DecodeFormat,
+    from: u64,
+    to: u64,
+    out: &mut impl Write,
+) -> Result<(), Failure> {
+    let progress = progress_bar(log);
+    let mut failed: io::Result<()> = Ok(());
     let mut bad = Vec::new();
     logdir::for_each_record(
-        &log,
+        log,
         from,
         to,
         |worker, r| {
             if failed.is_err() {
                 return;
             }
-            failed = match format {
-                DecodeFormat::Json => writeln!(out, "{}", r.to_json(worker)),
-                DecodeFormat::Csv => writeln!(
-                    out,
+            let line = match format {
+                DecodeFormat::Json => r.to_json(worker),
+                DecodeFormat::Csv => format!(
                     "{},{},{},{worker},{},{},{},{},{},{}",
                     r.kind.name(),
                     r.ts_ns,
@@ -418,8 +471,7 @@ fn decode(c: DecodeCommand) -> Result<ExitCode, Failure> {
                     r.block_first,
                     r.block_last
                 ),
-                DecodeFormat::Text => writeln!(
-                    out,
+                DecodeFormat::Text => format!(
                     "{} w{worker} {:<24} {:<4} {:<21} -> {:<21} dest {}{}",
                     format_time(r.ts_ns),
                     r.kind.name(),
@@ -434,6 +486,7 @@ fn decode(c: DecodeCommand) -> Result<ExitCode, Failure> {
                     }
                 ),
             };
+            failed = writeln!(out, "{}", labelled_line(label, format, line));
             if let Some(p) = &progress {
                 p.inc(1);
             }
@@ -441,33 +494,30 @@ fn decode(c: DecodeCommand) -> Result<ExitCode, Failure> {
         |seg, b, e| bad.push(logdir::describe_bad_block(seg, b, &e)),
     );
     logdir::for_each_identity(
-        &log,
+        log,
         from,
         to,
         |r| {
             if failed.is_ok() {
-                failed = write_identity(&mut out, format, r);
+                failed = identity_line(format, r)
+                    .and_then(|line| writeln!(out, "{}", labelled_line(label, format, line)));
             }
         },
         |seg, b, e| bad.push(logdir::describe_bad_block(seg, b, &e)),
     );
-    failed.and_then(|_| out.flush()).map_err(Failure::Output)?;
+    failed.map_err(Failure::Output)?;
     if let Some(p) = progress {
         p.finish_and_clear();
     }
-    report_damage(&log, &bad);
-    Ok(ExitCode::SUCCESS)
+    report_damage(log, &bad);
+    Ok(())
 }
 
 /// One identity record in `decode`'s format (CSV rows put the identity in `inside`'s
 /// place and its fields, `name=value` joined by `;`, in `dest`'s).
-fn write_identity(
-    out: &mut impl Write,
-    format: DecodeFormat,
-    r: &IdentityRecord,
-) -> io::Result<()> {
-    match format {
-        DecodeFormat::Json => writeln!(out, "{}", r.to_json()),
+fn identity_line(format: DecodeFormat, r: &IdentityRecord) -> io::Result<String> {
+    Ok(match format {
+        DecodeFormat::Json => r.to_json(),
         DecodeFormat::Csv => {
             let fields: Vec<String> = r
                 .identity
@@ -475,8 +525,7 @@ fn write_identity(
                 .iter()
                 .map(|(k, v)| format!("{k}={v}"))
                 .collect();
-            writeln!(
-                out,
+            format!(
                 "{},{},{},identity,0,{},{},{},,",
                 r.change.name(),
                 r.at_ns,
@@ -486,8 +535,7 @@ fn write_identity(
                 csv_field(&fields.join(";"))
             )
         }
-        DecodeFormat::Text => writeln!(
-            out,
+        DecodeFormat::Text => format!(
             "{} identity {:<18} {:<15} {:<15} {}",
             format_time(r.at_ns),
             r.change.name(),
@@ -495,7 +543,7 @@ fn write_identity(
             r.inside_ip,
             r.identity
         ),
-    }
+    })
 }
 
 /// A CSV field, quoted when it holds a separator or a quote.
@@ -530,11 +578,22 @@ fn report_damage(log: &LogDir, bad_blocks: &[String]) {
 }
 
 fn stats(c: StatsCommand) -> Result<ExitCode, Failure> {
-    let log = open(&c.dir)?;
-    let workers = logdir::stats(&log);
-    let identity = logdir::identity_stats(&log);
+    let fleet = open_fleet(&c.dir)?;
+    let labelled = fleet.logs.len() > 1;
+    for log in &fleet.logs {
+        if labelled && !c.json {
+            println!("box {} ({}):", log.box_name, log.root.display());
+        }
+        stats_one(log, c.json, labelled)?;
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn stats_one(log: &LogDir, json: bool, labelled: bool) -> Result<(), Failure> {
+    let workers = logdir::stats(log);
+    let identity = logdir::identity_stats(log);
     let mut out = io::stdout().lock();
-    let written = if c.json {
+    let written = if json {
         let total_records: u64 = workers.iter().map(|w| w.records).sum();
         let total_bytes: u64 = workers.iter().map(|w| w.bytes).sum();
         writeln!(
@@ -546,6 +605,8 @@ fn stats(c: StatsCommand) -> Result<ExitCode, Failure> {
                 "bytes_per_record": ratio(total_bytes, total_records),
                 "workers": workers,
                 "identity": identity,
+                "box": labelled.then_some(&log.box_name),
+                "dir": labelled.then(|| log.root.display().to_string()),
             })
         )
     } else {
@@ -564,8 +625,7 @@ fn stats(c: StatsCommand) -> Result<ExitCode, Failure> {
             None => Ok(()),
         })
     };
-    written.map_err(Failure::Output)?;
-    Ok(ExitCode::SUCCESS)
+    written.map_err(Failure::Output)
 }
 
 fn ratio(a: u64, b: u64) -> f64 {
@@ -601,11 +661,24 @@ fn write_stats(out: &mut impl Write, workers: &[logdir::WorkerStats]) -> io::Res
 }
 
 fn verify(c: DirArg) -> Result<ExitCode, Failure> {
-    let log = open(&c)?;
-    let blocks: u64 = logdir::stats(&log).iter().map(|s| s.blocks).sum();
+    let mut damaged = false;
+    for path in fleet::log_paths(&c.dir).map_err(Failure::Reader)? {
+        let log = LogDir::open(&path).map_err(Failure::Reader)?;
+        damaged |= !verify_one(&log)?;
+    }
+    Ok(if damaged {
+        ExitCode::from(EXIT_DAMAGED)
+    } else {
+        ExitCode::SUCCESS
+    })
+}
+
+/// Verifies one log directory and says so; false if it is damaged.
+fn verify_one(log: &LogDir) -> Result<bool, Failure> {
+    let blocks: u64 = logdir::stats(log).iter().map(|s| s.blocks).sum();
     let bar = (io::stdout().is_terminal() && io::stderr().is_terminal() && blocks > 10_000)
         .then(|| indicatif::ProgressBar::new(blocks));
-    let problems = logdir::verify_with_progress(&log, |n| {
+    let problems = logdir::verify_with_progress(log, |n| {
         if let Some(bar) = &bar {
             bar.inc(n);
         }
@@ -619,10 +692,10 @@ fn verify(c: DirArg) -> Result<ExitCode, Failure> {
             writeln!(
                 out,
                 "{}: ok, {blocks} blocks, every CRC and the hash chain intact",
-                c.dir.display()
+                log.root.display()
             )
         } else {
-            writeln!(out, "{}: DAMAGED — first bad block:", c.dir.display())?;
+            writeln!(out, "{}: DAMAGED — first bad block:", log.root.display())?;
             writeln!(out, "  {}", problems[0])?;
             for p in &problems[1..] {
                 writeln!(out, "  also: {p}")?;
@@ -631,9 +704,5 @@ fn verify(c: DirArg) -> Result<ExitCode, Failure> {
         }
     })();
     written.map_err(Failure::Output)?;
-    Ok(if problems.is_empty() {
-        ExitCode::SUCCESS
-    } else {
-        ExitCode::from(EXIT_DAMAGED)
-    })
+    Ok(problems.is_empty())
 }

@@ -199,6 +199,21 @@ pub struct Logging {
     pub on_backpressure: BackpressurePolicy,
     /// Try O_DIRECT writes (falls back to buffered where the filesystem refuses).
     pub direct_io: bool,
+    /// The name this box records in its log directory (`runs.jsonl`), by which answers
+    /// across several boxes' logs name it; the system's host name when `None`.
+    pub box_name: Option<String>,
+}
+
+/// A box name: letters, digits, `-`, `_` and `.` (it is a directory name in the Parquet
+/// layout and a label in answers).
+pub fn valid_box_name(name: &str) -> bool {
+    !name.is_empty()
+        && name.len() <= 64
+        && name != "."
+        && name != ".."
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'))
 }
 
 /// What happens when the mapping log cannot take more records (disk slow or full).

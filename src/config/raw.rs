@@ -128,6 +128,7 @@ pub struct Logging {
     pub retention: Option<DurationValue>,
     pub on_backpressure: Option<BackpressurePolicy>,
     pub direct_io: Option<bool>,
+    pub box_name: Option<String>,
 }
 
 /// A duration as written: text such as "2h4m", or a bare integer meaning seconds.

@@ -176,6 +176,18 @@ fn each_section_rule_names_its_key() {
         ("[logging]\nvolume = \"deterministic\"", "logging.volume"),
         ("[logging]\nvolume = \"port-blocks\"", "logging.volume"),
         ("[logging]\nretention = \"1m\"", "logging.retention"),
+        ("[logging]\nbox-name = \"cgn 1\"", "logging.box-name"),
+        ("[logging]\nbox-name = \"..\"", "logging.box-name"),
+        ("[export]\nipfix = [\"collector:4739\"]", "export.ipfix"),
+        (
+            "[export]\nsyslog = [\"sctp://127.0.0.1:514\"]",
+            "export.syslog",
+        ),
+        ("[export]\nfacility = \"kern\"", "export.facility"),
+        (
+            "[export]\ntemplate-refresh = \"0s\"",
+            "export.template-refresh",
+        ),
         ("[logging]\nsegment-size = 1000", "logging.segment-size"),
         (
             "[dataplane]\nmetrics = \"192.0.2.1:9917\"",

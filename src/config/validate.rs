@@ -584,6 +584,15 @@ pub(super) fn logging(raw: raw::Logging) -> Result<Logging, ConfigError> {
             .on_backpressure
             .unwrap_or(BackpressurePolicy::RefuseSessions),
         direct_io: raw.direct_io.unwrap_or(true),
+        box_name: match raw.box_name {
+            Some(name) if !super::valid_box_name(&name) => {
+                return Err(invalid(
+                    "logging.box-name",
+                    format!("{name:?}: use 1 to 64 letters, digits, '-', '_' and '.'"),
+                ));
+            }
+            name => name,
+        },
     })
 }
 

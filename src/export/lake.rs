@@ -523,15 +523,7 @@ pub struct LakeReport {
     pub bad_blocks: Vec<String>,
 }
 
-/// A box name is a directory name in the layout: letters, digits, `-`, `_`, `.`.
-pub fn valid_box_name(name: &str) -> bool {
-    !name.is_empty()
-        && name != "."
-        && name != ".."
-        && name
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'))
-}
+pub use crate::config::valid_box_name;
 
 /// After a worker's last record: what it still holds ended with its run, if the run has
 /// ended since; otherwise it is still open (at the end of the range, or now).

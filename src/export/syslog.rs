@@ -138,20 +138,7 @@ pub fn octet_counted(message: &str) -> Vec<u8> {
     framed
 }
 
-/// The system's host name, for HOSTNAME when the config names none; `-` (RFC 5424's
-/// nil value) if it cannot be read.
-pub fn system_hostname() -> String {
-    let mut buf = [0u8; 256];
-    // SAFETY: the buffer is valid for its length; gethostname writes at most that much.
-    let rc = unsafe { libc::gethostname(buf.as_mut_ptr().cast(), buf.len()) };
-    let len = buf.iter().position(|&b| b == 0).unwrap_or(buf.len());
-    match std::str::from_utf8(&buf[..len]) {
-        Ok(name) if rc == 0 && !name.is_empty() && name.bytes().all(|b| b.is_ascii_graphic()) => {
-            name.to_owned()
-        }
-        _ => "-".to_owned(),
-    }
-}
+pub use crate::maplog::runs::system_hostname;
 
 #[cfg(test)]
 mod tests {

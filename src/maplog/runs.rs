@@ -57,6 +57,10 @@ pub struct RunStart {
     pub segments: Vec<u64>,
     /// `null` for the first run on the directory.
     pub previous: Option<Previous>,
+    /// The box that ran it (`logging.box-name`, else the host name); absent in logs
+    /// written before boxes were named.
+    #[serde(rename = "box", default, skip_serializing_if = "Option::is_none")]
+    pub box_name: Option<String>,
 }
 
 /// The line a clean stop appends, after everything was flushed.
@@ -189,6 +193,19 @@ pub struct PreviousRun {
     pub unreadable: u64,
 }
 
+/// The system's host name, the box's name by default; `-` if it cannot be read or is
+/// not a valid box name.
+pub fn system_hostname() -> String {
+    let mut buf = [0u8; 256];
+    // SAFETY: the buffer is valid for its length; gethostname writes at most that much.
+    let rc = unsafe { libc::gethostname(buf.as_mut_ptr().cast(), buf.len()) };
+    let len = buf.iter().position(|&b| b == 0).unwrap_or(buf.len());
+    match std::str::from_utf8(&buf[..len]) {
+        Ok(name) if rc == 0 && crate::config::valid_box_name(name) => name.to_owned(),
+        _ => "-".to_owned(),
+    }
+}
+
 /// At a start of the writer, after its recovery (§3.4): reads this file and the log's
 /// tail, then appends this run's start line, synced before any record of the run exists.
 /// `segments`: each worker's next segment sequence. Problems that do not stop the NAT (a
@@ -198,6 +215,7 @@ pub fn begin(
     now_ns: u64,
     segments: Vec<u64>,
     seed: SeedOrigin,
+    box_name: Option<&str>,
     notes: &mut Vec<String>,
 ) -> io::Result<Option<PreviousRun>> {
     let file = read(root)?;
@@ -211,6 +229,7 @@ pub fn begin(
         seed,
         segments,
         previous,
+        box_name: Some(box_name.map_or_else(system_hostname, str::to_owned)),
     };
     let Some(previous) = previous else {
         append(root, &RunLine::Start(start))?;
@@ -286,6 +305,7 @@ mod tests {
             seed: SeedOrigin::Random,
             segments,
             previous,
+            box_name: Some("cgn-1".into()),
         })
     }
 
@@ -310,9 +330,15 @@ mod tests {
         }
         let file = read(tmp.path()).unwrap();
         assert_eq!((file.lines, file.problems.len()), (lines, 0));
+        // A line written before boxes were named still reads, without a box.
+        let old = r#"{"start_ns":5,"workers":1,"seed":"random","segments":[0],"previous":null}"#;
+        match serde_json::from_str::<RunLine>(old).unwrap() {
+            RunLine::Start(start) => assert_eq!(start.box_name, None),
+            RunLine::Stop(_) => panic!("a start line"),
+        }
         let text = fs::read_to_string(tmp.path().join(dir::RUNS)).unwrap();
         assert!(text.starts_with(
-            "{\"start_ns\":10,\"workers\":2,\"seed\":\"random\",\"segments\":[0,0],\"previous\":null}\n"
+            "{\"start_ns\":10,\"workers\":2,\"seed\":\"random\",\"segments\":[0,0],\"previous\":null,\"box\":\"cgn-1\"}\n"
         ));
     }
 

@@ -31,6 +31,8 @@ pub struct LogSettings {
     pub config_text: Option<String>,
     /// Where the allocator's seed came from, recorded with the run (`runs.jsonl`).
     pub seed: SeedOrigin,
+    /// The box's name, recorded with the run (`runs.jsonl`); the host name when `None`.
+    pub box_name: Option<String>,
 }
 
 impl LogSettings {
@@ -49,6 +51,7 @@ impl LogSettings {
                 Some(_) => SeedOrigin::Config,
                 None => SeedOrigin::Random,
             },
+            box_name: l.box_name.clone(),
             ..LogSettings::defaults(dir)
         }
     }
@@ -75,6 +78,7 @@ impl LogSettings {
             record_time_only: false,
             config_text: None,
             seed: SeedOrigin::Default,
+            box_name: None,
         }
     }
 }

@@ -293,6 +293,7 @@ impl MapLog {
             now_ns,
             next_segments,
             settings.seed,
+            settings.box_name.as_deref(),
             &mut recovered,
         )
         .map_err(io_err(&settings.dir))?;

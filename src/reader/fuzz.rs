@@ -27,6 +27,7 @@ impl MappingSource for Invented {
         };
         let candidates = (0..count)
             .map(|n| Candidate {
+                box_name: None,
                 subscriber: SocketAddrV4::new(Ipv4Addr::new(100, 64, (port >> 8) as u8, n), port),
                 public: SocketAddrV4::new(q.public_ip, port),
                 ports: None,

@@ -25,6 +25,8 @@ pub struct WorkerSegments {
 
 pub struct LogDir {
     pub root: PathBuf,
+    /// The box that wrote this log (`runs.jsonl`), named in answers across several logs.
+    pub box_name: String,
     pub workers: Vec<WorkerSegments>,
     /// The reader's position when answering an access log chunk by chunk.
     pub(crate) sweep: Option<Vec<crate::reader::query::Cursor>>,
@@ -101,8 +103,23 @@ impl LogDir {
                 )),
             }
         }
+        // The box that wrote the log: as its latest run recorded it, else the directory's
+        // own name (logs written before boxes were named).
+        let box_name = runs
+            .lines
+            .iter()
+            .rev()
+            .find_map(|line| match line {
+                runs::RunLine::Start(start) => start.box_name.clone(),
+                runs::RunLine::Stop(_) => None,
+            })
+            .unwrap_or_else(|| {
+                root.file_name()
+                    .map_or_else(|| "-".into(), |n| n.to_string_lossy().into_owned())
+            });
         Ok(LogDir {
             root: root.to_owned(),
+            box_name,
             workers,
             sweep: None,
             skipped,

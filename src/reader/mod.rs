@@ -15,6 +15,7 @@ pub mod actor;
 pub mod attribute;
 pub mod correlate;
 mod dest_index;
+pub mod fleet;
 pub mod fuzz;
 pub mod identity;
 pub mod input;

@@ -76,6 +76,8 @@ pub struct Candidate {
     pub evidence: Evidence,
     /// Who held the subscriber address then, by the identity records (§8.1).
     pub holders: crate::reader::identity::Holders,
+    /// The box whose log holds it, when the answer spans several boxes' logs.
+    pub box_name: Option<String>,
 }
 
 /// The honest verdict: one subscriber, several, or nobody.
@@ -97,7 +99,11 @@ impl Verdict {
 
     /// Decided by the number of distinct subscriber addresses among the candidates.
     pub fn of(candidates: &[Candidate]) -> Verdict {
-        let mut addresses = candidates.iter().map(|c| *c.subscriber.ip());
+        // Subscribers are told apart by address within a box; the same address behind two
+        // boxes is two subscribers (access networks reuse private space).
+        let mut addresses = candidates
+            .iter()
+            .map(|c| (c.box_name.as_deref(), *c.subscriber.ip()));
         match addresses.next() {
             None => Verdict::None,
             Some(first) if addresses.all(|a| a == first) => Verdict::Unique,

@@ -343,6 +343,7 @@ mod tests {
 
     fn session(start: u64, end: Option<u64>, last_active: Option<u64>) -> Candidate {
         Candidate {
+            box_name: None,
             subscriber: SocketAddrV4::new(Ipv4Addr::new(100, 64, 0, 1), 5000),
             public: SocketAddrV4::new(Ipv4Addr::new(203, 0, 113, 1), 40000),
             ports: None,

@@ -326,6 +326,7 @@ impl LogDir {
                 None => det.subscribers_on(q.public_ip),
             };
             out.extend(held.into_iter().map(|(sub, lo, hi)| Candidate {
+                box_name: None,
                 subscriber: SocketAddrV4::new(sub, 0),
                 public: SocketAddrV4::new(q.public_ip, 0),
                 ports: Some((lo, hi)),

@@ -289,6 +289,7 @@ mod tests {
             let start = T0 + u64::from(port) * S;
             let candidates = (q.from_ns <= start + 2 * S && start <= q.to_ns)
                 .then(|| Candidate {
+                    box_name: None,
                     subscriber: SocketAddrV4::new(Ipv4Addr::new(100, 64, 0, 1), 1),
                     public: SocketAddrV4::new(q.public_ip, port),
                     ports: None,

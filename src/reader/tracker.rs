@@ -377,6 +377,7 @@ impl Window {
 /// The evidence one holding gives about `q`: its matching sessions, else the holding.
 fn holding_candidates(h: &Holding, q: &Question, window: &Window, out: &mut Vec<Candidate>) {
     let as_candidate = |dest, start, end, last_active, evidence| Candidate {
+        box_name: None,
         subscriber: h.subscriber,
         public: h.public,
         ports: h.ports,

@@ -661,6 +661,10 @@ fn write_json(
         json_time(out, candidate_times, c.last_active_ns)?;
         write!(out, ",\"evidence\":\"{}\",\"holder\":", c.evidence.name())?;
         write_holder(out, &c.holders)?;
+        if let Some(name) = &c.box_name {
+            out.write_all(b",\"box\":")?;
+            json_string(out, name)?;
+        }
         out.write_all(b"}")?;
     }
     writeln!(

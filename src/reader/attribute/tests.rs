@@ -13,6 +13,7 @@ fn ip(text: &str) -> Ipv4Addr {
 
 fn candidate(subscriber: &str, port: u16, public: &str, evidence: Evidence) -> Candidate {
     Candidate {
+        box_name: None,
         subscriber: SocketAddrV4::new(ip(subscriber), port),
         public: SocketAddrV4::new(ip(public), 40213),
         ports: None,
@@ -317,6 +318,7 @@ fn throughput() {
     impl MappingSource for Trivial {
         fn answer(&mut self, question: &Question) -> Result<Answer, ReaderError> {
             let candidates = vec![Candidate {
+                box_name: None,
                 subscriber: SocketAddrV4::new(Ipv4Addr::new(100, 64, 0, 23), 51000),
                 public: SocketAddrV4::new(question.public_ip, question.public_port.unwrap_or(0)),
                 ports: None,
