@@ -15,36 +15,12 @@ mod common;
 use std::collections::BTreeMap;
 use std::net::{Ipv4Addr, SocketAddrV4, TcpListener, UdpSocket};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Output, Stdio};
+use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use common::*;
 use serde_json::Value;
 use tracenat::engine::Side;
-
-fn tracenat(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_tracenat"))
-        .args(args)
-        .output()
-        .expect("run tracenat")
-}
-
-fn ok(o: Output) -> String {
-    assert!(
-        o.status.success(),
-        "failed: {}\n{}",
-        String::from_utf8_lossy(&o.stdout),
-        String::from_utf8_lossy(&o.stderr)
-    );
-    String::from_utf8_lossy(&o.stdout).into_owned()
-}
-
-fn scratch(name: &str) -> PathBuf {
-    let dir = std::env::temp_dir().join(format!("tracenat-export-{name}-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).unwrap();
-    dir
-}
 
 /// One event as the log has it, and as every collector must show it.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
@@ -137,7 +113,7 @@ fn sorted_events(mut v: Vec<Expected>) -> Vec<Expected> {
 
 #[test]
 fn an_ipfix_file_decodes_in_tshark_field_for_field() {
-    let dir = scratch("tshark");
+    let dir = scratch("export", "tshark");
     let (log, expected) = write_log(&dir);
     let c = counts(&expected);
     for kind in [4, 5, 13, 16, 17] {
@@ -303,7 +279,7 @@ fn udp_port_in_use(port: u16) -> bool {
 
 #[test]
 fn nfcapd_receives_every_event_over_udp_and_nfdump_prints_it() {
-    let dir = scratch("nfdump");
+    let dir = scratch("export", "nfdump");
     let (log, expected) = write_log(&dir);
     let port = free_udp_port();
     let files = dir.join("nfcapd");
@@ -402,7 +378,7 @@ fn nfdump_time_ms(text: &str) -> u64 {
 
 #[test]
 fn rsyslogd_writes_every_event_sent_over_udp_and_tcp() {
-    let dir = scratch("rsyslog");
+    let dir = scratch("export", "rsyslog");
     let (log, expected) = write_log(&dir);
     let (udp, tcp) = (free_udp_port(), free_tcp_port());
     let (udp_file, tcp_file) = (dir.join("udp.log"), dir.join("tcp.log"));
@@ -511,7 +487,7 @@ fn syslog_event(line: &str) -> Expected {
 
 #[test]
 fn a_collector_that_is_down_is_a_clear_error_with_every_lost_event_counted() {
-    let dir = scratch("down");
+    let dir = scratch("export", "down");
     let (log, expected) = write_log(&dir);
     let port = free_tcp_port();
     let o = tracenat(&[

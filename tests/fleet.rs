@@ -13,13 +13,6 @@ use common::*;
 use serde_json::Value;
 use tracenat::engine::Side;
 
-fn tracenat(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_tracenat"))
-        .args(args)
-        .output()
-        .expect("run tracenat")
-}
-
 fn stdout(o: &Output) -> String {
     String::from_utf8_lossy(&o.stdout).into_owned()
 }

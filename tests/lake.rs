@@ -11,35 +11,11 @@ mod common;
 use std::collections::BTreeSet;
 use std::net::{Ipv4Addr, SocketAddrV4};
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::process::Command;
 
 use common::*;
 use serde_json::Value;
 use tracenat::engine::Side;
-
-fn tracenat(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_tracenat"))
-        .args(args)
-        .output()
-        .expect("run tracenat")
-}
-
-fn ok(o: Output) -> String {
-    assert!(
-        o.status.success(),
-        "failed: {}\n{}",
-        String::from_utf8_lossy(&o.stdout),
-        String::from_utf8_lossy(&o.stderr)
-    );
-    String::from_utf8_lossy(&o.stdout).into_owned()
-}
-
-fn scratch(name: &str) -> PathBuf {
-    let dir = std::env::temp_dir().join(format!("tracenat-lake-{name}-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).unwrap();
-    dir
-}
 
 /// 40 subscribers on a 4-address pool (so addresses are shared ten ways), TCP connections
 /// (a SYN, then up to three segments 20 s apart, as web clients make) spread over 20
@@ -245,10 +221,7 @@ fn attribute_answers(log: &Path, access: &Path) -> Vec<(String, Vec<String>)> {
         .collect()
 }
 
-fn same_answers_everywhere(port_block: bool) {
-    let dir = scratch(if port_block { "blocks" } else { "dynamic" });
-    let log = write_log(&dir, port_block);
-    let lake = dir.join("lake");
+fn export_parquet(log: &Path, lake: &Path) {
     ok(tracenat(&[
         "log",
         "export",
@@ -261,6 +234,13 @@ fn same_answers_everywhere(port_block: bool) {
         "--box",
         "cgn-test",
     ]));
+}
+
+fn same_answers_everywhere(port_block: bool) {
+    let dir = scratch("lake", if port_block { "blocks" } else { "dynamic" });
+    let log = write_log(&dir, port_block);
+    let lake = dir.join("lake");
+    export_parquet(&log, &lake);
     let mut asked = Vec::new();
     let mut expected = Vec::new();
     // In time order, as a server writes its access log.
@@ -316,7 +296,7 @@ fn duckdb_and_spark_answer_as_the_reader_does_with_port_blocks() {
 
 #[test]
 fn identities_reach_the_lake_with_their_fields() {
-    let dir = scratch("identities");
+    let dir = scratch("lake", "identities");
     let log = write_log(&dir, false);
     let leases = dir.join("kea-leases4.csv");
     std::fs::write(
@@ -336,18 +316,7 @@ fn identities_reach_the_lake_with_their_fields() {
         log.to_str().unwrap(),
     ]));
     let lake = dir.join("lake");
-    ok(tracenat(&[
-        "log",
-        "export",
-        "--dir",
-        log.to_str().unwrap(),
-        "--format",
-        "parquet",
-        "--out",
-        lake.to_str().unwrap(),
-        "--box",
-        "cgn-test",
-    ]));
+    export_parquet(&log, &lake);
     let query = format!(
         "import duckdb; print(duckdb.sql(\"SELECT inside_ip, hw_addr, hostname, source, box FROM read_parquet('{}/identities/*/*/*.parquet', hive_partitioning = true) ORDER BY inside_ip\").fetchall())",
         lake.display()

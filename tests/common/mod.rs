@@ -760,3 +760,33 @@ pub fn icmp_error_full_quote(
     );
     build::build(&spec)
 }
+
+// ---------------------------------------------------------------------------
+// The binary, as an operator runs it
+
+/// Runs the `tracenat` binary with `args`.
+pub fn tracenat(args: &[&str]) -> std::process::Output {
+    std::process::Command::new(env!("CARGO_BIN_EXE_tracenat"))
+        .args(args)
+        .output()
+        .expect("run tracenat")
+}
+
+/// Standard output of a command that must have succeeded (its output shown if not).
+pub fn ok(o: std::process::Output) -> String {
+    assert!(
+        o.status.success(),
+        "failed: {}\n{}",
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    );
+    String::from_utf8_lossy(&o.stdout).into_owned()
+}
+
+/// A fresh directory for one test: `<tmp>/tracenat-<suite>-<name>-<pid>`.
+pub fn scratch(suite: &str, name: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("tracenat-{suite}-{name}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).expect("create a scratch directory");
+    dir
+}
