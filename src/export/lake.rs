@@ -1,6 +1,6 @@
 //! Parquet for the data lake: `tracenat log export --format parquet --out DIR`.
 //!
-//! Two Hive-partitioned tables, by day (UTC) and by box:
+//! Four Hive-partitioned tables, by day (UTC) and by box:
 //!
 //! ```text
 //! DIR/events/day=2026-11-30/box=cgn-1/part-0.parquet     one row per logged event
@@ -462,7 +462,7 @@ impl Partition {
     }
 }
 
-/// Both tables' open partitions.
+/// Every table's open partitions.
 struct Lake<'a> {
     dir: &'a Path,
     box_name: &'a str,
@@ -545,7 +545,8 @@ fn finish_worker(
     Ok(())
 }
 
-/// Writes the events of `log` in `[from_ns, to_ns]` as the two tables under `dir`.
+/// Writes the events and identities of `log` in `[from_ns, to_ns]` as the four tables
+/// under `dir`.
 pub fn export(
     log: &LogDir,
     dir: &Path,
