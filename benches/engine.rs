@@ -143,10 +143,7 @@ fn main() {
         return; // `cargo test --benches` lists benchmarks; nothing to list here
     }
     let only = std::env::var("TRACENAT_BENCH_ONLY").unwrap_or_default();
-    let packets = std::env::var("TRACENAT_BENCH_PACKETS")
-        .ok()
-        .and_then(|p| p.parse().ok())
-        .unwrap_or(1 << 21);
+    let packets = common::traffic::packets_per_run();
     println!(
         "| sessions | popularity | direction | path | tracenat Mpps | ceiling Mpps | of ceiling |"
     );

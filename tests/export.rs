@@ -55,19 +55,7 @@ fn write_log(dir: &Path) -> (PathBuf, Vec<Expected>) {
     }
     packets.extend(ticks(T0, T0 + 400 * SEC, 10 * SEC));
     replay_logged(&cfg, &sorted(packets), &log);
-    let decoded = ok(tracenat(&[
-        "log",
-        "decode",
-        "--dir",
-        log.to_str().unwrap(),
-        "--format",
-        "json",
-    ]));
-    let expected = decoded
-        .lines()
-        .map(|l| serde_json::from_str::<Value>(l).unwrap())
-        .filter_map(|e| expected_event(&e))
-        .collect();
+    let expected = decoded(&log).iter().filter_map(expected_event).collect();
     (log, expected)
 }
 

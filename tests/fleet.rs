@@ -30,17 +30,8 @@ fn box_log(folder: &Path, name: &str, pool: &str) -> (PathBuf, SocketAddrV4) {
     let syn = tcp(ep(SUBSCRIBER), ep(SERVER), tracenat::wire::tcp::SYN);
     let packets = vec![(T0 + SEC, Side::Inside, syn)];
     replay_logged(&cfg, &packets, &log);
-    let decoded = stdout(&tracenat(&[
-        "log",
-        "decode",
-        "--dir",
-        log.to_str().unwrap(),
-        "--format",
-        "json",
-    ]));
-    let created: Value = decoded
-        .lines()
-        .map(|l| serde_json::from_str::<Value>(l).unwrap())
+    let created = decoded(&log)
+        .into_iter()
         .find(|e| e["kind"] == "session_created")
         .expect("a session");
     (log, ev_ep(&created, "public"))

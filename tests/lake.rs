@@ -60,21 +60,11 @@ fn write_log(dir: &Path, port_block: bool) -> PathBuf {
 /// Questions: each public endpoint the log hands out, asked with and without its port at
 /// moments across the 25 minutes (during sessions, between them, after them).
 fn questions(log: &Path) -> Vec<(SocketAddrV4, u64)> {
-    let decoded = ok(tracenat(&[
-        "log",
-        "decode",
-        "--dir",
-        log.to_str().unwrap(),
-        "--format",
-        "json",
-    ]));
-    let mut publics = BTreeSet::new();
-    for line in decoded.lines() {
-        let e: Value = serde_json::from_str(line).unwrap();
-        if e["kind"] == "session_created" {
-            publics.insert(ev_ep(&e, "public"));
-        }
-    }
+    let publics: BTreeSet<SocketAddrV4> = decoded(log)
+        .iter()
+        .filter(|e| e["kind"] == "session_created")
+        .map(|e| ev_ep(e, "public"))
+        .collect();
     let mut out = Vec::new();
     for (n, public) in publics.iter().enumerate() {
         for k in 0..4u64 {

@@ -13,6 +13,14 @@ use tracenat::workload::Zipf;
 
 use super::{FRAME, Flow};
 
+/// Frames per timed run: `TRACENAT_BENCH_PACKETS`, 2^21 by default.
+pub fn packets_per_run() -> usize {
+    std::env::var("TRACENAT_BENCH_PACKETS")
+        .ok()
+        .and_then(|p| p.parse().ok())
+        .unwrap_or(1 << 21)
+}
+
 pub const NOW: u64 = 2_000_000_000;
 pub const SEQUENCE: usize = 1 << 22;
 pub const RUNS: usize = 3;

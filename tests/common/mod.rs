@@ -790,3 +790,18 @@ pub fn scratch(suite: &str, name: &str) -> PathBuf {
     std::fs::create_dir_all(&dir).expect("create a scratch directory");
     dir
 }
+
+/// Every record `tracenat log decode --format json` prints for `log`.
+pub fn decoded(log: &Path) -> Vec<Value> {
+    let out = ok(tracenat(&[
+        "log",
+        "decode",
+        "--dir",
+        log.to_str().expect("utf-8 path"),
+        "--format",
+        "json",
+    ]));
+    out.lines()
+        .map(|l| serde_json::from_str(l).expect("decode prints JSON lines"))
+        .collect()
+}
