@@ -2,6 +2,9 @@
 //! destination) beside RFC 8158 IPFIX and syslog encodings of the same sessions;
 //! encode+compress+write rate; point-query latency; `attribute` lines per second.
 //! `cargo bench --bench maplog` (TRACENAT_BENCH_SESSIONS=N to size the log; default 2 M).
+//! TRACENAT_BENCH_BIG=N: point queries on an N-session log instead; with
+//! TRACENAT_BENCH_LAKE=1 also on its Parquet export through DuckDB (scripts/lake/lake.py,
+//! run by /opt/tracenat-lake/bin/python or TRACENAT_LAKE_PYTHON).
 
 use std::io::Write;
 use std::net::Ipv4Addr;
@@ -268,7 +271,84 @@ fn big_log(sessions: usize) {
             times.len()
         );
     }
+    if std::env::var_os("TRACENAT_BENCH_LAKE").is_some() {
+        duckdb_point_queries(&dir, &picks);
+    }
     let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// The same point questions through DuckDB on the log's Parquet export, cold (files
+/// evicted from the page cache, a fresh DuckDB) and warm.
+fn duckdb_point_queries(dir: &std::path::Path, picks: &[Event]) {
+    let lake = dir.with_extension("lake");
+    let _ = std::fs::remove_dir_all(&lake);
+    let t = Instant::now();
+    let log = LogDir::open(dir).expect("open log");
+    let report = lake::export(&log, &lake, "cgn-01", 0, u64::MAX).expect("parquet export");
+    let bytes: u64 = walk(&lake)
+        .iter()
+        .map(|f| std::fs::metadata(f).map_or(0, |m| m.len()))
+        .sum();
+    println!(
+        "parquet export in {:.0} s ({:.2} M events/s): {:.2} GB",
+        t.elapsed().as_secs_f64(),
+        report.events as f64 / t.elapsed().as_secs_f64() / 1e6,
+        bytes as f64 / 1e9
+    );
+    let questions = lake.with_extension("questions.jsonl");
+    let mut file = std::fs::File::create(&questions).expect("questions file");
+    for e in picks {
+        let q = point_question(e);
+        let line = serde_json::json!({
+            "public": format!("{}:{}", q.public_ip, e.public_port),
+            "at": (q.from_ns + q.to_ns) / 2,
+            "tolerance": (q.to_ns - q.from_ns) / 2,
+            "expect": Ipv4Addr::from(e.inside_ip).to_string(),
+        });
+        writeln!(file, "{line}").expect("write question");
+    }
+    let python = std::env::var("TRACENAT_LAKE_PYTHON")
+        .unwrap_or_else(|_| "/opt/tracenat-lake/bin/python".into());
+    for pass in ["cold", "warm"] {
+        if pass == "cold" {
+            evict_from_page_cache(&lake);
+        }
+        let out = std::process::Command::new(&python)
+            .args([
+                concat!(env!("CARGO_MANIFEST_DIR"), "/scripts/lake/lake.py"),
+                "points",
+            ])
+            .args(["--engine", "duckdb", "--lake"])
+            .arg(&lake)
+            .arg("--questions")
+            .arg(&questions)
+            .output()
+            .expect("run lake.py");
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let result: serde_json::Value = serde_json::from_slice(&out.stdout).expect("lake.py JSON");
+        let mut times: Vec<f64> = result["query_ms"]
+            .as_array()
+            .expect("query_ms")
+            .iter()
+            .filter_map(serde_json::Value::as_f64)
+            .collect();
+        assert_eq!(result["found"].as_u64(), Some(times.len() as u64));
+        times.sort_by(f64::total_cmp);
+        println!(
+            "duckdb {pass}: set-up {:.0} ms; query median {:.1} ms, p90 {:.1} ms, max {:.1} ms ({} queries)",
+            result["setup_ms"].as_f64().unwrap_or(0.0),
+            times[times.len() / 2],
+            times[times.len() * 9 / 10],
+            times[times.len() - 1],
+            times.len()
+        );
+    }
+    let _ = std::fs::remove_dir_all(&lake);
+    let _ = std::fs::remove_file(&questions);
 }
 
 /// Drops the log's files from the page cache, so the next reads come from the disk.

@@ -333,6 +333,7 @@ pub fn run(args: &ReplayArgs) -> Result<ReplaySummary, ReplayError> {
         ..Default::default()
     };
     let mut buf = Vec::new();
+    let mut last_ts = 0;
 
     // Merge by timestamp; on a tie the inside capture goes first.
     while let Some(i) = (0..inputs.len())
@@ -341,6 +342,7 @@ pub fn run(args: &ReplayArgs) -> Result<ReplaySummary, ReplayError> {
     {
         let (ts, frame) = inputs[i].next.take().expect("chosen input has a packet");
         let from = inputs[i].side;
+        last_ts = ts;
         inputs[i].advance()?;
         summary.packets_in[from as usize] += 1;
         for engine in engines.iter_mut() {
@@ -367,6 +369,11 @@ pub fn run(args: &ReplayArgs) -> Result<ReplaySummary, ReplayError> {
         }
         summary.events += drain_events(&mut engines, &mut out, ts)?;
     }
+    // The input ended: what the open refusal intervals counted is written now.
+    for engine in engines.iter_mut() {
+        engine.flush_refusals(last_ts);
+    }
+    summary.events += drain_events(&mut engines, &mut out, last_ts)?;
     if let Some(log) = maplog {
         for engine in engines.iter_mut() {
             if let Some(p) = &mut engine.sink_mut().log {

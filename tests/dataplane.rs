@@ -2,99 +2,25 @@
 //! kernel's own stacks. Needs root (namespaces, XDP); without it each test says so and
 //! passes without running. The lab's names are global, so the tests take turns.
 
+#[allow(unused_imports)] // the lab harness is all this file takes from common
+mod common;
+
 use std::collections::BTreeSet;
 use std::net::{Ipv4Addr, SocketAddrV4, UdpSocket};
-use std::path::{Path, PathBuf};
-use std::sync::{Mutex, MutexGuard};
+use std::path::Path;
 use std::time::{Duration, Instant};
 
-use tracenat::demo::{self, LabProcess, echo_server, http_get, http_server, in_namespace, ping};
-use tracenat::lab::{self, UpOptions, topology};
+use common::lab::{Lab, exe, records, reported};
+
+use tracenat::demo::{self, echo_server, http_get, http_server, in_namespace, ping};
+use tracenat::lab::topology;
 use tracenat::maplog::record::RecordKind;
 use tracenat::reader::access_log::{AccessLogParser, JsonFields, LogFormat};
 use tracenat::reader::attribute::{self, AttributeOptions};
-use tracenat::reader::logdir::{self, LogDir};
-
-static LAB: Mutex<()> = Mutex::new(());
-
-fn exe() -> PathBuf {
-    PathBuf::from(env!("CARGO_BIN_EXE_tracenat"))
-}
-
-fn is_root() -> bool {
-    // SAFETY: geteuid has no preconditions.
-    unsafe { libc::geteuid() == 0 }
-}
-
-/// A lab for one test, taken down when dropped (also when the test fails).
-struct Lab {
-    dir: PathBuf,
-    _turn: MutexGuard<'static, ()>,
-}
-
-impl Lab {
-    fn up(name: &str, workers: u16, subscribers: u16) -> Option<Lab> {
-        if !is_root() {
-            eprintln!("skipped: {name} needs root (network namespaces and XDP)");
-            return None;
-        }
-        let turn = LAB.lock().unwrap_or_else(|e| e.into_inner());
-        let dir = std::env::temp_dir().join(format!("tracenat-dp-{name}-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&dir);
-        lab::up(
-            &UpOptions {
-                workers,
-                subscribers,
-                dir: dir.clone(),
-                force: false,
-            },
-            &mut |_| {},
-        )
-        .expect("lab up (is another lab up? `tracenat lab down`)");
-        Some(Lab { dir, _turn: turn })
-    }
-
-    fn nat(&self) -> LabProcess {
-        demo::start_nat(&exe(), &self.dir).expect("tracenat run comes up")
-    }
-}
-
-impl Drop for Lab {
-    fn drop(&mut self) {
-        let _ = lab::down(&self.dir, &mut |_| {});
-    }
-}
+use tracenat::reader::logdir::LogDir;
 
 fn subscriber(i: u16) -> Ipv4Addr {
     Ipv4Addr::new(100, 64, 1, i as u8)
-}
-
-/// The number on the output line `prefix N ...` of `tracenat run`.
-fn reported(output: &str, prefix: &str) -> u64 {
-    output
-        .lines()
-        .find_map(|l| l.trim_start_matches('\r').strip_prefix(prefix))
-        .and_then(|rest| rest.split_whitespace().next())
-        .and_then(|n| n.parse().ok())
-        .unwrap_or_else(|| panic!("no {prefix:?} in:\n{output}"))
-}
-
-fn records(log_dir: &Path, kind: RecordKind) -> Vec<tracenat::maplog::record::Record> {
-    let log = LogDir::open(log_dir).expect("mapping log");
-    assert!(logdir::verify(&log).is_empty(), "the mapping log verifies");
-    let mut out = Vec::new();
-    logdir::for_each_record(
-        &log,
-        0,
-        u64::MAX,
-        |_, r| {
-            if r.kind == kind {
-                out.push(*r);
-            }
-        },
-        |_, _, e| panic!("{e}"),
-    );
-    out
 }
 
 fn tcp_udp_icmp_through(workers: u16) {

@@ -225,6 +225,7 @@ fn mapping_log(dir: &Path, subscribers: &[(u8, u64, u64)]) {
             } else {
                 0
             },
+            refused: 0,
         };
         producers[0].emit(&session(EventKind::SessionCreated, from_s));
         producers[0].emit(&session(EventKind::SessionEnded, to_s));

@@ -78,6 +78,7 @@ fn event(
         block_first: block.0,
         block_last: block.1,
         last_active_ns: 0,
+        refused: 0,
     }
 }
 

@@ -48,6 +48,7 @@ fn session(kind: EventKind, ts_ns: u64, worker: u16, sub: u8, port: u16) -> Even
         block_first: 0,
         block_last: 0,
         last_active_ns: 0,
+        refused: 0,
     }
 }
 

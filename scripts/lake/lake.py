@@ -4,6 +4,11 @@ with DuckDB (embedded) or Spark SQL (local mode), the same SQL text on both.
 
   lake.py holders   --engine duckdb|spark --lake DIR --public IP[:PORT] --at NS [--tolerance NS] [--protocol N]
   lake.py attribute --engine duckdb|spark --lake DIR --requests CSV [--tolerance NS] [--protocol N]
+  lake.py points    --engine duckdb|spark --lake DIR --questions JSONL
+
+`points` is the benchmark's: it times holders.sql on each question of a JSON-lines file
+({"public": "IP:PORT", "at": NS, "tolerance": NS, "expect": "INSIDE-IP"}) in one session and
+prints the set-up time, each query's milliseconds and how many answers held `expect`.
 
 Run it with the Python that has duckdb and pyspark: scripts/setup.sh installs both into
 /opt/tracenat-lake (/opt/tracenat-lake/bin/python lake.py …); Spark needs a Java runtime.
@@ -19,6 +24,7 @@ import json
 import os
 import re
 import sys
+import time
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 TABLES = ("sessions", "blocks")
@@ -94,19 +100,20 @@ def session(engine, lake):
     return duckdb_session(lake) if engine == "duckdb" else spark_session(lake)
 
 
+def holders_params(public, at, tolerance, protocol):
+    ip, _, port = public.partition(":")
+    return {
+        "public_ip": ip,
+        "public_port": int(port) if port else -1,
+        "protocol": protocol,
+        "window_from": at - tolerance,
+        "window_to": at + tolerance,
+    }
+
+
 def holders(args):
-    ip, _, port = args.public.partition(":")
     run = session(args.engine, args.lake)
-    rows = run(
-        sql("holders.sql"),
-        {
-            "public_ip": ip,
-            "public_port": int(port) if port else -1,
-            "protocol": args.protocol,
-            "window_from": args.at - args.tolerance,
-            "window_to": args.at + args.tolerance,
-        },
-    )
+    rows = run(sql("holders.sql"), holders_params(args.public, args.at, args.tolerance, args.protocol))
     subscribers = sorted({r["inside_ip"] for r in rows})
     verdict = {0: "none", 1: "unique"}.get(len(subscribers), "ambiguous")
     print(json.dumps({"verdict": verdict, "subscribers": subscribers, "candidates": rows}, default=str))
@@ -117,6 +124,22 @@ def attribute(args):
     params = {"tolerance": args.tolerance, "protocol": args.protocol}
     for row in run(sql("attribute.sql"), params, csv=args.requests):
         print(json.dumps({"line": row["line"], "verdict": row["verdict"], "subscribers": list(row["subscribers"] or [])}))
+
+
+def points(args):
+    started = time.perf_counter()
+    run = session(args.engine, args.lake)
+    setup_ms = (time.perf_counter() - started) * 1e3
+    text = sql("holders.sql")
+    times, found = [], 0
+    with open(args.questions, encoding="utf-8") as f:
+        for line in f:
+            q = json.loads(line)
+            started = time.perf_counter()
+            rows = run(text, holders_params(q["public"], q["at"], q["tolerance"], -1))
+            times.append((time.perf_counter() - started) * 1e3)
+            found += any(r["inside_ip"] == q["expect"] for r in rows)
+    print(json.dumps({"setup_ms": setup_ms, "query_ms": times, "found": found}))
 
 
 def main():
@@ -132,8 +155,12 @@ def main():
     sub.choices["holders"].add_argument("--protocol", type=int, default=-1)
     sub.choices["attribute"].add_argument("--requests", required=True)
     sub.choices["attribute"].add_argument("--protocol", type=int, default=6)
+    p = sub.add_parser("points")
+    p.add_argument("--engine", choices=("duckdb", "spark"), required=True)
+    p.add_argument("--lake", required=True)
+    p.add_argument("--questions", required=True)
     args = parser.parse_args()
-    {"holders": holders, "attribute": attribute}[args.command](args)
+    {"holders": holders, "attribute": attribute, "points": points}[args.command](args)
 
 
 if __name__ == "__main__":

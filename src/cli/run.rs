@@ -11,6 +11,8 @@ use tracenat::config::Config;
 use tracenat::dataplane::metrics::{self, Snapshot};
 use tracenat::dataplane::run::{self, RunReport};
 use tracenat::dataplane::worker::Forwarding;
+use tracenat::engine::DropReason;
+use tracenat::engine::counters::Activity;
 use tracenat::maplog::runs::PreviousRun;
 use tracenat::reader::time::format_time;
 
@@ -116,14 +118,20 @@ fn print_report(r: &RunReport) {
     );
     println!(
         "sessions: {} created, {} still open at the stop (ended then in the log)",
-        t.engine
-            .get(tracenat::engine::counters::Activity::SessionsCreated),
+        t.engine.get(Activity::SessionsCreated),
         r.ended_at_stop
     );
     println!(
         "dropped: {} (by reason in `tracenat stats` while running); handoffs: {}",
         t.engine.total_drops(),
         r.snapshot.handoffs.iter().map(|h| h.2).sum::<u64>()
+    );
+    println!(
+        "refused: {} new sessions at subscriber limits, {} for exhausted ports; {} of them logged in interval summaries",
+        t.engine.drops(DropReason::SubscriberSessionLimit)
+            + t.engine.drops(DropReason::SubscriberPortLimit),
+        t.engine.drops(DropReason::PortsExhausted),
+        t.engine.get(Activity::RefusalsAggregated)
     );
     println!(
         "mapping log: {} records in {} blocks, {} bytes ({}); all flushed",

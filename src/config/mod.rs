@@ -118,7 +118,7 @@ pub struct Dataplane {
     /// (docs/dataplane.md, "Idle workers").
     pub idle_spin: Duration,
     /// Where `tracenat run` serves Prometheus metrics (and `tracenat stats` reads them);
-    /// loopback only.
+    /// a loopback address unless `metrics-remote` allows others.
     pub metrics: Option<std::net::SocketAddr>,
     /// The NIC profile (hw/): with RSS set up as `tracenat hw plan` prints, each worker gets
     /// the public ports whose return traffic its queue receives. "veth": no RSS, handoff.
@@ -202,6 +202,9 @@ pub struct Logging {
     /// The name this box records in its log directory (`runs.jsonl`), by which answers
     /// across several boxes' logs name it; the system's host name when `None`.
     pub box_name: Option<String>,
+    /// Refusals are logged at most once per subscriber, reason and this interval, plus one
+    /// record with the count of the rest (docs/mapping-log.md §5.1.1).
+    pub refusal_interval: Duration,
 }
 
 /// A box name: letters, digits, `-`, `_` and `.` (it is a directory name in the Parquet
@@ -561,6 +564,7 @@ pub mod defaults {
     pub const FRAGMENT: Duration = Duration::from_secs(2);
     pub const ICMP_RATE: i64 = 100;
     pub const FLUSH_INTERVAL: Duration = Duration::from_secs(1);
+    pub const REFUSAL_INTERVAL: Duration = Duration::from_secs(1);
     pub const IDLE_SPIN: Duration = Duration::ZERO;
     /// Past this a worker might as well never sleep (`idle-backoff = false`).
     pub const IDLE_SPIN_MAX: Duration = Duration::from_secs(1);

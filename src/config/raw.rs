@@ -31,6 +31,7 @@ pub struct Dataplane {
     pub idle_backoff: Option<bool>,
     pub idle_spin: Option<DurationValue>,
     pub metrics: Option<String>,
+    pub metrics_remote: Option<bool>,
     pub rss_profile: Option<String>,
 }
 
@@ -129,6 +130,7 @@ pub struct Logging {
     pub on_backpressure: Option<BackpressurePolicy>,
     pub direct_io: Option<bool>,
     pub box_name: Option<String>,
+    pub refusal_interval: Option<DurationValue>,
 }
 
 /// A duration as written: text such as "2h4m", or a bare integer meaning seconds.

@@ -513,3 +513,33 @@ fn summary_mentions_pool_ports_mode_and_workers() {
     assert!(summary.contains("port-block"), "{summary}");
     assert!(summary.contains("workers: 2"), "{summary}");
 }
+
+#[test]
+fn refusal_interval_defaults_to_a_second_and_is_bounded() {
+    let cfg = Config::from_toml_str(MINIMAL).unwrap();
+    assert_eq!(cfg.logging.refusal_interval, Duration::from_secs(1));
+    let set = minimal_with("[logging]\nrefusal-interval = \"10s\"\n");
+    let cfg = Config::from_toml_str(&set).unwrap();
+    assert_eq!(cfg.logging.refusal_interval, Duration::from_secs(10));
+    for bad in ["\"0s\"", "\"50ms\"", "\"2h\""] {
+        let text = minimal_with(&format!("[logging]\nrefusal-interval = {bad}\n"));
+        let error = Config::from_toml_str(&text).unwrap_err();
+        assert_eq!(error.key(), Some("logging.refusal-interval"), "{bad}");
+    }
+}
+
+#[test]
+fn metrics_stay_on_loopback_unless_remote_is_asked_for() {
+    let remote = minimal_with("[dataplane]\nmetrics = \"192.0.2.1:9917\"\n");
+    let error = Config::from_toml_str(&remote).unwrap_err();
+    assert_eq!(error.key(), Some("dataplane.metrics"));
+    assert!(error.to_string().contains("metrics-remote"), "{error}");
+    let asked = minimal_with("[dataplane]\nmetrics = \"192.0.2.1:9917\"\nmetrics-remote = true\n");
+    let cfg = Config::from_toml_str(&asked).unwrap();
+    assert_eq!(
+        cfg.dataplane.metrics,
+        Some("192.0.2.1:9917".parse().unwrap())
+    );
+    let local = minimal_with("[dataplane]\nmetrics = \"127.0.0.1:9917\"\n");
+    assert!(Config::from_toml_str(&local).is_ok());
+}

@@ -124,11 +124,11 @@ pub(super) fn dataplane(raw: raw::Dataplane) -> Result<Dataplane, ConfigError> {
                     format!("{text:?} is not an address and port like \"127.0.0.1:9917\""),
                 )
             })?;
-            if !addr.ip().is_loopback() {
+            if !addr.ip().is_loopback() && raw.metrics_remote != Some(true) {
                 return Err(invalid(
                     "dataplane.metrics",
                     format!(
-                        "{addr} is not a loopback address; metrics are served on loopback only"
+                        "{addr} is not a loopback address: the counters tell anyone who can reach them how loaded the box is; set dataplane.metrics-remote = true to serve them there anyway"
                     ),
                 ));
             }
@@ -573,7 +573,22 @@ pub(super) fn logging(raw: raw::Logging) -> Result<Logging, ConfigError> {
             ),
         ));
     }
+    let refusal_interval = duration(
+        "logging.refusal-interval",
+        raw.refusal_interval,
+        defaults::REFUSAL_INTERVAL,
+    )?;
+    if !(Duration::from_millis(100)..=Duration::from_secs(3600)).contains(&refusal_interval) {
+        return Err(invalid(
+            "logging.refusal-interval",
+            format!(
+                "{} is outside 100ms to 1h",
+                format_duration(refusal_interval)
+            ),
+        ));
+    }
     Ok(Logging {
+        refusal_interval,
         dir: raw.dir.map(PathBuf::from),
         volume: raw.volume.unwrap_or(LogVolume::SessionsWithDestination),
         flush_interval,

@@ -1,10 +1,12 @@
 //! Counters while running: a snapshot of every worker's counters, the status line, and a
-//! Prometheus text endpoint on loopback (what `tracenat stats` reads).
+//! Prometheus text endpoint (what `tracenat stats` reads), on loopback unless the config
+//! says otherwise. Each connection is served on its own short-lived thread, so a client
+//! that connects and sends nothing (or sends slowly) never holds up another's scrape.
 
 use std::io::{BufRead, BufReader, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::thread::JoinHandle;
 use std::time::Duration;
 
@@ -337,8 +339,32 @@ impl Drop for Server {
 /// More metrics text, from parts of the NAT outside the workers (the identity sources).
 pub type Extra = Arc<dyn Fn() -> String + Send + Sync>;
 
+/// Connections served at once; past this, new ones are closed at once (a client holding
+/// many open cannot exhaust threads, and a real scraper's retry gets through).
+const MAX_CONNECTIONS: usize = 16;
+/// How long a connection may take to send its request, or to take the answer.
+const CONNECTION_TIMEOUT: Duration = Duration::from_secs(2);
+
+/// What one scrape reads.
+struct Sources {
+    stats: Vec<Arc<WorkerStats>>,
+    rings: Arc<Rings>,
+    log: Arc<LogStats>,
+    extras: Vec<Extra>,
+}
+
+impl Sources {
+    fn text(&self) -> String {
+        let mut body = Snapshot::take(&self.stats, &self.rings, Some(&self.log)).prometheus();
+        for extra in &self.extras {
+            body.push_str(&extra());
+        }
+        body
+    }
+}
+
 /// Serves `GET /metrics` on `listener` (bound by the caller before anything starts, so a
-/// taken port fails start-up cleanly; loopback, checked by the config).
+/// taken port fails start-up cleanly; the config decides which addresses are allowed).
 pub fn serve(
     listener: TcpListener,
     stats: Vec<Arc<WorkerStats>>,
@@ -349,6 +375,13 @@ pub fn serve(
     let addr = listener.local_addr()?;
     let stop = Arc::new(AtomicBool::new(false));
     let flag = stop.clone();
+    let sources = Arc::new(Sources {
+        stats,
+        rings,
+        log,
+        extras,
+    });
+    let in_flight = Arc::new(AtomicUsize::new(0));
     let thread = std::thread::Builder::new()
         .name("metrics".into())
         .spawn(move || {
@@ -357,11 +390,7 @@ pub fn serve(
                     break;
                 }
                 if let Ok(stream) = stream {
-                    let mut body = Snapshot::take(&stats, &rings, Some(&log)).prometheus();
-                    for extra in &extras {
-                        body.push_str(&extra());
-                    }
-                    let _ = answer(stream, &body);
+                    serve_connection(stream, &sources, &in_flight);
                 }
             }
         })?;
@@ -372,8 +401,27 @@ pub fn serve(
     })
 }
 
-fn answer(mut stream: TcpStream, body: &str) -> std::io::Result<()> {
-    stream.set_read_timeout(Some(Duration::from_secs(2)))?;
+/// Answers `stream` on a thread of its own, unless [`MAX_CONNECTIONS`] are being served.
+fn serve_connection(stream: TcpStream, sources: &Arc<Sources>, in_flight: &Arc<AtomicUsize>) {
+    if in_flight.fetch_add(1, Ordering::AcqRel) >= MAX_CONNECTIONS {
+        in_flight.fetch_sub(1, Ordering::AcqRel);
+        return;
+    }
+    let (sources, done) = (sources.clone(), in_flight.clone());
+    let spawned = std::thread::Builder::new()
+        .name("metrics-conn".into())
+        .spawn(move || {
+            let _ = answer(stream, &sources);
+            done.fetch_sub(1, Ordering::AcqRel);
+        });
+    if spawned.is_err() {
+        in_flight.fetch_sub(1, Ordering::AcqRel);
+    }
+}
+
+fn answer(mut stream: TcpStream, sources: &Sources) -> std::io::Result<()> {
+    stream.set_read_timeout(Some(CONNECTION_TIMEOUT))?;
+    stream.set_write_timeout(Some(CONNECTION_TIMEOUT))?;
     let mut reader = BufReader::new(&stream);
     let mut request = String::new();
     reader.read_line(&mut request)?;
@@ -383,9 +431,9 @@ fn answer(mut stream: TcpStream, body: &str) -> std::io::Result<()> {
         line.clear();
     }
     let (status, body) = if request.starts_with("GET /metrics") {
-        ("200 OK", body)
+        ("200 OK", sources.text())
     } else {
-        ("404 Not Found", "try /metrics\n")
+        ("404 Not Found", "try /metrics\n".to_owned())
     };
     write!(
         stream,
@@ -408,5 +456,49 @@ pub fn fetch(addr: SocketAddr) -> std::io::Result<String> {
             "unexpected answer from {addr}: {}",
             response.lines().next().unwrap_or("")
         ))),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn server() -> Server {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let extra: Extra = Arc::new(|| "tracenat_test_extra 1\n".to_owned());
+        serve(
+            listener,
+            vec![Arc::new(WorkerStats::default())],
+            Arc::new(Rings::new(1, 8)),
+            Arc::new(LogStats::default()),
+            vec![extra],
+        )
+        .unwrap()
+    }
+
+    #[test]
+    fn a_scrape_is_answered_while_idle_connections_stay_open() {
+        let server = server();
+        // Each would hold a one-at-a-time server for its 2 s read timeout: four of them
+        // would outlast `fetch`'s own 5 s timeout.
+        let idle: Vec<TcpStream> = (0..4)
+            .map(|_| TcpStream::connect(server.addr).unwrap())
+            .collect();
+        let text = fetch(server.addr).expect("the scrape is answered");
+        assert!(text.contains("tracenat_test_extra 1"), "{text}");
+        assert!(text.contains("tracenat_events_total"), "{text}");
+        drop(idle);
+    }
+
+    #[test]
+    fn a_burst_of_connections_past_the_limit_leaves_the_endpoint_serving() {
+        let server = server();
+        let idle: Vec<TcpStream> = (0..MAX_CONNECTIONS + 4)
+            .map(|_| TcpStream::connect(server.addr).unwrap())
+            .collect();
+        drop(idle);
+        // Once the idle ones time out or close, scrapes are served again.
+        let text = fetch(server.addr).expect("served after the burst");
+        assert!(text.contains("tracenat_test_extra 1"));
     }
 }

@@ -133,10 +133,12 @@ pub enum Activity {
     TimeExceededSent,
     /// ICMP time-exceeded suppressed by the rate limit.
     TimeExceededRateLimited,
+    /// Refusals logged in their interval's summary record rather than one by one.
+    RefusalsAggregated,
 }
 
 impl Activity {
-    pub const ALL: [Activity; 14] = [
+    pub const ALL: [Activity; 15] = [
         Activity::RxInside,
         Activity::RxOutside,
         Activity::TxInside,
@@ -151,6 +153,7 @@ impl Activity {
         Activity::FragmentsTranslated,
         Activity::TimeExceededSent,
         Activity::TimeExceededRateLimited,
+        Activity::RefusalsAggregated,
     ];
 
     pub fn name(self) -> String {

@@ -64,6 +64,10 @@ pub struct Event {
     /// minutes after the traffic stopped — so this is what says when the session could
     /// have carried a request. 0 for every other kind (and for ends where it is unknown).
     pub last_active_ns: u64,
+    /// Refusals: how many refused new sessions this event stands for — 1 for the first
+    /// refusal of a subscriber and reason in an interval, logged at once; the count of the
+    /// rest when the interval closes (docs/mapping-log.md §5.1.1). 0 for other kinds.
+    pub refused: u32,
 }
 
 impl Event {
@@ -93,6 +97,9 @@ impl Event {
         }
         if self.last_active_ns != 0 {
             s.push_str(&format!(",\"last_active_ns\":{}", self.last_active_ns));
+        }
+        if self.refused != 0 {
+            s.push_str(&format!(",\"refused\":{}", self.refused));
         }
         if matches!(
             self.kind,

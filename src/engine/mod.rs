@@ -16,6 +16,7 @@ pub mod event;
 pub mod fragments;
 mod huge;
 pub mod ports;
+pub mod refusals;
 pub mod rewrite;
 pub mod state;
 pub mod table;
@@ -30,6 +31,7 @@ use counters::Counters;
 use event::EventSink;
 use fragments::FragmentTable;
 use ports::{Ownership, PortAllocator, RestingRange};
+use refusals::RefusalLog;
 use state::NatState;
 use timer::TimerWheel;
 
@@ -167,6 +169,7 @@ pub struct Engine<S: EventSink> {
     /// Re-used list of sessions found expired during `advance`.
     expired: Vec<u32>,
     lookup: Lookup,
+    refusals: RefusalLog,
 }
 
 impl<S: EventSink> Engine<S> {
@@ -188,6 +191,7 @@ impl<S: EventSink> Engine<S> {
             sink,
             expired: Vec::new(),
             lookup: Lookup::default(),
+            refusals: RefusalLog::new(cfg.logging.refusal_interval.as_nanos() as u64),
             ownership,
         }
     }
@@ -272,18 +276,30 @@ impl<S: EventSink> Engine<S> {
             self.counters.count(counters::Activity::SessionsExpired);
         }
         self.expired = expired;
+        let sink = &mut self.sink;
+        self.refusals
+            .close_due(now_ns, |summary| write_if_room(sink, &summary));
     }
 
     /// Ends every live session at `now_ns`, as if each had expired then: its
     /// `SessionEnded` event, its port and block released. Called when the NAT stops
     /// cleanly, so the log shows no session outliving the process that translated it.
-    /// Returns how many sessions were ended.
+    /// Pending refusal summaries are written too. Returns how many sessions were ended.
     pub fn end_all_sessions(&mut self, now_ns: u64) -> usize {
         let live = self.state.live_session_ids();
         for &s in &live {
             self.end_session(s, now_ns);
         }
+        self.flush_refusals(now_ns);
         live.len()
+    }
+
+    /// Writes the summaries of every refusal interval still open, as at their close: the
+    /// input ended (replay) or the engine stops. False if some did not fit in the log.
+    pub fn flush_refusals(&mut self, now_ns: u64) -> bool {
+        let sink = &mut self.sink;
+        self.refusals
+            .close_all(now_ns, |summary| write_if_room(sink, &summary))
     }
 
     /// Keeps the ports of `ranges` (what a previous run held at its end or released just
@@ -292,6 +308,15 @@ impl<S: EventSink> Engine<S> {
     pub fn rest_ports(&mut self, ranges: &[RestingRange], until_ns: u64) -> usize {
         self.ports.rest(ranges, until_ns)
     }
+}
+
+/// Emits `event` if the log pipeline has room for it.
+fn write_if_room(sink: &mut impl EventSink, event: &event::Event) -> bool {
+    let room = sink.has_room(1);
+    if room {
+        sink.emit(event);
+    }
+    room
 }
 
 #[cfg(test)]

@@ -127,6 +127,7 @@ mod tests {
             block_last: 0,
             open_sessions: 0,
             last_active_ns: 0,
+            refused: 0,
         }
     }
 

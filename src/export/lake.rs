@@ -21,6 +21,7 @@ use std::io;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
+use bytes::Bytes;
 use parquet::basic::Compression;
 use parquet::data_type::{ByteArray, ByteArrayType, Int32Type, Int64Type};
 use parquet::file::properties::WriterProperties;
@@ -56,6 +57,7 @@ const EVENTS: &str = "message event {
     optional int32 block_first;
     optional int32 block_last;
     optional int64 last_active_ns;
+    optional int64 refused;
 }";
 
 const SESSIONS: &str = "message session {
@@ -110,22 +112,22 @@ const IDENTITIES: &str = "message identity {
     optional binary remote_id (STRING);
 }";
 
-fn identity_row(r: &IdentityRecord) -> Vec<Value> {
+fn identity_row(r: &IdentityRecord, texts: &mut Texts) -> Vec<Value> {
     let known = |ns: u64| (ns != 0).then_some(ns);
-    let text = |v: &Option<String>| Value::Str(v.clone());
+    let text = |v: &Option<String>| Value::Str(v.as_deref().map(ByteArray::from));
     let id = &r.identity;
     vec![
         nanos(Some(r.at_ns)),
         micros(Some(r.at_ns)),
-        Value::Str(Some(r.change.name().to_owned())),
-        Value::Str(Some(r.source.name().to_owned())),
-        Value::Str(ip(u32::from(r.inside_ip))),
+        fixed(r.change.name()),
+        fixed(r.source.name()),
+        Value::Str(texts.ip(u32::from(r.inside_ip))),
         nanos(Some(r.learned_ns)),
         nanos(known(r.source_ns)),
         nanos(known(r.expires_ns)),
         text(&id.user),
         text(&id.calling_station_id),
-        Value::Str(id.nas_ip.map(|a| a.to_string())),
+        Value::Str(id.nas_ip.map(|a| texts.address(u32::from(a)))),
         text(&id.nas_port_id),
         text(&id.session_id),
         text(&id.class),
@@ -142,7 +144,40 @@ fn identity_row(r: &IdentityRecord) -> Vec<Value> {
 enum Value {
     I64(Option<i64>),
     I32(Option<i32>),
-    Str(Option<String>),
+    Str(Option<ByteArray>),
+}
+
+/// A text that never changes (an event's kind, an end reason): shared, never copied.
+fn fixed(text: &'static str) -> Value {
+    Value::Str(Some(ByteArray::from(Bytes::from_static(text.as_bytes()))))
+}
+
+/// Bound on the addresses [`Texts`] keeps: a few tens of megabytes at most.
+const TEXTS_KEPT: usize = 1 << 20;
+
+/// Addresses as text cells, each built once and then shared by reference count: a CGN's
+/// rows repeat a bounded set of inside and public addresses, and building every cell
+/// afresh made the allocator the export's bottleneck.
+#[derive(Default)]
+struct Texts {
+    addresses: HashMap<u32, ByteArray>,
+}
+
+impl Texts {
+    fn address(&mut self, v: u32) -> ByteArray {
+        if self.addresses.len() >= TEXTS_KEPT && !self.addresses.contains_key(&v) {
+            self.addresses.clear();
+        }
+        self.addresses
+            .entry(v)
+            .or_insert_with(|| ByteArray::from(Bytes::from(dotted(v).into_bytes())))
+            .clone()
+    }
+
+    /// An address, or null for 0.0.0.0 (none).
+    fn ip(&mut self, v: u32) -> Option<ByteArray> {
+        (v != 0).then(|| self.address(v))
+    }
 }
 
 /// A dotted quad, built without the formatting machinery (a row has up to three).
@@ -163,11 +198,6 @@ fn dotted(v: u32) -> String {
     text
 }
 
-/// An address, or null for 0.0.0.0 (none).
-fn ip(v: u32) -> Option<String> {
-    (v != 0).then(|| dotted(v))
-}
-
 fn port(p: u16, present: bool) -> Value {
     Value::I32(present.then_some(i32::from(p)))
 }
@@ -180,7 +210,7 @@ fn nanos(ns: Option<u64>) -> Value {
     Value::I64(ns.map(|ns| ns as i64))
 }
 
-fn event_row(e: &ExportEvent) -> Vec<Value> {
+fn event_row(e: &ExportEvent, texts: &mut Texts) -> Vec<Value> {
     let r = &e.record;
     let block = r.kind.has_block();
     let session = matches!(
@@ -190,19 +220,20 @@ fn event_row(e: &ExportEvent) -> Vec<Value> {
     vec![
         nanos(Some(r.ts_ns)),
         micros(Some(r.ts_ns)),
-        Value::Str(Some(r.kind.name().to_owned())),
+        fixed(r.kind.name()),
         Value::I32(Some(i32::from(e.event.code()))),
         Value::I32(Some(i32::from(e.worker))),
         Value::I32(Some(i32::from(r.protocol))),
-        Value::Str(Some(dotted(r.inside_ip))),
+        Value::Str(Some(texts.address(r.inside_ip))),
         Value::I32(Some(i32::from(r.inside_port))),
-        Value::Str(ip(r.public_ip)),
+        Value::Str(texts.ip(r.public_ip)),
         port(r.public_port, session),
-        Value::Str(ip(r.dest_ip)),
+        Value::Str(texts.ip(r.dest_ip)),
         port(r.dest_port, r.dest_ip != 0),
         port(r.block_first, block),
         port(r.block_last, block),
         nanos((r.last_active_ns != 0).then_some(r.last_active_ns)),
+        Value::I64(r.kind.is_refusal().then_some(i64::from(r.refused))),
     ]
 }
 
@@ -223,7 +254,7 @@ impl Session {
         self.record.kind.has_block()
     }
 
-    fn row(&self) -> Vec<Value> {
+    fn row(&self, texts: &mut Texts) -> Vec<Value> {
         let r = &self.record;
         if self.is_block() {
             return vec![
@@ -231,10 +262,10 @@ impl Session {
                 nanos(self.end_ns),
                 micros(self.start_ns),
                 micros(self.end_ns),
-                Value::Str(Some(self.end_reason.to_owned())),
+                fixed(self.end_reason),
                 Value::I32(Some(i32::from(self.worker))),
-                Value::Str(Some(dotted(r.inside_ip))),
-                Value::Str(Some(dotted(r.public_ip))),
+                Value::Str(Some(texts.address(r.inside_ip))),
+                Value::Str(Some(texts.address(r.public_ip))),
                 Value::I32(Some(i32::from(r.block_first))),
                 Value::I32(Some(i32::from(r.block_last))),
             ];
@@ -245,14 +276,14 @@ impl Session {
             nanos(self.last_active_ns),
             micros(self.start_ns),
             micros(self.end_ns),
-            Value::Str(Some(self.end_reason.to_owned())),
+            fixed(self.end_reason),
             Value::I32(Some(i32::from(self.worker))),
             Value::I32(Some(i32::from(r.protocol))),
-            Value::Str(Some(dotted(r.inside_ip))),
+            Value::Str(Some(texts.address(r.inside_ip))),
             Value::I32(Some(i32::from(r.inside_port))),
-            Value::Str(Some(dotted(r.public_ip))),
+            Value::Str(Some(texts.address(r.public_ip))),
             Value::I32(Some(i32::from(r.public_port))),
-            Value::Str(ip(r.dest_ip)),
+            Value::Str(texts.ip(r.dest_ip)),
             port(r.dest_port, r.dest_ip != 0),
         ]
     }
@@ -293,20 +324,40 @@ fn session_key(r: &Record) -> SessionKey {
 /// Pairs one worker's creations with their ends, in time order.
 #[derive(Default)]
 struct Pairing {
-    open: HashMap<SessionKey, VecDeque<Record>>,
+    /// The oldest open session on each key: almost always the only one.
+    open: hashbrown::HashMap<SessionKey, Record>,
+    /// Younger sessions on a key that already has one open (its end was not logged before
+    /// the next creation, e.g. across a crash), oldest first.
+    younger: hashbrown::HashMap<SessionKey, VecDeque<Record>>,
 }
 
 impl Pairing {
     fn created(&mut self, r: &Record) {
-        self.open.entry(session_key(r)).or_default().push_back(*r);
+        let key = session_key(r);
+        match self.open.entry(key) {
+            hashbrown::hash_map::Entry::Occupied(_) => {
+                self.younger.entry(key).or_default().push_back(*r)
+            }
+            hashbrown::hash_map::Entry::Vacant(slot) => {
+                slot.insert(*r);
+            }
+        }
     }
 
     /// The session `end` ends; a session started before the range when none is open.
     fn ended(&mut self, worker: u16, end: &Record) -> Session {
-        let start = self
-            .open
-            .get_mut(&session_key(end))
-            .and_then(VecDeque::pop_front);
+        let key = session_key(end);
+        let start = self.open.remove(&key);
+        if start.is_some()
+            && let Some(queue) = self.younger.get_mut(&key)
+        {
+            if let Some(next) = queue.pop_front() {
+                self.open.insert(key, next);
+            }
+            if queue.is_empty() {
+                self.younger.remove(&key);
+            }
+        }
         Session {
             start_ns: start.map(|s| s.ts_ns),
             end_ns: Some(end.ts_ns),
@@ -319,10 +370,12 @@ impl Pairing {
 
     /// Every open session, closed at `at` for `reason` (`None`: left open).
     fn close_all(&mut self, worker: u16, at: Option<u64>, reason: &'static str) -> Vec<Session> {
+        let younger = self.younger.drain().flat_map(|(_, starts)| starts);
         let mut sessions: Vec<Session> = self
             .open
             .drain()
-            .flat_map(|(_, starts)| starts)
+            .map(|(_, start)| start)
+            .chain(younger)
             .map(|s| Session {
                 start_ns: Some(s.ts_ns),
                 end_ns: at,
@@ -366,9 +419,7 @@ impl ColumnBuf {
         let present = match (v, &mut self.data) {
             (Value::I64(x), ColumnData::I64(values)) => x.map(|x| values.push(x)).is_some(),
             (Value::I32(x), ColumnData::I32(values)) => x.map(|x| values.push(x)).is_some(),
-            (Value::Str(x), ColumnData::Str(values)) => x
-                .map(|x| values.push(ByteArray::from(x.into_bytes())))
-                .is_some(),
+            (Value::Str(x), ColumnData::Str(values)) => x.map(|x| values.push(x)).is_some(),
             // Cannot happen: each row producer follows its table's schema, cell by cell.
             _ => false,
         };
@@ -469,6 +520,7 @@ struct Lake<'a> {
     schemas: [Arc<Type>; 4],
     /// (table index, UTC day number) → partition.
     partitions: BTreeMap<(usize, u64), Partition>,
+    texts: Texts,
 }
 
 const TABLES: [&str; 4] = ["events", "sessions", "blocks", "identities"];
@@ -509,7 +561,8 @@ impl Lake<'_> {
     }
 
     fn session(&mut self, s: &Session) -> io::Result<()> {
-        self.push(if s.is_block() { 2 } else { 1 }, s.day_ns(), s.row())
+        let row = s.row(&mut self.texts);
+        self.push(if s.is_block() { 2 } else { 1 }, s.day_ns(), row)
     }
 }
 
@@ -575,6 +628,7 @@ pub fn export(
             parse(IDENTITIES)?,
         ],
         partitions: BTreeMap::new(),
+        texts: Texts::default(),
     };
     let mut report = LakeReport::default();
     let mut failed: io::Result<()> = Ok(());
@@ -621,7 +675,8 @@ pub fn export(
                     }
                     *next_end += 1;
                 }
-                lake.push(0, r.ts_ns, event_row(&e))?;
+                let row = event_row(&e, &mut lake.texts);
+                lake.push(0, r.ts_ns, row)?;
                 report.events += 1;
                 match r.kind {
                     RecordKind::SessionCreated | RecordKind::BlockAllocated => pairing.created(r),
@@ -644,7 +699,8 @@ pub fn export(
         to_ns,
         |r| {
             if failed.is_ok() {
-                failed = lake.push(3, r.at_ns, identity_row(r));
+                let row = identity_row(r, &mut lake.texts);
+                failed = lake.push(3, r.at_ns, row);
                 report.identities += 1;
             }
         },

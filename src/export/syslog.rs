@@ -72,6 +72,9 @@ impl SyslogFormat {
                 e.record.block_first, e.record.block_last
             );
         }
+        if e.record.kind.is_refusal() {
+            let _ = write!(m, " count=\"{}\"", e.record.refused);
+        }
         m.push_str("] ");
         m.push_str(&text(e));
         m
@@ -167,6 +170,7 @@ mod tests {
             block_last: 0,
             open_sessions: 0,
             last_active_ns: 0,
+            refused: 0,
         }
     }
 

@@ -60,6 +60,14 @@ impl RecordKind {
         )
     }
 
+    /// Refused new sessions: the kinds that carry a refusal count.
+    pub fn is_refusal(self) -> bool {
+        matches!(
+            self,
+            RecordKind::RefusedPortsExhausted | RecordKind::RefusedSubscriberLimit
+        )
+    }
+
     /// Kinds that carry a port range.
     pub fn has_block(self) -> bool {
         matches!(
@@ -154,6 +162,10 @@ pub struct Record {
     /// Session ends (kinds 2 and 9): the session's last packet, whole milliseconds before
     /// `ts_ns`; 0 where unknown (written before the log kept it) and for other kinds.
     pub last_active_ns: u64,
+    /// Refusal kinds: how many refused new sessions the record stands for (docs/
+    /// mapping-log.md §5.1.1); records written before the log counted them stand for one.
+    /// 0 for other kinds.
+    pub refused: u32,
 }
 
 impl Record {
@@ -172,6 +184,7 @@ impl Record {
             block_last: e.block_last,
             open_sessions: 0,
             last_active_ns: e.last_active_ns,
+            refused: e.refused,
         }
     }
 
@@ -191,6 +204,7 @@ impl Record {
             block_first: self.block_first,
             block_last: self.block_last,
             last_active_ns: self.last_active_ns,
+            refused: self.refused,
         })
     }
 

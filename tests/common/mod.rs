@@ -12,6 +12,8 @@
 //! 198.51.100.0/24 and 203.0.113.0/24.
 #![allow(dead_code)]
 
+pub mod lab;
+
 use std::collections::BTreeMap;
 use std::net::{Ipv4Addr, SocketAddrV4};
 use std::path::{Path, PathBuf};

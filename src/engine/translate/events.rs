@@ -1,7 +1,9 @@
 //! The events the packet path emits for the mapping log: sessions, port blocks, refusals.
 
+use crate::engine::counters::Activity;
 use crate::engine::event::{Event, EventKind, EventSink};
 use crate::engine::ports::{BlockChange, Proto};
+use crate::engine::refusals::Refusal;
 use crate::engine::state::Mapping;
 use crate::engine::{DropReason, Engine};
 
@@ -24,23 +26,30 @@ impl<S: EventSink> Engine<S> {
         exhausted_public_ip: u32,
         now: u64,
     ) -> DropReason {
-        if self.sink.has_room(1) {
-            self.sink.emit(&Event {
-                kind,
-                ts_ns: now,
-                worker: self.worker,
-                protocol: owner.proto.ip_protocol(),
-                inside_ip: owner.inside_ip,
-                inside_port: owner.inside_port,
-                // The address whose ports ran out, when one did (0 when none was paired).
-                public_ip: exhausted_public_ip,
-                public_port: 0,
-                dest_ip: remote,
-                dest_port: owner.dest_port,
-                block_first: 0,
-                block_last: 0,
-                last_active_ns: 0,
-            });
+        let event = Event {
+            kind,
+            ts_ns: now,
+            worker: self.worker,
+            protocol: owner.proto.ip_protocol(),
+            inside_ip: owner.inside_ip,
+            inside_port: owner.inside_port,
+            // The address whose ports ran out, when one did (0 when none was paired).
+            public_ip: exhausted_public_ip,
+            public_port: 0,
+            dest_ip: remote,
+            dest_port: owner.dest_port,
+            block_first: 0,
+            block_last: 0,
+            last_active_ns: 0,
+            refused: 1,
+        };
+        match self.refusals.offer(&event) {
+            Refusal::Log if self.sink.has_room(1) => self.sink.emit(&event),
+            Refusal::Log => {
+                self.refusals.defer(&event);
+                self.counters.count(Activity::RefusalsAggregated);
+            }
+            Refusal::Aggregated => self.counters.count(Activity::RefusalsAggregated),
         }
         reason
     }
@@ -67,6 +76,7 @@ impl<S: EventSink> Engine<S> {
             block_first: 0,
             block_last: 0,
             last_active_ns,
+            refused: 0,
         });
     }
 
@@ -89,6 +99,7 @@ impl<S: EventSink> Engine<S> {
             block_first: change.first,
             block_last: change.last,
             last_active_ns: 0,
+            refused: 0,
         });
     }
 }

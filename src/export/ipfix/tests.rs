@@ -61,6 +61,7 @@ fn session(i: u32, with_dest: bool) -> ExportEvent {
         block_last: 0,
         open_sessions: 0,
         last_active_ns: 0,
+        refused: 0,
     };
     ExportEvent::from_record(0, &record).unwrap()
 }

@@ -52,6 +52,9 @@ pub mod flags {
     /// The payload holds identity records (docs/mapping-log.md §5.2), not mappings: the
     /// blocks of the identity chain.
     pub const IDENTITY: u8 = 8;
+    /// The payload ends with the refusal column: how many refusals each refusal record
+    /// stands for. In blocks written before the log aggregated refusals, each stands for one.
+    pub const REFUSALS: u8 = 16;
 }
 
 /// Everything a reader learns from a block without decompressing it.
@@ -243,7 +246,8 @@ pub fn encode(
         key_max,
         address_filter,
     };
-    seal(scratch, &summary, flags::ACTIVITY, ctx, codec, |bytes| {
+    let columns = flags::ACTIVITY | flags::REFUSALS;
+    seal(scratch, &summary, columns, ctx, codec, |bytes| {
         EndpointFilter::build(records, bytes)
     })
 }
@@ -323,12 +327,11 @@ pub fn decode(header: &BlockHeader, bytes: &[u8], out: &mut Vec<Record>) -> Resu
         ));
     }
     let raw = payload(header, bytes)?;
-    let activity = header.flags & flags::ACTIVITY != 0;
     decode_columns(
         &raw,
         header.count as usize,
         header.first_ts_ns,
-        activity,
+        header.flags,
         out,
     )
 }
@@ -554,6 +557,9 @@ fn encode_columns(records: &[Record], out: &mut Vec<u8>) {
     for r in records.iter().filter(|r| r.kind.is_session_end()) {
         put_varint(out, idle_code(r));
     }
+    for r in records.iter().filter(|r| r.kind.is_refusal()) {
+        put_varint(out, u64::from(r.refused));
+    }
 }
 
 /// A session end's idle time (end − last activity) in whole milliseconds, plus one; 0 when
@@ -571,7 +577,7 @@ fn decode_columns(
     raw: &[u8],
     count: usize,
     first_ts: u64,
-    activity: bool,
+    flags: u8,
     out: &mut Vec<Record>,
 ) -> Result<(), BlockError> {
     if count > MAX_RECORDS {
@@ -598,6 +604,7 @@ fn decode_columns(
             block_last: 0,
             open_sessions: 0,
             last_active_ns: 0,
+            refused: 0,
         });
     }
     let records = &mut out[start..];
@@ -622,7 +629,7 @@ fn decode_columns(
         rec.open_sessions =
             u32::try_from(r.varint()?).map_err(|_| BlockError::Corrupt("session count"))?;
     }
-    if activity {
+    if flags & flags::ACTIVITY != 0 {
         for rec in records.iter_mut().filter(|r| r.kind.is_session_end()) {
             rec.last_active_ns = match r.varint()? {
                 0 => 0,
@@ -632,6 +639,15 @@ fn decode_columns(
                     .ok_or(BlockError::Corrupt("activity before the epoch"))?,
             };
         }
+    }
+    let refusals = records.iter_mut().filter(|r| r.kind.is_refusal());
+    if flags & flags::REFUSALS != 0 {
+        for rec in refusals {
+            rec.refused =
+                u32::try_from(r.varint()?).map_err(|_| BlockError::Corrupt("refusal count"))?;
+        }
+    } else {
+        refusals.for_each(|rec| rec.refused = 1);
     }
     if r.pos != raw.len() {
         return Err(BlockError::Corrupt("trailing bytes"));

@@ -50,6 +50,7 @@ fn arb_record() -> impl Strategy<Value = Record> {
                         Some(active) if kind.is_session_end() => active,
                         _ => 0,
                     },
+                    refused: if kind.is_refusal() { open } else { 0 },
                 }
             },
         )
@@ -130,6 +131,7 @@ fn endpoint_filter_rules_out_most_absent_endpoints() {
             block_last: 0,
             open_sessions: 0,
             last_active_ns: 0,
+            refused: 0,
         })
         .collect();
     let block = encode(&records, &ctx(), Codec::Zstd, &mut Vec::new());
@@ -160,6 +162,7 @@ fn header_summarises_public_endpoints_and_clock() {
         block_first: 0,
         block_last: 0,
         last_active_ns: 0,
+        refused: 0,
     });
     let first = r;
     r.ts_ns = 5_000;
@@ -175,4 +178,38 @@ fn header_summarises_public_endpoints_and_clock() {
     assert!(!h.may_hold_address(0xCB00_7106));
     assert!(!h.clock_synchronised());
     assert!(h.may_overlap(5_000, 9_000) && !h.may_overlap(5_001, 9_000));
+}
+
+#[test]
+fn refusals_in_blocks_without_the_column_stand_for_one_each() {
+    let refusal = |kind, refused| Record {
+        kind,
+        ts_ns: 1_000,
+        protocol: 17,
+        inside_ip: 0x6440_0001,
+        inside_port: 4000,
+        public_ip: 0,
+        public_port: 0,
+        dest_ip: 0,
+        dest_port: 0,
+        block_first: 0,
+        block_last: 0,
+        open_sessions: 0,
+        last_active_ns: 0,
+        refused,
+    };
+    let records = [
+        refusal(RecordKind::RefusedSubscriberLimit, 1),
+        refusal(RecordKind::RefusedPortsExhausted, 70),
+    ];
+    let mut raw = Vec::new();
+    encode_columns(&records, &mut raw);
+    let mut out = Vec::new();
+    decode_columns(&raw, 2, 1_000, flags::ACTIVITY | flags::REFUSALS, &mut out).unwrap();
+    assert_eq!(out, records);
+    // A block from before the column: the same payload without its last two varints.
+    raw.truncate(raw.len() - 2);
+    out.clear();
+    decode_columns(&raw, 2, 1_000, flags::ACTIVITY, &mut out).unwrap();
+    assert_eq!(out.iter().map(|r| r.refused).collect::<Vec<_>>(), [1, 1]);
 }

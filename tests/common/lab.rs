@@ -1,0 +1,88 @@
+//! The veth lab for one test: brought up in a fresh directory, taken down when dropped,
+//! one at a time (the lab's names are global), plus what lab tests read back.
+
+use std::path::{Path, PathBuf};
+use std::sync::{Mutex, MutexGuard};
+
+use tracenat::demo::{self, LabProcess};
+use tracenat::lab::{self, UpOptions};
+use tracenat::maplog::record::{Record, RecordKind};
+use tracenat::reader::logdir::{self, LogDir};
+
+pub fn exe() -> PathBuf {
+    PathBuf::from(env!("CARGO_BIN_EXE_tracenat"))
+}
+
+pub fn is_root() -> bool {
+    // SAFETY: geteuid has no preconditions.
+    unsafe { libc::geteuid() == 0 }
+}
+
+static LAB: Mutex<()> = Mutex::new(());
+
+/// A lab for one test, taken down when dropped (also when the test fails).
+pub struct Lab {
+    pub dir: PathBuf,
+    _turn: MutexGuard<'static, ()>,
+}
+
+impl Lab {
+    pub fn up(name: &str, workers: u16, subscribers: u16) -> Option<Lab> {
+        if !is_root() {
+            eprintln!("skipped: {name} needs root (network namespaces and XDP)");
+            return None;
+        }
+        let turn = LAB.lock().unwrap_or_else(|e| e.into_inner());
+        let dir = std::env::temp_dir().join(format!("tracenat-dp-{name}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        lab::up(
+            &UpOptions {
+                workers,
+                subscribers,
+                dir: dir.clone(),
+                force: false,
+            },
+            &mut |_| {},
+        )
+        .expect("lab up (is another lab up? `tracenat lab down`)");
+        Some(Lab { dir, _turn: turn })
+    }
+
+    pub fn nat(&self) -> LabProcess {
+        demo::start_nat(&exe(), &self.dir).expect("tracenat run comes up")
+    }
+}
+
+impl Drop for Lab {
+    fn drop(&mut self) {
+        let _ = lab::down(&self.dir, &mut |_| {});
+    }
+}
+
+/// The number on the output line `prefix N ...` of `tracenat run`.
+pub fn reported(output: &str, prefix: &str) -> u64 {
+    output
+        .lines()
+        .find_map(|l| l.trim_start_matches('\r').strip_prefix(prefix))
+        .and_then(|rest| rest.split_whitespace().next())
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("no {prefix:?} in:\n{output}"))
+}
+
+pub fn records(log_dir: &Path, kind: RecordKind) -> Vec<Record> {
+    let log = LogDir::open(log_dir).expect("mapping log");
+    assert!(logdir::verify(&log).is_empty(), "the mapping log verifies");
+    let mut out = Vec::new();
+    logdir::for_each_record(
+        &log,
+        0,
+        u64::MAX,
+        |_, r| {
+            if r.kind == kind {
+                out.push(*r);
+            }
+        },
+        |_, _, e| panic!("{e}"),
+    );
+    out
+}
