@@ -370,40 +370,7 @@ fn rsyslogd_writes_every_event_sent_over_udp_and_tcp() {
     let (log, expected) = write_log(&dir);
     let (udp, tcp) = (free_udp_port(), free_tcp_port());
     let (udp_file, tcp_file) = (dir.join("udp.log"), dir.join("tcp.log"));
-    let conf = dir.join("rsyslog.conf");
-    std::fs::write(
-        &conf,
-        format!(
-            r#"global(workDirectory="{work}")
-module(load="imudp")
-module(load="imtcp")
-template(name="raw" type="string" string="%rawmsg%\n")
-ruleset(name="udp") {{ action(type="omfile" file="{udp_file}" template="raw") }}
-ruleset(name="tcp") {{ action(type="omfile" file="{tcp_file}" template="raw") }}
-input(type="imudp" address="127.0.0.1" port="{udp}" ruleset="udp")
-input(type="imtcp" address="127.0.0.1" port="{tcp}" ruleset="tcp")
-"#,
-            work = dir.display(),
-            udp_file = udp_file.display(),
-            tcp_file = tcp_file.display(),
-        ),
-    )
-    .unwrap();
-    let mut rsyslogd = Daemon(
-        Command::new("rsyslogd")
-            .arg("-n")
-            .arg("-f")
-            .arg(&conf)
-            .arg("-i")
-            .arg(dir.join("rsyslogd.pid"))
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("start rsyslogd"),
-    );
-    wait_for("rsyslogd", || {
-        udp_port_in_use(udp) && std::net::TcpStream::connect(("127.0.0.1", tcp)).is_ok()
-    });
+    let mut rsyslogd = rsyslogd(&dir, Some((udp, &udp_file)), (tcp, &tcp_file));
     ok(tracenat(&[
         "log",
         "export",
@@ -418,13 +385,6 @@ input(type="imtcp" address="127.0.0.1" port="{tcp}" ruleset="tcp")
         "--rate",
         "20000",
     ]));
-    let lines = |file: &Path| -> Vec<String> {
-        std::fs::read_to_string(file)
-            .unwrap_or_default()
-            .lines()
-            .map(str::to_owned)
-            .collect()
-    };
     wait_for("rsyslogd to write every line", || {
         lines(&udp_file).len() >= expected.len() && lines(&tcp_file).len() >= expected.len()
     });
@@ -438,6 +398,55 @@ input(type="imtcp" address="127.0.0.1" port="{tcp}" ruleset="tcp")
             file.display()
         );
     }
+}
+
+/// rsyslogd writing what it receives on TCP `tcp` (and on UDP `udp`, if given) into the
+/// files given with them, raw, one line per message.
+fn rsyslogd(dir: &Path, udp: Option<(u16, &Path)>, tcp: (u16, &Path)) -> Daemon {
+    let mut conf = format!(
+        "global(workDirectory=\"{}\")\nmodule(load=\"imtcp\")\n\
+         template(name=\"raw\" type=\"string\" string=\"%rawmsg%\\n\")\n\
+         ruleset(name=\"tcp\") {{ action(type=\"omfile\" file=\"{}\" template=\"raw\") }}\n\
+         input(type=\"imtcp\" address=\"127.0.0.1\" port=\"{}\" ruleset=\"tcp\")\n",
+        dir.display(),
+        tcp.1.display(),
+        tcp.0
+    );
+    if let Some((port, file)) = udp {
+        conf.push_str(&format!(
+            "module(load=\"imudp\")\n\
+             ruleset(name=\"udp\") {{ action(type=\"omfile\" file=\"{}\" template=\"raw\") }}\n\
+             input(type=\"imudp\" address=\"127.0.0.1\" port=\"{port}\" ruleset=\"udp\")\n",
+            file.display()
+        ));
+    }
+    let path = dir.join("rsyslog.conf");
+    std::fs::write(&path, conf).unwrap();
+    let daemon = Daemon(
+        Command::new("rsyslogd")
+            .arg("-n")
+            .arg("-f")
+            .arg(&path)
+            .arg("-i")
+            .arg(dir.join("rsyslogd.pid"))
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("start rsyslogd"),
+    );
+    wait_for("rsyslogd", || {
+        udp.is_none_or(|(port, _)| udp_port_in_use(port))
+            && std::net::TcpStream::connect(("127.0.0.1", tcp.0)).is_ok()
+    });
+    daemon
+}
+
+fn lines(file: &Path) -> Vec<String> {
+    std::fs::read_to_string(file)
+        .unwrap_or_default()
+        .lines()
+        .map(str::to_owned)
+        .collect()
 }
 
 /// The structured data of one exported line, back into an event.
@@ -501,4 +510,124 @@ fn a_collector_that_is_down_is_a_clear_error_with_every_lost_event_counted() {
         stderr.contains("Connection refused") || stderr.contains("not connected"),
         "{stderr}"
     );
+}
+
+/// "N of M events sent in …, L lost" from an export's report: (sent, lost).
+fn sent_and_lost(report: &str) -> (u64, u64) {
+    let line = report
+        .lines()
+        .find(|l| l.contains(" events sent in "))
+        .unwrap_or_else(|| panic!("no tally in:\n{report}"));
+    let number = |word: &str| -> u64 {
+        let words: Vec<&str> = line.split_whitespace().collect();
+        let at = words
+            .iter()
+            .position(|w| w.trim_end_matches(',') == word)
+            .unwrap();
+        words[if word == "lost" { at - 1 } else { at + 1 }]
+            .trim_end_matches(',')
+            .parse()
+            .unwrap()
+    };
+    let sent: u64 = line
+        .split(": ")
+        .nth(1)
+        .and_then(|rest| rest.split_whitespace().next())
+        .and_then(|n| n.parse().ok())
+        .unwrap();
+    (sent, number("lost"))
+}
+
+#[test]
+fn a_collector_that_closes_the_connection_mid_export_costs_counted_events_only() {
+    let dir = scratch("export", "closes");
+    let (log, expected) = write_log(&dir);
+    let port = free_tcp_port();
+    let file = dir.join("tcp.log");
+    let mut rsyslogd = rsyslogd(&dir, None, (port, &file));
+    // Slow enough (about 2 s in all) for the collector to go away in the middle.
+    let export = Command::new(env!("CARGO_BIN_EXE_tracenat"))
+        .args(["log", "export", "--dir", log.to_str().unwrap()])
+        .args([
+            "--syslog",
+            &format!("tcp://127.0.0.1:{port}"),
+            "--rate",
+            "50",
+        ])
+        .args(["--hostname", "nat-test"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    wait_for("the first lines", || lines(&file).len() >= 5);
+    terminate(&mut rsyslogd);
+    let o = export.wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&o.stderr);
+    assert_eq!(o.status.code(), Some(1), "{stderr}");
+    let (sent, lost) = sent_and_lost(&stderr);
+    assert_eq!(sent + lost, expected.len() as u64, "{stderr}");
+    assert!(lost > 0 && sent >= 5, "{stderr}");
+    // What rsyslogd wrote before it stopped is the log's, and no more than was sent.
+    let written: Vec<Expected> = lines(&file).iter().map(|l| syslog_event(l)).collect();
+    assert!(
+        written.len() as u64 <= sent,
+        "{} written, {sent} sent",
+        written.len()
+    );
+    for event in &written {
+        assert!(expected.contains(event), "{event:?} is not in the log");
+    }
+}
+
+#[test]
+fn a_full_disk_under_the_export_is_a_clear_error_with_every_event_counted_lost() {
+    let dir = scratch("export", "full");
+    let (log, expected) = write_log(&dir);
+    for format in ["ipfix", "syslog"] {
+        let o = tracenat(&[
+            "log",
+            "export",
+            "--dir",
+            log.to_str().unwrap(),
+            "--format",
+            format,
+            "--out",
+            "/dev/full",
+        ]);
+        let stderr = String::from_utf8_lossy(&o.stderr);
+        assert_eq!(o.status.code(), Some(1), "{format}: {stderr}");
+        assert!(stderr.contains("No space left on device"), "{stderr}");
+        assert_eq!(
+            sent_and_lost(&stderr),
+            (0, expected.len() as u64),
+            "nothing reached the disk: {stderr}"
+        );
+    }
+    // Parquet onto a file system with room for almost nothing (needs root to mount it).
+    if !common::lab::is_root() {
+        eprintln!("skipped the Parquet case: mounting a small tmpfs needs root");
+        return;
+    }
+    let small = dir.join("small");
+    std::fs::create_dir_all(&small).unwrap();
+    let mounted = Command::new("mount")
+        .args(["-t", "tmpfs", "-o", "size=8k", "tmpfs"])
+        .arg(&small)
+        .status()
+        .unwrap();
+    assert!(mounted.success());
+    let o = tracenat(&[
+        "log",
+        "export",
+        "--dir",
+        log.to_str().unwrap(),
+        "--format",
+        "parquet",
+        "--out",
+        small.join("lake").to_str().unwrap(),
+    ]);
+    let _ = Command::new("umount").arg(&small).status();
+    let stderr = String::from_utf8_lossy(&o.stderr);
+    assert_eq!(o.status.code(), Some(1), "{stderr}");
+    assert!(stderr.contains("No space left on device"), "{stderr}");
 }

@@ -39,6 +39,10 @@ pub struct Output {
     /// IPFIX: one stream per observation domain, opened at its first event.
     streams: BTreeMap<u32, IpfixStream>,
     pub tally: Tally,
+    /// A file: what was written into its buffer since the last flush that reached the
+    /// disk. Counted sent only once a flush succeeds, lost if a write or the flush fails
+    /// (a full disk fails the flush, not the buffered write).
+    unconfirmed: Tally,
 }
 
 impl Output {
@@ -49,6 +53,7 @@ impl Output {
             sender,
             streams: BTreeMap::new(),
             tally: Tally::default(),
+            unconfirmed: Tally::default(),
         }
     }
 
@@ -104,8 +109,18 @@ impl Output {
         for f in finished {
             self.send(&f.bytes, f.records);
         }
-        if let Err(e) = self.sender.flush() {
-            self.note_error(&e);
+        let flushed = self.sender.flush();
+        let unconfirmed = std::mem::take(&mut self.unconfirmed);
+        match flushed {
+            Ok(()) => {
+                self.tally.sent += unconfirmed.sent;
+                self.tally.messages += unconfirmed.messages;
+                self.tally.bytes += unconfirmed.bytes;
+            }
+            Err(e) => {
+                self.tally.lost += unconfirmed.sent;
+                self.note_error(&e);
+            }
         }
     }
 
@@ -126,14 +141,23 @@ impl Output {
     }
 
     fn send(&mut self, message: &[u8], records: u32) {
+        let buffered = self.sender.is_buffered();
         match self.sender.send(message) {
             Ok(()) => {
-                self.tally.sent += u64::from(records);
-                self.tally.messages += 1;
-                self.tally.bytes += message.len() as u64;
+                let count = if buffered {
+                    &mut self.unconfirmed
+                } else {
+                    &mut self.tally
+                };
+                count.sent += u64::from(records);
+                count.messages += 1;
+                count.bytes += message.len() as u64;
             }
             Err(e) => {
-                self.tally.lost += u64::from(records);
+                // A buffered write that fails may have taken the buffer's earlier
+                // messages with it.
+                let earlier = std::mem::take(&mut self.unconfirmed).sent;
+                self.tally.lost += u64::from(records) + earlier;
                 self.note_error(&e);
             }
         }

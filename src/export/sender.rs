@@ -100,16 +100,18 @@ impl Sender {
         }
     }
 
+    /// Writes land in a buffer first: a message is only out once [`Sender::flush`] succeeds.
+    pub fn is_buffered(&self) -> bool {
+        matches!(self, Sender::File { .. })
+    }
+
     pub fn is_datagram(&self) -> bool {
         matches!(self, Sender::Udp { .. })
     }
 
     pub fn flush(&mut self) -> io::Result<()> {
         match self {
-            Sender::File { out, path } => out
-                .flush()
-                .and_then(|_| out.get_ref().sync_all())
-                .map_err(|e| io::Error::new(e.kind(), format!("{}: {e}", path.display()))),
+            Sender::File { out, .. } => out.flush().and_then(|_| out.get_ref().sync_all()),
             Sender::Tcp { stream, .. } => stream.as_mut().map_or(Ok(()), |s| s.flush()),
             Sender::Udp { .. } => Ok(()),
         }
