@@ -19,10 +19,11 @@ set -euo pipefail
 # (nfdump's nfcapd, read back with nfdump) and syslog to a real rsyslogd, each started by the
 # test on loopback ports with its own files; neither service starts on the host. The data-lake
 # tests run the attribution SQL of scripts/lake/ in Spark (needs a Java runtime) and DuckDB,
-# installed from PyPI into their own virtual environment (python3-venv) below.
+# installed from PyPI into their own virtual environment (python3-venv) below. The clock-step
+# test runs the NAT under libfaketime (faketime) and steps its wall clock mid-run.
 PACKAGES=(tshark iproute2 gcc libc6-dev ethtool procps iputils-ping curl nginx nftables conntrack python3
   iperf3 kea-dhcp4-server isc-dhcp-client freeradius-utils nfdump rsyslog python3-venv
-  default-jre-headless)
+  default-jre-headless faketime)
 
 missing=()
 for p in "${PACKAGES[@]}"; do

@@ -308,7 +308,7 @@ fn publics_by_run(log_dir: &Path) -> Vec<BTreeSet<SocketAddrV4>> {
         .iter()
         .filter_map(|l| match l {
             RunLine::Start(s) => Some(s.start_ns),
-            RunLine::Stop(_) => None,
+            RunLine::Stop(_) | RunLine::ClockStep(_) => None,
         })
         .collect();
     let mut by_run = vec![BTreeSet::new(); starts.len()];

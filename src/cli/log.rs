@@ -184,6 +184,13 @@ fn write_answer(out: &mut impl Write, q: &Question, a: &Answer) -> io::Result<()
             "note: this log holds no identity records ([identity] was never configured): answers end at inside addresses"
         )?;
     }
+    if a.clock.stepped_ns > 0 {
+        writeln!(
+            out,
+            "note: the NAT's wall clock stepped by {:.3} s in all during the run that logged this; the window was widened by as much on both sides",
+            a.clock.stepped_ns as f64 / 1e9
+        )?;
+    }
     if a.clock.unsynchronised {
         writeln!(
             out,
@@ -262,6 +269,7 @@ fn answer_json(q: &Question, a: &Answer) -> serde_json::Value {
         "clock": {
             "unsynchronised": a.clock.unsynchronised,
             "max_error_us": a.clock.max_error_us,
+            "stepped_ns": a.clock.stepped_ns,
         },
     })
 }

@@ -25,7 +25,7 @@ use crate::engine::ports::RestingRange;
 use crate::engine::ports::{self, Ownership, SubscriberSteering};
 use crate::engine::{Engine, Side};
 use crate::export::{self, live::LiveExporter, output::Tally};
-use crate::maplog::clock::wall_clock_ns;
+use crate::maplog::clock::{StepWatch, Timeline, wall_clock_ns};
 use crate::maplog::runs::PreviousRun;
 use crate::maplog::writer::{LogSettings, MapLog, Producer, WriterReport};
 use crate::rng::fresh_seed;
@@ -135,7 +135,9 @@ pub fn run(
     let config = &seeded(config);
     let resting = Resting::of(maplog.previous_run());
     let worker_stop = Arc::new(AtomicBool::new(false));
-    let (mut running, steering) = start(config, options, producers, &resting, &worker_stop)?;
+    let timeline = Timeline::start();
+    let (mut running, steering) =
+        start(config, options, producers, &resting, &worker_stop, timeline)?;
     running.started.previous_run = previous_run;
     // Serving metrics is best effort: the NAT keeps translating (and logging) without it.
     let extras = identity
@@ -156,8 +158,15 @@ pub fn run(
         .ok()
     });
     let mut last_refresh = Instant::now();
+    let mut steps = StepWatch::default();
     while !stop.load(Ordering::Relaxed) {
         std::thread::sleep(Duration::from_millis(200));
+        if let Some(step) = steps.observe(timeline.read()) {
+            // The workers record it in their chains; this makes it easy to find.
+            if let Err(e) = maplog.note_clock_step(step) {
+                eprintln!("tracenat: the clock step could not be noted in runs.jsonl: {e}");
+            }
+        }
         if last_refresh.elapsed() >= Duration::from_secs(1) {
             refresh_next_hops(&running.gateways);
             let snapshot = Snapshot::take(&running.stats, &running.rings, Some(maplog.stats()));
@@ -174,14 +183,15 @@ pub fn run(
     drop(steering.links);
     // No session outlives the process: each ends in the log at the stop, through the
     // usual end-of-session path, before the last records are handed over.
-    let stop_ns = wall_clock_ns();
+    let stop = timeline.read();
     let mut ended_at_stop = 0;
     for e in &mut engines {
-        ended_at_stop += e.end_all_sessions(stop_ns);
+        e.sink_mut().set_clock_skew(stop.skew_ns());
+        ended_at_stop += e.end_all_sessions(stop.engine_ns);
         e.sink_mut().finish();
     }
     let snapshot = Snapshot::take(&running.stats, &running.rings, Some(maplog.stats()));
-    let log = maplog.close_stopped(stop_ns)?;
+    let log = maplog.close_stopped(stop.wall_ns)?;
     // After the log is closed every record has been offered to export.
     let export_dropped = exporter.as_ref().map_or(0, |x| {
         x.counters().dropped_queue_full.load(Ordering::Relaxed)
@@ -301,6 +311,7 @@ fn start(
     producers: Vec<Producer>,
     resting: &Resting,
     stop: &Arc<AtomicBool>,
+    timeline: Timeline,
 ) -> Result<(Running, Steering), RunError> {
     let ifs = &config.interfaces;
     let names = [ifs.inside.as_str(), ifs.outside.as_str()];
@@ -333,7 +344,7 @@ fn start(
     let bind = sockets[0].1[0].info();
     let ownership = Arc::new(ownership(config)?);
     let rings = Arc::new(Rings::new(workers, 1024));
-    let now = wall_clock_ns();
+    let now = timeline.read().engine_ns;
     let mut threads = Vec::new();
     let mut all_stats = Vec::new();
     let cores = core_affinity::get_core_ids().unwrap_or_default();
@@ -364,6 +375,7 @@ fn start(
             idle: idle_policy(&config.dataplane),
             forwarding: options.forwarding,
             arrived: Vec::with_capacity(config.dataplane.burst as usize),
+            timeline,
         };
         let core = match config.workers.cores.get(w as usize) {
             Some(&id) => Some(core_affinity::CoreId { id }),

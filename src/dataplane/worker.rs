@@ -13,7 +13,7 @@ use crate::engine::batch::Frames;
 use crate::engine::ceiling;
 use crate::engine::counters::Counters;
 use crate::engine::{Engine, Side, Verdict};
-use crate::maplog::clock::wall_clock_ns;
+use crate::maplog::clock::{StepWatch, Timeline};
 use crate::maplog::writer::Producer;
 
 /// One side's link layer: our MAC, and the next hop's (refreshed by the control thread).
@@ -62,6 +62,8 @@ pub struct Worker {
     pub forwarding: Forwarding,
     /// Handed-off frames copied in this round (re-used: no allocation per round).
     pub arrived: Vec<(u64, usize, Side)>,
+    /// Timers run on engine time (monotonic); records are stamped on the wall clock.
+    pub timeline: Timeline,
 }
 
 /// Local counts, published to [`WorkerStats`] now and then (no atomics per packet).
@@ -127,10 +129,11 @@ impl Worker {
             ],
         };
         let mut completions = vec![0u64; self.burst * 2];
-        let mut last_work = wall_clock_ns();
+        let mut watch = StepWatch::default();
+        let mut last_work = self.timeline.read().engine_ns;
         let mut last_publish = 0u64;
         while !stop.load(Ordering::Relaxed) {
-            let now = wall_clock_ns();
+            let now = self.read_clocks(&mut watch);
             self.engine.advance(now);
             let mut work = 0;
             for from in [Side::Inside, Side::Outside] {
@@ -166,6 +169,18 @@ impl Worker {
         self.drain(&mut completions);
         self.publish(&local, true);
         self.engine
+    }
+
+    /// Engine time for this round; a step of the wall clock since the last round is
+    /// recorded in the log, and the log's stamps follow the wall clock.
+    fn read_clocks(&mut self, watch: &mut StepWatch) -> u64 {
+        let reading = self.timeline.read();
+        let sink = self.engine.sink_mut();
+        if let Some(step) = watch.observe(reading) {
+            sink.clock_step(step);
+        }
+        sink.set_clock_skew(watch.skew_ns());
+        reading.engine_ns
     }
 
     /// The verdict for each received frame: the engine's, or the ceiling's when benchmarking.

@@ -185,14 +185,24 @@ impl Drop for LabProcess {
 
 /// Starts the NAT in `tn-nat` and waits until its metrics answer (it is forwarding).
 pub fn start_nat(exe: &Path, dir: &Path) -> Result<LabProcess, DemoError> {
+    start_nat_under(&[], exe, dir)
+}
+
+/// [`start_nat`] through a wrapper that execs it, e.g. `env VAR=value` (tests run the NAT
+/// under libfaketime this way).
+pub fn start_nat_under(wrapper: &[&str], exe: &Path, dir: &Path) -> Result<LabProcess, DemoError> {
     let config = dir.join("tracenat.toml");
     let config = config.to_str().unwrap_or_default().to_owned();
-    let mut nat = LabProcess::start(
-        exe,
-        topology::NAT_NS,
-        &["run", "--config", &config],
-        dir.join("run.log"),
-    )?;
+    let exe_text = exe.to_str().unwrap_or_default();
+    let (program, args): (&Path, Vec<&str>) = match wrapper.split_first() {
+        None => (exe, vec!["run", "--config", &config]),
+        Some((first, rest)) => {
+            let mut args = rest.to_vec();
+            args.extend([exe_text, "run", "--config", &config]);
+            (Path::new(*first), args)
+        }
+    };
+    let mut nat = LabProcess::start(program, topology::NAT_NS, &args, dir.join("run.log"))?;
     let metrics: SocketAddr = topology::METRICS.parse().expect("lab metrics address");
     let deadline = Instant::now() + Duration::from_secs(30);
     loop {

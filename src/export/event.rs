@@ -89,7 +89,10 @@ impl ExportEvent {
             RecordKind::RefusedPortsExhausted if r.public_ip == 0 => NatEvent::AddressesExhausted,
             RecordKind::RefusedPortsExhausted => NatEvent::PortsExhausted,
             RecordKind::RefusedSubscriberLimit => NatEvent::QuotaExceeded,
-            RecordKind::LiveMapping | RecordKind::LiveBlock | RecordKind::SessionEndedElided => {
+            RecordKind::LiveMapping
+            | RecordKind::LiveBlock
+            | RecordKind::SessionEndedElided
+            | RecordKind::ClockStep => {
                 return None;
             }
         };

@@ -35,6 +35,92 @@ pub fn wall_clock_ns() -> u64 {
         .map_or(0, |d| u64::try_from(d.as_nanos()).unwrap_or(u64::MAX))
 }
 
+/// How far the wall clock may jump against the monotonic one between two readings before
+/// it counts as a step: NTP slews at most 500 ppm (0.5 ms a second), a worker reads the
+/// clocks at least every millisecond, and steps are set by a person or by NTP only past
+/// 128 ms (ntpd) or 1 s (chrony's usual `makestep`).
+pub const STEP_THRESHOLD_NS: u64 = 100_000_000;
+
+/// The NAT's two clocks. Timers run on engine time — the monotonic clock, counted from
+/// the wall clock's reading at the start — so a step of the wall clock neither expires
+/// every session at once nor keeps them past their timeouts; records are stamped with the
+/// wall clock. Copied to every worker, so all share one origin.
+#[derive(Debug, Clone, Copy)]
+pub struct Timeline {
+    origin: std::time::Instant,
+    start_wall_ns: u64,
+}
+
+/// One reading of both clocks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Reading {
+    /// Engine time: monotonic, in nanoseconds from the epoch as the wall clock read at the start.
+    pub engine_ns: u64,
+    pub wall_ns: u64,
+}
+
+impl Reading {
+    /// wall − engine: what turns an engine time into the wall clock's reading.
+    pub fn skew_ns(&self) -> i64 {
+        self.wall_ns.wrapping_sub(self.engine_ns) as i64
+    }
+}
+
+impl Timeline {
+    pub fn start() -> Timeline {
+        Timeline {
+            origin: std::time::Instant::now(),
+            start_wall_ns: wall_clock_ns(),
+        }
+    }
+
+    pub fn read(&self) -> Reading {
+        let elapsed = u64::try_from(self.origin.elapsed().as_nanos()).unwrap_or(u64::MAX);
+        Reading {
+            engine_ns: self.start_wall_ns.saturating_add(elapsed),
+            wall_ns: wall_clock_ns(),
+        }
+    }
+}
+
+/// A step of the wall clock: at `at_ns` (the wall clock's reading just after), by `by_ns`
+/// (positive: forward).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ClockStep {
+    pub at_ns: u64,
+    pub by_ns: i64,
+}
+
+/// Watches the wall clock against engine time for steps. It starts from a skew of 0,
+/// which is what a [`Timeline`] has at its start: a step before the first reading counts.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct StepWatch {
+    skew_ns: i64,
+}
+
+impl StepWatch {
+    /// The step since the last reading, if the skew moved by more than
+    /// [`STEP_THRESHOLD_NS`]; slewing moves it by less and is followed silently.
+    pub fn observe(&mut self, reading: Reading) -> Option<ClockStep> {
+        let skew = reading.skew_ns();
+        let by_ns = skew.wrapping_sub(std::mem::replace(&mut self.skew_ns, skew));
+        (by_ns.unsigned_abs() > STEP_THRESHOLD_NS).then_some(ClockStep {
+            at_ns: reading.wall_ns,
+            by_ns,
+        })
+    }
+
+    /// The skew of the latest reading (0 before the first).
+    pub fn skew_ns(&self) -> i64 {
+        self.skew_ns
+    }
+}
+
+/// `engine_ns` on the wall clock, given the skew.
+pub fn on_wall_clock(engine_ns: u64, skew_ns: i64) -> u64 {
+    engine_ns.saturating_add_signed(skew_ns)
+}
+
 /// Interprets adjtimex's return value and filled-in `timex`.
 fn from_timex(ret: i32, tx: &libc::timex) -> ClockState {
     if ret < 0 {
@@ -131,5 +217,44 @@ mod tests {
         assert!(a > JAN_2020_NS, "{a}");
         // Realtime may step backwards, but not by a second between two adjacent reads.
         assert!(b + 1_000_000_000 > a && b < a + 1_000_000_000, "{a} {b}");
+    }
+
+    fn reading(engine_s: u64, wall_s: u64) -> Reading {
+        Reading {
+            engine_ns: engine_s * 1_000_000_000,
+            wall_ns: wall_s * 1_000_000_000,
+        }
+    }
+
+    #[test]
+    fn a_jump_of_the_wall_clock_is_a_step_and_slewing_is_not() {
+        let mut watch = StepWatch::default();
+        assert_eq!(watch.observe(reading(100, 100)), None);
+        // 50 ms of slew over a second: followed, not a step.
+        let slewed = Reading {
+            engine_ns: 101_000_000_000,
+            wall_ns: 101_050_000_000,
+        };
+        assert_eq!(watch.observe(slewed), None);
+        assert_eq!(watch.skew_ns(), 50_000_000);
+        // NTP steps the clock 10 minutes forward, then back.
+        let forward = watch.observe(reading(102, 702)).unwrap();
+        assert_eq!(forward.at_ns, 702_000_000_000);
+        assert_eq!(forward.by_ns, 600_000_000_000 - 50_000_000);
+        let back = watch.observe(reading(103, 103)).unwrap();
+        assert_eq!(back.by_ns, -600_000_000_000);
+        assert_eq!(
+            on_wall_clock(103_000_000_000, watch.skew_ns()),
+            103_000_000_000
+        );
+    }
+
+    #[test]
+    fn engine_time_starts_at_the_wall_clock_and_only_grows() {
+        let timeline = Timeline::start();
+        let a = timeline.read();
+        let b = timeline.read();
+        assert!(a.engine_ns <= b.engine_ns);
+        assert!(a.skew_ns().unsigned_abs() < STEP_THRESHOLD_NS);
     }
 }

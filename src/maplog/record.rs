@@ -25,6 +25,9 @@ pub enum RecordKind {
     /// holds the public endpoint (the latest creation or checkpoint entry for it in the same
     /// segment). Readers get a [`RecordKind::SessionEnded`] with the endpoint filled in.
     SessionEndedElided = 9,
+    /// The wall clock stepped (docs/mapping-log.md §5.1.2): `ts_ns` is its reading just
+    /// after, `last_active_ns` just before. Written by each worker that saw it.
+    ClockStep = 10,
 }
 
 impl RecordKind {
@@ -39,6 +42,7 @@ impl RecordKind {
             7 => RecordKind::LiveMapping,
             8 => RecordKind::LiveBlock,
             9 => RecordKind::SessionEndedElided,
+            10 => RecordKind::ClockStep,
             _ => return None,
         })
     }
@@ -48,6 +52,7 @@ impl RecordKind {
             RecordKind::LiveMapping => "live_mapping",
             RecordKind::LiveBlock => "live_block",
             RecordKind::SessionEndedElided => "session_ended",
+            RecordKind::ClockStep => "clock_step",
             other => other.event_kind().map_or("", EventKind::name),
         }
     }
@@ -84,7 +89,10 @@ impl RecordKind {
             RecordKind::BlockReleased => EventKind::BlockReleased,
             RecordKind::RefusedPortsExhausted => EventKind::RefusedPortsExhausted,
             RecordKind::RefusedSubscriberLimit => EventKind::RefusedSubscriberLimit,
-            RecordKind::LiveMapping | RecordKind::LiveBlock | RecordKind::SessionEndedElided => {
+            RecordKind::LiveMapping
+            | RecordKind::LiveBlock
+            | RecordKind::SessionEndedElided
+            | RecordKind::ClockStep => {
                 return None;
             }
         })
@@ -169,6 +177,26 @@ pub struct Record {
 }
 
 impl Record {
+    /// A record of `kind` at `ts_ns` with every other field zero (to be filled in).
+    pub fn new(kind: RecordKind, ts_ns: u64) -> Record {
+        Record {
+            kind,
+            ts_ns,
+            protocol: 0,
+            inside_ip: 0,
+            inside_port: 0,
+            public_ip: 0,
+            public_port: 0,
+            dest_ip: 0,
+            dest_port: 0,
+            block_first: 0,
+            block_last: 0,
+            open_sessions: 0,
+            last_active_ns: 0,
+            refused: 0,
+        }
+    }
+
     pub fn from_event(e: &Event) -> Record {
         Record {
             kind: e.kind.into(),
@@ -229,6 +257,11 @@ impl Record {
                 format!(",\"block\":[{},{}]", self.block_first, self.block_last)
             }
             RecordKind::LiveMapping => format!(",\"open_sessions\":{}", self.open_sessions),
+            RecordKind::ClockStep => format!(
+                ",\"step_ns\":{},\"before_ns\":{}",
+                self.ts_ns.wrapping_sub(self.last_active_ns) as i64,
+                self.last_active_ns
+            ),
             // An end whose holder could not be found (damage before it in its segment).
             _ => ",\"inside_unknown\":true".to_owned(),
         };

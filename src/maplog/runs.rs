@@ -69,11 +69,30 @@ pub struct RunStop {
     pub stop_ns: u64,
 }
 
+/// The line a running NAT appends when the wall clock steps (docs/mapping-log.md §5.1.2):
+/// where readers find the steps without reading every block.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RunClockStep {
+    /// Always `"clock_step"`: names the line (and keeps other shapes from parsing as one).
+    pub event: RunEvent,
+    /// The wall clock's reading just after the step.
+    pub clock_step_at_ns: u64,
+    /// How far it went: positive forward, negative back.
+    pub clock_step_ns: i64,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RunEvent {
+    ClockStep,
+}
+
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(untagged)]
 pub enum RunLine {
     Start(RunStart),
     Stop(RunStop),
+    ClockStep(RunClockStep),
 }
 
 /// The file as read: the lines that parse, and a description of each that does not.
@@ -271,6 +290,55 @@ pub struct RunEnd {
     pub next_segment: Option<u64>,
 }
 
+/// A run during which the wall clock stepped: times written then are uncertain by the
+/// steps' sizes, since the log cannot tell which side of a step the clock was right on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SteppedRun {
+    pub from_ns: u64,
+    /// The run's stop or the next start; `u64::MAX` for a run still going (or crashed last).
+    pub to_ns: u64,
+    /// The sum of its steps' sizes.
+    pub uncertainty_ns: u64,
+}
+
+/// The runs with clock steps, from the file's lines.
+pub fn stepped_runs(lines: &[RunLine]) -> Vec<SteppedRun> {
+    let mut runs: Vec<SteppedRun> = Vec::new();
+    let mut current: Option<SteppedRun> = None;
+    let close = |run: Option<SteppedRun>, at: u64, runs: &mut Vec<SteppedRun>| {
+        if let Some(run) = run.filter(|r| r.uncertainty_ns > 0) {
+            runs.push(SteppedRun { to_ns: at, ..run });
+        }
+    };
+    for line in lines {
+        match line {
+            RunLine::Start(s) => {
+                close(current.take(), s.start_ns, &mut runs);
+                current = Some(SteppedRun {
+                    from_ns: s.start_ns,
+                    to_ns: u64::MAX,
+                    uncertainty_ns: 0,
+                });
+            }
+            RunLine::ClockStep(step) => {
+                let run = current.get_or_insert(SteppedRun {
+                    from_ns: 0,
+                    to_ns: u64::MAX,
+                    uncertainty_ns: 0,
+                });
+                run.uncertainty_ns = run
+                    .uncertainty_ns
+                    .saturating_add(step.clock_step_ns.unsigned_abs());
+                // A step back makes the run's earlier readings later than its start.
+                run.from_ns = run.from_ns.min(step.clock_step_at_ns);
+            }
+            RunLine::Stop(s) => close(current.take(), s.stop_ns, &mut runs),
+        }
+    }
+    close(current, u64::MAX, &mut runs);
+    runs
+}
+
 /// The ends of runs for `worker`, in time order: one per start that had a previous run,
 /// and the last run's stop if it stopped cleanly.
 pub fn ends_for(lines: &[RunLine], worker: u16) -> Vec<RunEnd> {
@@ -281,7 +349,7 @@ pub fn ends_for(lines: &[RunLine], worker: u16) -> Vec<RunEnd> {
                 at_ns: p.end_ns,
                 next_segment: s.segments.get(worker as usize).copied(),
             }),
-            RunLine::Stop(_) => None,
+            RunLine::Stop(_) | RunLine::ClockStep(_) => None,
         })
         .collect();
     if let Some(RunLine::Stop(s)) = lines.last() {
@@ -334,7 +402,7 @@ mod tests {
         let old = r#"{"start_ns":5,"workers":1,"seed":"random","segments":[0],"previous":null}"#;
         match serde_json::from_str::<RunLine>(old).unwrap() {
             RunLine::Start(start) => assert_eq!(start.box_name, None),
-            RunLine::Stop(_) => panic!("a start line"),
+            RunLine::Stop(_) | RunLine::ClockStep(_) => panic!("a start line"),
         }
         let text = fs::read_to_string(tmp.path().join(dir::RUNS)).unwrap();
         assert!(text.starts_with(
@@ -422,5 +490,51 @@ mod tests {
         };
         assert_eq!(at(0), [(30, Some(3)), (45, Some(5)), (60, None)]);
         assert_eq!(at(1), [(30, None), (45, Some(1)), (60, None)]);
+    }
+
+    #[test]
+    fn runs_with_clock_steps_are_uncertain_by_their_steps() {
+        let start = |start_ns| {
+            RunLine::Start(RunStart {
+                start_ns,
+                workers: 1,
+                seed: SeedOrigin::Random,
+                segments: vec![0],
+                previous: None,
+                box_name: None,
+            })
+        };
+        let step = |at, by| {
+            RunLine::ClockStep(RunClockStep {
+                event: RunEvent::ClockStep,
+                clock_step_at_ns: at,
+                clock_step_ns: by,
+            })
+        };
+        let lines = [
+            start(100),
+            RunLine::Stop(RunStop { stop_ns: 200 }),
+            start(300),
+            step(350, 600),
+            step(900, -40),
+            RunLine::Stop(RunStop { stop_ns: 1000 }),
+            start(1100),
+            step(1050, -100),
+        ];
+        assert_eq!(
+            stepped_runs(&lines),
+            [
+                SteppedRun {
+                    from_ns: 300,
+                    to_ns: 1000,
+                    uncertainty_ns: 640
+                },
+                SteppedRun {
+                    from_ns: 1050,
+                    to_ns: u64::MAX,
+                    uncertainty_ns: 100
+                },
+            ]
+        );
     }
 }

@@ -53,7 +53,9 @@ impl Holdings {
             RecordKind::BlockReleased => {
                 self.blocks.remove(&(r.public_ip, r.block_first));
             }
-            RecordKind::RefusedPortsExhausted | RecordKind::RefusedSubscriberLimit => return,
+            RecordKind::RefusedPortsExhausted
+            | RecordKind::RefusedSubscriberLimit
+            | RecordKind::ClockStep => return,
         }
         // Released (or taken) within the rest period before the end: rests too.
         let checkpoint = matches!(r.kind, RecordKind::LiveMapping | RecordKind::LiveBlock);

@@ -24,7 +24,7 @@ use super::clock;
 use super::dir;
 use super::live::{LiveSet, Undo};
 use super::record::{self, Record};
-use super::runs::{self, PreviousRun, RunLine, RunStop};
+use super::runs::{self, PreviousRun, RunClockStep, RunLine, RunStop};
 pub use super::settings::LogSettings;
 use crate::config::{BackpressurePolicy, LogVolume};
 use crate::engine::event::{Event, EventSink};
@@ -113,6 +113,9 @@ pub struct Producer {
     oldest_held: Arc<AtomicU64>,
     flush_interval_ns: u64,
     last_handoff_ns: u64,
+    /// wall − engine time (docs/mapping-log.md §5.1.2): events come stamped with engine
+    /// time and are stored on the wall clock. 0 when the driver's clock is the wall clock.
+    skew_ns: i64,
     shared: Arc<Shared>,
 }
 
@@ -163,6 +166,23 @@ impl Producer {
         }
     }
 
+    /// From now on, events are stored at their engine time plus `skew_ns` (the worker's
+    /// latest reading of wall − engine time).
+    pub fn set_clock_skew(&mut self, skew_ns: i64) {
+        self.skew_ns = skew_ns;
+    }
+
+    /// Records a step of the wall clock. Never refused: it is what makes the times around
+    /// it readable.
+    pub fn clock_step(&mut self, step: clock::ClockStep) {
+        self.hold(Record {
+            last_active_ns: step
+                .at_ns
+                .saturating_add_signed(step.by_ns.saturating_neg()),
+            ..Record::new(record::RecordKind::ClockStep, step.at_ns)
+        });
+    }
+
     /// Hands over whatever is left, free batch or not (at shutdown).
     pub fn finish(&mut self) {
         if !self.current.is_empty() {
@@ -182,9 +202,13 @@ impl EventSink for Producer {
     }
 
     fn emit(&mut self, event: &Event) {
-        let Some(record) = record::keep(self.volume, event) else {
+        let Some(mut record) = record::keep(self.volume, event) else {
             return;
         };
+        record.ts_ns = clock::on_wall_clock(record.ts_ns, self.skew_ns);
+        if record.last_active_ns != 0 {
+            record.last_active_ns = clock::on_wall_clock(record.last_active_ns, self.skew_ns);
+        }
         if self.current.len() >= self.batch_records && !self.hand_off() {
             match self.policy {
                 BackpressurePolicy::DropRecords => {
@@ -284,6 +308,7 @@ impl MapLog {
                 oldest_held,
                 flush_interval_ns: settings.flush_interval_ns,
                 last_handoff_ns: now_ns,
+                skew_ns: 0,
                 shared: shared.clone(),
             });
         }
@@ -342,6 +367,17 @@ impl MapLog {
     /// crashed (its sessions may have lived until then): see [`MapLog::close_stopped`].
     pub fn close(mut self) -> Result<WriterReport, LogError> {
         self.stop()
+    }
+
+    /// Notes a step of the wall clock in `runs.jsonl` (the workers record it in their
+    /// chains too), so readers find it without reading every block.
+    pub fn note_clock_step(&self, step: clock::ClockStep) -> Result<(), LogError> {
+        let line = RunLine::ClockStep(RunClockStep {
+            event: runs::RunEvent::ClockStep,
+            clock_step_at_ns: step.at_ns,
+            clock_step_ns: step.by_ns,
+        });
+        runs::append(&self.dir, &line).map_err(io_err(&self.dir))
     }
 
     /// [`MapLog::close`] for a NAT that ended every session at `stop_ns` (a clean stop):

@@ -76,6 +76,7 @@ impl MappingSource for Fleet {
                     c
                 }));
                 clock.unsynchronised |= answer.clock.unsynchronised;
+                clock.stepped_ns = clock.stepped_ns.max(answer.clock.stepped_ns);
                 clock.max_error_us = clock.max_error_us.max(answer.clock.max_error_us);
             }
         }

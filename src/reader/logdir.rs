@@ -40,6 +40,8 @@ pub struct LogDir {
     pub(crate) identity: Option<crate::reader::identity::IdentityBook>,
     /// The identity chain's segments (`identity/`), for `verify`, `stats` and `decode`.
     pub identity_segments: Vec<Segment>,
+    /// Runs during which the wall clock stepped (docs/mapping-log.md §5.1.2).
+    pub stepped_runs: Vec<runs::SteppedRun>,
 }
 
 /// A configuration the NAT ran with, from its activation time on.
@@ -111,7 +113,7 @@ impl LogDir {
             .rev()
             .find_map(|line| match line {
                 runs::RunLine::Start(start) => start.box_name.clone(),
-                runs::RunLine::Stop(_) => None,
+                runs::RunLine::Stop(_) | runs::RunLine::ClockStep(_) => None,
             })
             .unwrap_or_else(|| {
                 root.file_name()
@@ -126,7 +128,22 @@ impl LogDir {
             configs,
             identity: None,
             identity_segments,
+            stepped_runs: runs::stepped_runs(&runs.lines),
         })
+    }
+
+    /// How far the times of the log's records in `[from_ns, to_ns]` may be off because the
+    /// wall clock stepped in the runs that wrote them (0 when it never did).
+    pub fn clock_step_uncertainty_ns(&self, from_ns: u64, to_ns: u64) -> u64 {
+        self.stepped_runs
+            .iter()
+            .filter(|run| {
+                from_ns <= run.to_ns.saturating_add(run.uncertainty_ns)
+                    && run.from_ns.saturating_sub(run.uncertainty_ns) <= to_ns
+            })
+            .map(|run| run.uncertainty_ns)
+            .max()
+            .unwrap_or(0)
     }
 
     /// How long after a session's last packet its end can be logged: the longest idle

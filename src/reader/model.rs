@@ -119,6 +119,10 @@ pub struct ClockNote {
     pub unsynchronised: bool,
     /// Largest maximum-error bound (adjtimex `maxerror`) among those blocks, microseconds.
     pub max_error_us: u32,
+    /// The wall clock stepped during the run that wrote the evidence, by this much in all:
+    /// the question's window was widened by it on both sides, since the log cannot tell
+    /// which side of a step the clock was right on (docs/mapping-log.md §5.1.2).
+    pub stepped_ns: u64,
 }
 
 impl ClockNote {

@@ -118,6 +118,7 @@ impl ClockSpans {
         let note = ClockNote {
             unsynchronised: !h.clock_synchronised(),
             max_error_us: h.clock_max_error_us,
+            stepped_ns: 0,
         };
         self.0.push((h.first_ts_ns, h.last_ts_ns, note));
     }
@@ -129,6 +130,7 @@ impl ClockSpans {
             .fold(ClockNote::default(), |acc, (_, _, n)| ClockNote {
                 unsynchronised: acc.unsynchronised || n.unsynchronised,
                 max_error_us: acc.max_error_us.max(n.max_error_us),
+                stepped_ns: 0,
             })
     }
 }
@@ -352,6 +354,9 @@ impl MappingSource for LogDir {
     /// [`STREAM_BATCH`] by one sweep that moves on and forgets as it goes, so what it holds
     /// spans minutes around the slice rather than the whole chunk.
     fn answer_all(&mut self, questions: &[Question]) -> Result<Vec<Answer>, ReaderError> {
+        if !self.stepped_runs.is_empty() {
+            return self.answer_across_clock_steps(questions);
+        }
         if questions.len() < STREAM_BATCH {
             return self.answer_batch(questions, false);
         }
@@ -364,6 +369,35 @@ impl MappingSource for LogDir {
 }
 
 impl LogDir {
+    /// Answers questions about a log whose runs saw the wall clock step: each window that
+    /// reaches such a run is widened by the run's steps, and the answer says so.
+    fn answer_across_clock_steps(
+        &mut self,
+        questions: &[Question],
+    ) -> Result<Vec<Answer>, ReaderError> {
+        let widening: Vec<u64> = questions
+            .iter()
+            .map(|q| self.clock_step_uncertainty_ns(q.from_ns, q.to_ns))
+            .collect();
+        let widened: Vec<Question> = questions
+            .iter()
+            .zip(&widening)
+            .map(|(q, &by)| Question {
+                from_ns: q.from_ns.saturating_sub(by),
+                to_ns: q.to_ns.saturating_add(by),
+                ..q.clone()
+            })
+            .collect();
+        let steps = std::mem::take(&mut self.stepped_runs);
+        let answers = self.answer_all(&widened);
+        self.stepped_runs = steps;
+        let mut answers = answers?;
+        for (answer, by) in answers.iter_mut().zip(widening) {
+            answer.clock.stepped_ns = by;
+        }
+        Ok(answers)
+    }
+
     /// Answers `questions` from one sweep: a new one, or with `stream`, the kept one.
     fn answer_batch(
         &mut self,

@@ -203,7 +203,9 @@ fn update(list: &mut Vec<Holding>, r: &Record) {
             }
             finish(list, ts);
         }
-        RecordKind::RefusedPortsExhausted | RecordKind::RefusedSubscriberLimit => {}
+        RecordKind::RefusedPortsExhausted
+        | RecordKind::RefusedSubscriberLimit
+        | RecordKind::ClockStep => {}
     }
 }
 

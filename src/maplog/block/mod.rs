@@ -52,9 +52,10 @@ pub mod flags {
     /// The payload holds identity records (docs/mapping-log.md §5.2), not mappings: the
     /// blocks of the identity chain.
     pub const IDENTITY: u8 = 8;
-    /// The payload ends with the refusal column: how many refusals each refusal record
-    /// stands for. In blocks written before the log aggregated refusals, each stands for one.
-    pub const REFUSALS: u8 = 16;
+    /// The payload ends with the extra column: how many refusals each refusal record stands
+    /// for, and how far each clock step went. In blocks written before the column existed,
+    /// each refusal stands for one (and there are no clock steps).
+    pub const EXTRA: u8 = 16;
 }
 
 /// Everything a reader learns from a block without decompressing it.
@@ -246,7 +247,7 @@ pub fn encode(
         key_max,
         address_filter,
     };
-    let columns = flags::ACTIVITY | flags::REFUSALS;
+    let columns = flags::ACTIVITY | flags::EXTRA;
     seal(scratch, &summary, columns, ctx, codec, |bytes| {
         EndpointFilter::build(records, bytes)
     })
@@ -557,8 +558,16 @@ fn encode_columns(records: &[Record], out: &mut Vec<u8>) {
     for r in records.iter().filter(|r| r.kind.is_session_end()) {
         put_varint(out, idle_code(r));
     }
-    for r in records.iter().filter(|r| r.kind.is_refusal()) {
-        put_varint(out, u64::from(r.refused));
+    for r in records
+        .iter()
+        .filter(|r| r.kind.is_refusal() || r.kind == RecordKind::ClockStep)
+    {
+        let v = if r.kind == RecordKind::ClockStep {
+            zigzag(r.last_active_ns.wrapping_sub(r.ts_ns) as i64)
+        } else {
+            u64::from(r.refused)
+        };
+        put_varint(out, v);
     }
 }
 
@@ -590,22 +599,7 @@ fn decode_columns(
     for &code in kinds {
         let kind = RecordKind::from_code(code).ok_or(BlockError::Corrupt("unknown record kind"))?;
         ts = ts.wrapping_add(unzigzag(r.varint()?) as u64);
-        out.push(Record {
-            kind,
-            ts_ns: ts,
-            protocol: 0,
-            inside_ip: 0,
-            inside_port: 0,
-            public_ip: 0,
-            public_port: 0,
-            dest_ip: 0,
-            dest_port: 0,
-            block_first: 0,
-            block_last: 0,
-            open_sessions: 0,
-            last_active_ns: 0,
-            refused: 0,
-        });
+        out.push(Record::new(kind, ts));
     }
     let records = &mut out[start..];
     for (field, width) in PLANES {
@@ -640,14 +634,26 @@ fn decode_columns(
             };
         }
     }
-    let refusals = records.iter_mut().filter(|r| r.kind.is_refusal());
-    if flags & flags::REFUSALS != 0 {
-        for rec in refusals {
-            rec.refused =
-                u32::try_from(r.varint()?).map_err(|_| BlockError::Corrupt("refusal count"))?;
+    let extra = records
+        .iter_mut()
+        .filter(|r| r.kind.is_refusal() || r.kind == RecordKind::ClockStep);
+    if flags & flags::EXTRA != 0 {
+        for rec in extra {
+            let v = r.varint()?;
+            if rec.kind == RecordKind::ClockStep {
+                // The wall clock just before the step.
+                rec.last_active_ns = rec.ts_ns.wrapping_add(unzigzag(v) as u64);
+            } else {
+                rec.refused = u32::try_from(v).map_err(|_| BlockError::Corrupt("refusal count"))?;
+            }
         }
     } else {
-        refusals.for_each(|rec| rec.refused = 1);
+        for rec in extra {
+            if rec.kind == RecordKind::ClockStep {
+                return Err(BlockError::Corrupt("a clock step without the extra column"));
+            }
+            rec.refused = 1;
+        }
     }
     if r.pos != raw.len() {
         return Err(BlockError::Corrupt("trailing bytes"));

@@ -286,6 +286,7 @@ fn clock_warnings() {
     source.clock = ClockNote {
         unsynchronised: true,
         max_error_us: 250_000,
+        stepped_ns: 0,
     };
     let (_, text) = run(LOG, &AttributeOptions::default(), &mut source);
     assert!(
