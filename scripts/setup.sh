@@ -20,10 +20,11 @@ set -euo pipefail
 # test on loopback ports with its own files; neither service starts on the host. The data-lake
 # tests run the attribution SQL of scripts/lake/ in Spark (needs a Java runtime) and DuckDB,
 # installed from PyPI into their own virtual environment (python3-venv) below. The clock-step
-# test runs the NAT under libfaketime (faketime) and steps its wall clock mid-run.
+# test runs the NAT under libfaketime (faketime) and steps its wall clock mid-run; the
+# shipped systemd unit is scored with systemd-analyze (systemd), which starts nothing.
 PACKAGES=(tshark iproute2 gcc libc6-dev ethtool procps iputils-ping curl nginx nftables conntrack python3
   iperf3 kea-dhcp4-server isc-dhcp-client freeradius-utils nfdump rsyslog python3-venv
-  default-jre-headless faketime)
+  default-jre-headless faketime systemd)
 
 missing=()
 for p in "${PACKAGES[@]}"; do

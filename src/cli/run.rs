@@ -43,6 +43,10 @@ pub struct StatsCommand {
 pub fn run(command: RunCommand) -> Result<ExitCode, Failure> {
     let config = Config::load(&command.config).map_err(Failure::Config)?;
     let text = std::fs::read_to_string(&command.config).ok();
+    // Before any thread exists, so that every thread inherits it.
+    if let Err(e) = tracenat::dataplane::privileges::forbid_new_privileges() {
+        eprintln!("tracenat: cannot forbid new privileges: {e}");
+    }
     signals::install();
     let terminal = std::io::stdout().is_terminal();
     println!(

@@ -254,6 +254,17 @@ pub struct Config {
     pub dataplane: Dataplane,
     pub identity: IdentityConfig,
     pub export: ExportConfig,
+    pub process: Process,
+}
+
+/// Who `tracenat run` is once started (docs/operations.md, "Least privilege").
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Process {
+    /// After start-up the process becomes this user, with no capability left; `None`
+    /// keeps the user it was started as.
+    pub user: Option<String>,
+    /// Its group; the user's primary group when `None`.
+    pub group: Option<String>,
 }
 
 // ---------------------------------------------------------------------------

@@ -20,6 +20,14 @@ pub struct File {
     pub dataplane: Dataplane,
     pub identity: Identity,
     pub export: Export,
+    pub process: Process,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(default, deny_unknown_fields, rename_all = "kebab-case")]
+pub struct Process {
+    pub user: Option<String>,
+    pub group: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]

@@ -543,3 +543,22 @@ fn metrics_stay_on_loopback_unless_remote_is_asked_for() {
     let local = minimal_with("[dataplane]\nmetrics = \"127.0.0.1:9917\"\n");
     assert!(Config::from_toml_str(&local).is_ok());
 }
+
+#[test]
+fn the_process_user_is_optional_never_root_and_the_group_needs_a_user() {
+    let cfg = Config::from_toml_str(MINIMAL).unwrap();
+    assert_eq!(cfg.process, Process::default());
+    let set = minimal_with("[process]\nuser = \"tracenat\"\ngroup = \"nat\"\n");
+    let cfg = Config::from_toml_str(&set).unwrap();
+    assert_eq!(cfg.process.user.as_deref(), Some("tracenat"));
+    assert_eq!(cfg.process.group.as_deref(), Some("nat"));
+    for (text, key) in [
+        ("[process]\nuser = \"root\"\n", "process.user"),
+        ("[process]\nuser = \"a b\"\n", "process.user"),
+        ("[process]\nuser = \"\"\n", "process.user"),
+        ("[process]\ngroup = \"nat\"\n", "process.group"),
+    ] {
+        let error = Config::from_toml_str(&minimal_with(text)).unwrap_err();
+        assert_eq!(error.key(), Some(key), "{text}");
+    }
+}

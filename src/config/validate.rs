@@ -34,10 +34,32 @@ pub(super) fn build(raw: raw::File) -> Result<Config, ConfigError> {
         dataplane: dataplane(raw.dataplane)?,
         identity: super::identity::identity(raw.identity)?,
         export: super::export::export(raw.export)?,
+        process: process(raw.process)?,
     };
     check_deterministic_capacity(&config)?;
     check_log_volume(&config)?;
     Ok(config)
+}
+
+fn process(raw: raw::Process) -> Result<super::Process, ConfigError> {
+    let name = |key: &str, value: Option<String>| match value {
+        Some(v)
+            if v.is_empty() || v.contains(['\0', ':', '/']) || v.contains(char::is_whitespace) =>
+        {
+            Err(invalid(key, format!("{v:?} is not a user or group name")))
+        }
+        Some(v) if key == "process.user" && v == "root" => Err(invalid(
+            key,
+            "root keeps every privilege: name an unprivileged user, or leave the key out",
+        )),
+        v => Ok(v),
+    };
+    let user = name("process.user", raw.user)?;
+    let group = name("process.group", raw.group)?;
+    if group.is_some() && user.is_none() {
+        return Err(invalid("process.group", "needs process.user"));
+    }
+    Ok(super::Process { user, group })
 }
 
 /// `value` converted to `T` if it lies in `range`; otherwise an error naming the bound.

@@ -9,6 +9,7 @@ pub mod handoff;
 pub mod identity_sources;
 pub mod metrics;
 pub mod neigh;
+pub mod privileges;
 pub mod run;
 pub mod worker;
 pub mod xdp;

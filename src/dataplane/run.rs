@@ -17,6 +17,7 @@ use super::handoff::Rings;
 use super::identity_sources::{IdentityReport, IdentitySources};
 use super::metrics::{self, Snapshot};
 use super::neigh::{self, SharedMac};
+use super::privileges;
 use super::worker::{Forwarding, Idle, Link, Worker, WorkerStats};
 use super::xdp::bpf::{XdpLink, XdpMode, XdpProgram, XskMap};
 use super::xdp::xsk::{BindInfo, FramePool, Umem, XskConfig, XskSocket};
@@ -120,6 +121,13 @@ pub fn run(
         ),
         None => None,
     };
+    let account = match &config.process.user {
+        Some(user) => Some(
+            privileges::account(user, config.process.group.as_deref())
+                .map_err(|e| setup(format!("process.user: {e}")))?,
+        ),
+        None => None,
+    };
     let mut settings = LogSettings::from_config(config, &log_dir);
     settings.config_text = config_text;
     let exporter = start_export(config)?;
@@ -157,9 +165,15 @@ pub fn run(
         .inspect_err(|e| eprintln!("tracenat: metrics not served: {e}"))
         .ok()
     });
+    // Everything that needed privileges is done: attached, bound, locked.
+    let dropped = account.map_or(Ok(()), |account| {
+        privileges::hand_over(&log_dir, account)
+            .and_then(|()| privileges::become_user(account))
+            .map_err(|e| format!("process.user: cannot drop privileges: {e}"))
+    });
     let mut last_refresh = Instant::now();
     let mut steps = StepWatch::default();
-    while !stop.load(Ordering::Relaxed) {
+    while dropped.is_ok() && !stop.load(Ordering::Relaxed) {
         std::thread::sleep(Duration::from_millis(200));
         if let Some(step) = steps.observe(timeline.read()) {
             // The workers record it in their chains; this makes it easy to find.
@@ -213,6 +227,8 @@ pub fn run(
                 .unwrap_or(0)
         })
         .collect();
+    // A NAT that could not drop what it was told to does not run: stopped cleanly above.
+    dropped.map_err(RunError::Setup)?;
     Ok(RunReport {
         started: Started {
             log_io: log.io.clone(),

@@ -170,6 +170,11 @@ impl LabProcess {
         std::fs::read_to_string(&self.output).map_err(io_err("process output"))
     }
 
+    /// The process id (tracenat's own: `ip netns exec` execs it).
+    pub fn pid(&self) -> Option<u32> {
+        self.child.as_ref().map(Child::id)
+    }
+
     pub fn is_running(&mut self) -> bool {
         self.child
             .as_mut()

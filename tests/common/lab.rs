@@ -20,6 +20,11 @@ pub fn is_root() -> bool {
 
 static LAB: Mutex<()> = Mutex::new(());
 
+/// This test binary's turn with the lab (its names are global).
+pub fn turn() -> MutexGuard<'static, ()> {
+    LAB.lock().unwrap_or_else(|e| e.into_inner())
+}
+
 /// A lab for one test, taken down when dropped (also when the test fails).
 pub struct Lab {
     pub dir: PathBuf,
@@ -32,7 +37,7 @@ impl Lab {
             eprintln!("skipped: {name} needs root (network namespaces and XDP)");
             return None;
         }
-        let turn = LAB.lock().unwrap_or_else(|e| e.into_inner());
+        let turn = turn();
         let dir = std::env::temp_dir().join(format!("tracenat-dp-{name}-{}", std::process::id()));
         let _ = std::fs::remove_dir_all(&dir);
         lab::up(
