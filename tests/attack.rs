@@ -227,3 +227,223 @@ fn sent_packets(stdout: &[u8]) -> u64 {
         .and_then(|v| v["sent"].as_u64())
         .unwrap_or(0)
 }
+
+/// The NAT's counters now: `name{…labels…}` summed over workers.
+fn counters() -> String {
+    let metrics: std::net::SocketAddr = topology::METRICS.parse().unwrap();
+    in_namespace(topology::NAT_NS, || {
+        tracenat::dataplane::metrics::fetch(metrics)
+    })
+    .expect("the metrics endpoint answers")
+}
+
+fn counter(text: &str, name: &str, label: &str) -> u64 {
+    text.lines()
+        .filter(|l| l.starts_with(&format!("tracenat_{name}{{")) && l.contains(label))
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+        .sum::<f64>() as u64
+}
+
+/// hping3 (a real packet crafter) in namespace `ns`; it sends `count` packets, 100 µs apart.
+fn hping3(ns: &str, count: u32, args: &[&str]) {
+    let count = count.to_string();
+    let status = Command::new("ip")
+        .args([
+            "netns", "exec", ns, "hping3", "-q", "-c", &count, "-i", "u100",
+        ])
+        .args(args)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .status()
+        .expect("hping3 (scripts/setup.sh installs it)");
+    // hping3 exits 1 when nothing answered, which is the point here.
+    assert!(
+        status.code().is_some_and(|c| c <= 1),
+        "hping3 {args:?}: {status}"
+    );
+}
+
+/// One attack: its name, where it comes from, how many packets, hping3's arguments, and
+/// the drop reason (or `events_total` event) that must count them.
+struct Attack {
+    what: &'static str,
+    from: &'static str,
+    packets: u32,
+    args: &'static [&'static str],
+    counted_as: (&'static str, &'static str),
+}
+
+#[test]
+fn scans_spoofs_stray_fragments_icmp_errors_and_ttl_floods_are_dropped_and_counted() {
+    let Some(lab) = Lab::up("hostile", 1, 1) else {
+        return;
+    };
+    let config = lab.dir.join("tracenat.toml");
+    let mut toml = std::fs::read_to_string(&config).unwrap();
+    toml.push_str("\n[limits]\nfragments = 1000\n");
+    std::fs::write(&config, toml).unwrap();
+    let _servers = demo::start_servers(&exe(), &lab.dir).unwrap();
+    let nat = lab.nat();
+    let sub = topology::subscriber_ns(1);
+    let attacks = [
+        Attack {
+            what: "TCP SYN scan of every port of 203.0.113.1",
+            from: topology::INET_NS,
+            packets: 65_535,
+            args: &["-S", "-p", "++1", "203.0.113.1"],
+            counted_as: ("drops_total", "reason=\"no_mapping\""),
+        },
+        Attack {
+            what: "UDP scan of every port of 203.0.113.2",
+            from: topology::INET_NS,
+            packets: 65_535,
+            args: &["--udp", "-p", "++1", "203.0.113.2"],
+            counted_as: ("drops_total", "reason=\"no_mapping\""),
+        },
+        Attack {
+            what: "spoofed sources (198.51.100.99) from the inside",
+            from: "sub",
+            packets: 5_000,
+            args: &["--udp", "-a", "198.51.100.99", "-p", "53", "198.51.100.20"],
+            counted_as: ("drops_total", "reason=\"source_not_subscriber\""),
+        },
+        Attack {
+            what: "first fragments whose rest never comes (one flow, new IP ids)",
+            from: "sub",
+            packets: 5_000,
+            args: &[
+                "--udp",
+                "-x",
+                "-k",
+                "-s",
+                "5555",
+                "-p",
+                "53",
+                "198.51.100.20",
+            ],
+            counted_as: ("drops_total", "reason=\"fragment_table_full\""),
+        },
+        Attack {
+            what: "later fragments without a first",
+            from: "sub",
+            packets: 5_000,
+            args: &["--udp", "-g", "800", "-p", "53", "198.51.100.20"],
+            counted_as: ("drops_total", "reason=\"fragment_out_of_order\""),
+        },
+        Attack {
+            what: "ICMP errors quoting sessions that do not exist",
+            from: topology::INET_NS,
+            packets: 5_000,
+            args: &[
+                "--icmp",
+                "--icmptype",
+                "3",
+                "--icmpcode",
+                "3",
+                "--icmp-ipsrc",
+                "203.0.113.1",
+                "--icmp-ipdst",
+                "198.51.100.20",
+                "--icmp-ipproto",
+                "17",
+                "--icmp-srcport",
+                "40000",
+                "--icmp-dstport",
+                "53",
+                "203.0.113.1",
+            ],
+            counted_as: ("drops_total", "reason=\"icmp_error_no_session\""),
+        },
+        Attack {
+            // TTL 2: the access router takes one, so they reach the NAT with TTL 1.
+            what: "TTL-1 flood from the inside",
+            from: "sub",
+            packets: 5_000,
+            args: &["--udp", "-t", "2", "-p", "53", "198.51.100.20"],
+            counted_as: ("events_total", "event=\"time_exceeded_rate_limited\""),
+        },
+    ];
+    // Subscriber 1's normal traffic: one UDP session, an exchange every 20 ms throughout.
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let exchanges = {
+        let stop = stop.clone();
+        std::thread::spawn(move || {
+            in_namespace(&topology::subscriber_ns(1), || {
+                let socket = std::net::UdpSocket::bind((Ipv4Addr::UNSPECIFIED, 0))?;
+                socket.set_read_timeout(Some(Duration::from_secs(1)))?;
+                let (mut sent, mut lost) = (0u64, 0u64);
+                let mut buf = [0u8; 64];
+                while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                    sent += 1;
+                    socket.send_to(b"ping", echo_server())?;
+                    // Anything but the echo (a scan packet let in by the mapping) is not it.
+                    let echoed = loop {
+                        match socket.recv_from(&mut buf) {
+                            Ok((n, from)) if from == echo_server() && &buf[..n] == b"ping" => {
+                                break true;
+                            }
+                            Ok(_) => continue,
+                            Err(_) => break false,
+                        }
+                    };
+                    lost += u64::from(!echoed);
+                    std::thread::sleep(Duration::from_millis(20));
+                }
+                Ok((sent, lost))
+            })
+        })
+    };
+    let mut report = Vec::new();
+    for attack in &attacks {
+        let before = counters();
+        let ns = if attack.from == "sub" {
+            sub.as_str()
+        } else {
+            attack.from
+        };
+        hping3(ns, attack.packets, attack.args);
+        std::thread::sleep(Duration::from_millis(300));
+        let after = counters();
+        let (name, label) = attack.counted_as;
+        let counted = counter(&after, name, label) - counter(&before, name, label);
+        let sessions = counter(&after, "sessions", "worker") as i64
+            - counter(&before, "sessions", "worker") as i64;
+        let records =
+            counter(&after, "log_records_total", "") - counter(&before, "log_records_total", "");
+        report.push(format!(
+            "{}: {} packets, {counted} counted as {label}, sessions {sessions:+}, {records} log records",
+            attack.what, attack.packets
+        ));
+        // Every packet is accounted for (the stray fragments: all past the table's bound of
+        // 1,000; the TTL-1 flood: all past the ICMP rate limit's burst).
+        let floor = u64::from(attack.packets) * 9 / 10 - 1_100;
+        assert!(
+            counted >= floor,
+            "{}: {counted} of {}\n{after}",
+            attack.what,
+            attack.packets
+        );
+        assert!(
+            sessions <= 1,
+            "{}: state grew by {sessions} sessions",
+            attack.what
+        );
+        assert!(records <= 4, "{}: {records} log records", attack.what);
+    }
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let (sent, lost) = exchanges.join().unwrap().unwrap();
+    let end = counters();
+    // The box answers TTL expiry (RFC 792 time exceeded), but only at ttl.icmp-rate.
+    let answered = counter(&end, "events_total", "event=\"time_exceeded_sent\"");
+    assert!(
+        answered > 0 && answered <= 1_000,
+        "ICMP time exceeded sent: {answered}"
+    );
+    let output = nat.stop().unwrap();
+    eprintln!(
+        "{}\nsubscriber 1: {sent} exchanges, {lost} lost",
+        report.join("\n")
+    );
+    assert_eq!(lost, 0, "the subscriber's traffic went on");
+    assert_eq!(reported(&output, "UMEM frames unaccounted for at exit:"), 0);
+}
