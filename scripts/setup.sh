@@ -21,10 +21,11 @@ set -euo pipefail
 # tests run the attribution SQL of scripts/lake/ in Spark (needs a Java runtime) and DuckDB,
 # installed from PyPI into their own virtual environment (python3-venv) below. The clock-step
 # test runs the NAT under libfaketime (faketime) and steps its wall clock mid-run; the
-# shipped systemd unit is scored with systemd-analyze (systemd), which starts nothing.
+# shipped systemd unit is scored with systemd-analyze (systemd), which starts nothing; the
+# hostile-traffic test crafts its scans, spoofs, fragments and floods with hping3.
 PACKAGES=(tshark iproute2 gcc libc6-dev ethtool procps iputils-ping curl nginx nftables conntrack python3
   iperf3 kea-dhcp4-server isc-dhcp-client freeradius-utils nfdump rsyslog python3-venv
-  default-jre-headless faketime systemd)
+  default-jre-headless faketime systemd hping3)
 
 missing=()
 for p in "${PACKAGES[@]}"; do

@@ -10,11 +10,10 @@ use std::net::Ipv4Addr;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use common::lab::{Lab, exe, reported};
+use common::lab::{Lab, all_records, exe, reported};
 use tracenat::demo::{self, echo_server, http_get, http_server, in_namespace};
 use tracenat::lab::topology;
 use tracenat::maplog::record::{Record, RecordKind};
-use tracenat::reader::logdir::{self, LogDir};
 
 /// What one subscriber's normal traffic saw over a stretch of time.
 #[derive(Debug, Default)]
@@ -94,20 +93,6 @@ fn generate(args: &[&str]) -> std::process::Output {
         .args(args)
         .output()
         .expect("gen send runs")
-}
-
-fn all_records(log_dir: &std::path::Path) -> Vec<Record> {
-    let log = LogDir::open(log_dir).expect("mapping log");
-    assert!(logdir::verify(&log).is_empty(), "the mapping log verifies");
-    let mut out = Vec::new();
-    logdir::for_each_record(
-        &log,
-        0,
-        u64::MAX,
-        |_, r| out.push(*r),
-        |_, _, e| panic!("{e}"),
-    );
-    out
 }
 
 const FLOODER: Ipv4Addr = Ipv4Addr::new(100, 64, 2, 1);

@@ -39,6 +39,18 @@ fn after_start_up_every_thread_is_an_unprivileged_user_without_capabilities() {
     let _servers = demo::start_servers(&common::lab::exe(), &lab.dir).unwrap();
     let nat = lab.nat();
     let pid = nat.pid().unwrap();
+    // The drop follows the metrics endpoint's start by a moment: wait for its report.
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while !std::fs::read_to_string(&nat.output)
+        .unwrap_or_default()
+        .contains("now running as uid 65534")
+    {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no privilege drop reported"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
 
     let tasks: Vec<_> = std::fs::read_dir(format!("/proc/{pid}/task"))
         .unwrap()

@@ -419,15 +419,34 @@ fn serve_connection(stream: TcpStream, sources: &Arc<Sources>, in_flight: &Arc<A
     }
 }
 
+/// The most a request head may take: a scrape's is a few hundred bytes.
+const MAX_REQUEST: u64 = 8 * 1024;
+
 fn answer(mut stream: TcpStream, sources: &Sources) -> std::io::Result<()> {
-    stream.set_read_timeout(Some(CONNECTION_TIMEOUT))?;
+    // One deadline for the whole request, however slowly its bytes come.
+    let deadline = std::time::Instant::now() + CONNECTION_TIMEOUT;
+    let before_deadline = |stream: &TcpStream| {
+        let left = deadline.saturating_duration_since(std::time::Instant::now());
+        if left.is_zero() {
+            return Err(std::io::Error::new(
+                std::io::ErrorKind::TimedOut,
+                "request too slow",
+            ));
+        }
+        stream.set_read_timeout(Some(left))
+    };
     stream.set_write_timeout(Some(CONNECTION_TIMEOUT))?;
-    let mut reader = BufReader::new(&stream);
+    let mut reader = BufReader::new(std::io::Read::take(&stream, MAX_REQUEST));
     let mut request = String::new();
+    before_deadline(&stream)?;
     reader.read_line(&mut request)?;
     // Read the rest of the request head, so closing does not reset the connection.
     let mut line = String::new();
-    while reader.read_line(&mut line)? > 2 {
+    loop {
+        before_deadline(&stream)?;
+        if reader.read_line(&mut line)? <= 2 {
+            break;
+        }
         line.clear();
     }
     let (status, body) = if request.starts_with("GET /metrics") {
@@ -488,6 +507,25 @@ mod tests {
         assert!(text.contains("tracenat_test_extra 1"), "{text}");
         assert!(text.contains("tracenat_events_total"), "{text}");
         drop(idle);
+    }
+
+    #[test]
+    fn an_endless_request_head_is_cut_off_not_buffered() {
+        let server = server();
+        let mut client = TcpStream::connect(server.addr).unwrap();
+        client
+            .set_read_timeout(Some(Duration::from_secs(5)))
+            .unwrap();
+        // 64 KiB with no end of line: the server reads 8 KiB of it and answers.
+        let _ = client.write_all(&[b'x'; 64 * 1024]);
+        let mut answer = String::new();
+        let _ = std::io::Read::read_to_string(&mut client, &mut answer);
+        assert!(
+            answer.is_empty() || answer.starts_with("HTTP/1.1 404"),
+            "{answer}"
+        );
+        let text = fetch(server.addr).expect("still serving");
+        assert!(text.contains("tracenat_test_extra 1"));
     }
 
     #[test]

@@ -63,16 +63,45 @@ fn not_found(what: &str, name: &str) -> io::Error {
 }
 
 /// Hands `dir` and everything under it to `account` (the mapping log, which the NAT keeps
-/// writing as that user).
+/// writing as that user). A `dir` that is a symbolic link is followed (the log on a bigger
+/// disk); links inside it are not. The writer is already running, so a file it deletes
+/// meanwhile (retention) is skipped.
 pub fn hand_over(dir: &Path, account: Account) -> io::Result<()> {
-    std::os::unix::fs::lchown(dir, Some(account.uid), Some(account.gid))
+    let root = dir
+        .canonicalize()
         .map_err(|e| io::Error::new(e.kind(), format!("{}: {e}", dir.display())))?;
-    if dir.is_dir() && !dir.is_symlink() {
-        for entry in std::fs::read_dir(dir)? {
-            hand_over(&entry?.path(), account)?;
+    hand_over_tree(&root, account)
+}
+
+fn hand_over_tree(path: &Path, account: Account) -> io::Result<()> {
+    let gone = |e: &io::Error| e.kind() == io::ErrorKind::NotFound;
+    match std::os::unix::fs::lchown(path, Some(account.uid), Some(account.gid)) {
+        Err(e) if gone(&e) => return Ok(()),
+        Err(e) => return Err(io::Error::new(e.kind(), format!("{}: {e}", path.display()))),
+        Ok(()) => {}
+    }
+    if path.is_dir() && !path.is_symlink() {
+        let entries = match std::fs::read_dir(path) {
+            Err(e) if gone(&e) => return Ok(()),
+            other => other?,
+        };
+        for entry in entries {
+            match entry {
+                Ok(entry) => hand_over_tree(&entry.path(), account)?,
+                Err(e) if gone(&e) => {}
+                Err(e) => return Err(e),
+            }
         }
     }
     Ok(())
+}
+
+/// Checks, as the user the process now is, that it can create files in `dir`.
+pub fn can_write(dir: &Path) -> io::Result<()> {
+    let probe = dir.join(format!(".tracenat-write-probe-{}", std::process::id()));
+    std::fs::File::create(&probe)
+        .and_then(|_| std::fs::remove_file(&probe))
+        .map_err(|e| io::Error::new(e.kind(), format!("{} is not writable: {e}", dir.display())))
 }
 
 /// Becomes `account` for good: supplementary groups, then group, then user ids (real,
@@ -95,24 +124,26 @@ pub fn become_user(account: Account) -> io::Result<()> {
     if failed {
         return Err(io::Error::last_os_error());
     }
-    let held = effective_capabilities()?;
-    if held != 0 {
-        return Err(io::Error::other(format!(
-            "capabilities still held after becoming uid {}: {held:#x}",
-            account.uid
-        )));
+    for set in ["CapEff", "CapPrm", "CapInh", "CapAmb"] {
+        let held = capabilities(set)?;
+        if held != 0 {
+            return Err(io::Error::other(format!(
+                "{set} still {held:#x} after becoming uid {}",
+                account.uid
+            )));
+        }
     }
     Ok(())
 }
 
-/// This thread's effective capability set, from /proc (the `CapEff` line).
-pub fn effective_capabilities() -> io::Result<u64> {
+/// One of this thread's capability sets, from /proc (e.g. the `CapEff` line).
+pub fn capabilities(set: &str) -> io::Result<u64> {
     let status = std::fs::read_to_string("/proc/thread-self/status")?;
     status
         .lines()
-        .find_map(|l| l.strip_prefix("CapEff:"))
+        .find_map(|l| l.strip_prefix(set)?.strip_prefix(':'))
         .and_then(|v| u64::from_str_radix(v.trim(), 16).ok())
-        .ok_or_else(|| io::Error::other("no CapEff line in /proc/thread-self/status"))
+        .ok_or_else(|| io::Error::other(format!("no {set} line in /proc/thread-self/status")))
 }
 
 #[cfg(test)]

@@ -169,7 +169,14 @@ pub fn run(
     let dropped = account.map_or(Ok(()), |account| {
         privileges::hand_over(&log_dir, account)
             .and_then(|()| privileges::become_user(account))
+            .and_then(|()| privileges::can_write(&log_dir))
             .map_err(|e| format!("process.user: cannot drop privileges: {e}"))
+            .inspect(|()| {
+                println!(
+                    "tracenat: now running as uid {} gid {}, with no capabilities",
+                    account.uid, account.gid
+                );
+            })
     });
     let mut last_refresh = Instant::now();
     let mut steps = StepWatch::default();
@@ -198,8 +205,19 @@ pub fn run(
     // No session outlives the process: each ends in the log at the stop, through the
     // usual end-of-session path, before the last records are handed over.
     let stop = timeline.read();
+    let stepped = steps.observe(stop);
+    if let Some(step) = stepped
+        && let Err(e) = maplog.note_clock_step(step)
+    {
+        eprintln!("tracenat: the clock step could not be noted in runs.jsonl: {e}");
+    }
     let mut ended_at_stop = 0;
     for e in &mut engines {
+        // A step since the worker's last round: it records it as the worker would have.
+        let mut watch = StepWatch::from_skew(e.sink().clock_skew());
+        if let Some(step) = watch.observe(stop) {
+            e.sink_mut().clock_step(step);
+        }
         e.sink_mut().set_clock_skew(stop.skew_ns());
         ended_at_stop += e.end_all_sessions(stop.engine_ns);
         e.sink_mut().finish();

@@ -286,20 +286,23 @@ impl<S: EventSink> Engine<S> {
     /// cleanly, so the log shows no session outliving the process that translated it.
     /// Pending refusal summaries are written too. Returns how many sessions were ended.
     pub fn end_all_sessions(&mut self, now_ns: u64) -> usize {
+        self.flush_refusals(now_ns);
         let live = self.state.live_session_ids();
         for &s in &live {
             self.end_session(s, now_ns);
         }
-        self.flush_refusals(now_ns);
         live.len()
     }
 
     /// Writes the summaries of every refusal interval still open, as at their close: the
-    /// input ended (replay) or the engine stops. False if some did not fit in the log.
-    pub fn flush_refusals(&mut self, now_ns: u64) -> bool {
+    /// input ended (replay) or the engine stops. Like session ends, they are not refused
+    /// for want of room: the sink absorbs them (at most two per subscriber and reason).
+    pub fn flush_refusals(&mut self, now_ns: u64) {
         let sink = &mut self.sink;
-        self.refusals
-            .close_all(now_ns, |summary| write_if_room(sink, &summary))
+        self.refusals.close_all(now_ns, |summary| {
+            sink.emit(&summary);
+            true
+        });
     }
 
     /// Keeps the ports of `ranges` (what a previous run held at its end or released just

@@ -43,6 +43,9 @@ pub struct Output {
     /// disk. Counted sent only once a flush succeeds, lost if a write or the flush fails
     /// (a full disk fails the flush, not the buffered write).
     unconfirmed: Tally,
+    /// A file that failed once: what comes after is counted lost, not written, so the file
+    /// holds only what was counted sent (and no message cut in two is completed later).
+    broken: bool,
 }
 
 impl Output {
@@ -54,6 +57,7 @@ impl Output {
             streams: BTreeMap::new(),
             tally: Tally::default(),
             unconfirmed: Tally::default(),
+            broken: false,
         }
     }
 
@@ -109,6 +113,9 @@ impl Output {
         for f in finished {
             self.send(&f.bytes, f.records);
         }
+        if self.broken {
+            return;
+        }
         let flushed = self.sender.flush();
         let unconfirmed = std::mem::take(&mut self.unconfirmed);
         match flushed {
@@ -119,7 +126,7 @@ impl Output {
             }
             Err(e) => {
                 self.tally.lost += unconfirmed.sent;
-                self.note_error(&e);
+                self.break_file(&e);
             }
         }
     }
@@ -141,6 +148,10 @@ impl Output {
     }
 
     fn send(&mut self, message: &[u8], records: u32) {
+        if self.broken {
+            self.tally.lost += u64::from(records);
+            return;
+        }
         let buffered = self.sender.is_buffered();
         match self.sender.send(message) {
             Ok(()) => {
@@ -158,9 +169,19 @@ impl Output {
                 // messages with it.
                 let earlier = std::mem::take(&mut self.unconfirmed).sent;
                 self.tally.lost += u64::from(records) + earlier;
-                self.note_error(&e);
+                if buffered {
+                    self.break_file(&e);
+                } else {
+                    self.note_error(&e);
+                }
             }
         }
+    }
+
+    fn break_file(&mut self, e: &io::Error) {
+        self.broken = true;
+        self.sender.discard_buffered();
+        self.note_error(e);
     }
 
     fn note_error(&mut self, e: &io::Error) {

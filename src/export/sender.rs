@@ -100,6 +100,17 @@ impl Sender {
         }
     }
 
+    /// Throws away what a file's buffer still holds (after a failed write or flush): it is
+    /// counted lost, so it must not reach the file later.
+    pub fn discard_buffered(&mut self) {
+        if let Sender::File { out, .. } = self
+            && let Ok(file) = out.get_ref().try_clone()
+        {
+            let failed = std::mem::replace(out, BufWriter::new(file));
+            drop(failed.into_parts());
+        }
+    }
+
     /// Writes land in a buffer first: a message is only out once [`Sender::flush`] succeeds.
     pub fn is_buffered(&self) -> bool {
         matches!(self, Sender::File { .. })

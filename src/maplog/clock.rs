@@ -41,6 +41,10 @@ pub fn wall_clock_ns() -> u64 {
 /// 128 ms (ntpd) or 1 s (chrony's usual `makestep`).
 pub const STEP_THRESHOLD_NS: u64 = 100_000_000;
 
+/// How far apart two readings of the wall clock around one of the monotonic clock may be
+/// for the three to count as one moment.
+const READ_SPREAD_NS: u64 = 1_000_000;
+
 /// The NAT's two clocks. Timers run on engine time — the monotonic clock, counted from
 /// the wall clock's reading at the start — so a step of the wall clock neither expires
 /// every session at once nor keeps them past their timeouts; records are stamped with the
@@ -74,12 +78,29 @@ impl Timeline {
         }
     }
 
+    /// Both clocks at one moment. They are read one after the other, so the wall clock is
+    /// read on both sides of the monotonic one, and again if the thread was held up in
+    /// between (a preemption would otherwise look like a step and a step back).
     pub fn read(&self) -> Reading {
-        let elapsed = u64::try_from(self.origin.elapsed().as_nanos()).unwrap_or(u64::MAX);
-        Reading {
-            engine_ns: self.start_wall_ns.saturating_add(elapsed),
-            wall_ns: wall_clock_ns(),
+        let mut reading = self.read_once();
+        for _ in 0..3 {
+            if reading.1.abs_diff(reading.0.wall_ns) <= READ_SPREAD_NS {
+                break;
+            }
+            reading = self.read_once();
         }
+        reading.0
+    }
+
+    /// A reading, and the wall clock read again just after it.
+    fn read_once(&self) -> (Reading, u64) {
+        let wall_ns = wall_clock_ns();
+        let elapsed = u64::try_from(self.origin.elapsed().as_nanos()).unwrap_or(u64::MAX);
+        let reading = Reading {
+            engine_ns: self.start_wall_ns.saturating_add(elapsed),
+            wall_ns,
+        };
+        (reading, wall_clock_ns())
     }
 }
 
@@ -99,6 +120,11 @@ pub struct StepWatch {
 }
 
 impl StepWatch {
+    /// A watch whose last reading had this skew.
+    pub fn from_skew(skew_ns: i64) -> StepWatch {
+        StepWatch { skew_ns }
+    }
+
     /// The step since the last reading, if the skew moved by more than
     /// [`STEP_THRESHOLD_NS`]; slewing moves it by less and is followed silently.
     pub fn observe(&mut self, reading: Reading) -> Option<ClockStep> {

@@ -158,8 +158,11 @@ impl Producer {
     /// Called by the driver every loop: hands a partial batch over once `flush_interval`
     /// has passed, so records reach the disk on time even when traffic is light.
     pub fn poll(&mut self, now_ns: u64) {
+        // `last_handoff_ns > now_ns`: the first hand-off, dated by the writer's start on
+        // the wall clock, while `now_ns` is the driver's clock.
         if !self.current.is_empty()
-            && now_ns.saturating_sub(self.last_handoff_ns) >= self.flush_interval_ns
+            && (now_ns.saturating_sub(self.last_handoff_ns) >= self.flush_interval_ns
+                || self.last_handoff_ns > now_ns)
             && self.hand_off()
         {
             self.last_handoff_ns = now_ns;
@@ -170,6 +173,11 @@ impl Producer {
     /// latest reading of wall − engine time).
     pub fn set_clock_skew(&mut self, skew_ns: i64) {
         self.skew_ns = skew_ns;
+    }
+
+    /// The skew events are stamped with now.
+    pub fn clock_skew(&self) -> i64 {
+        self.skew_ns
     }
 
     /// Records a step of the wall clock. Never refused: it is what makes the times around

@@ -74,7 +74,15 @@ pub fn reported(output: &str, prefix: &str) -> u64 {
         .unwrap_or_else(|| panic!("no {prefix:?} in:\n{output}"))
 }
 
+/// The log's records of `kind`, after checking that the log verifies.
 pub fn records(log_dir: &Path, kind: RecordKind) -> Vec<Record> {
+    let mut out = all_records(log_dir);
+    out.retain(|r| r.kind == kind);
+    out
+}
+
+/// Every record of the log, after checking that it verifies.
+pub fn all_records(log_dir: &Path) -> Vec<Record> {
     let log = LogDir::open(log_dir).expect("mapping log");
     assert!(logdir::verify(&log).is_empty(), "the mapping log verifies");
     let mut out = Vec::new();
@@ -82,11 +90,7 @@ pub fn records(log_dir: &Path, kind: RecordKind) -> Vec<Record> {
         &log,
         0,
         u64::MAX,
-        |_, r| {
-            if r.kind == kind {
-                out.push(*r);
-            }
-        },
+        |_, r| out.push(*r),
         |_, _, e| panic!("{e}"),
     );
     out
