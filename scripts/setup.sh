@@ -22,10 +22,13 @@ set -euo pipefail
 # installed from PyPI into their own virtual environment (python3-venv) below. The clock-step
 # test runs the NAT under libfaketime (faketime) and steps its wall clock mid-run; the
 # shipped systemd unit is scored with systemd-analyze (systemd), which starts nothing; the
-# hostile-traffic test crafts its scans, spoofs, fragments and floods with hping3.
+# hostile-traffic test crafts its scans, spoofs, fragments and floods with hping3. The
+# slow-disk test puts the log on an ext4 image (e2fsprogs) mounted on a loop device
+# (mount, findmnt: util-linux) and on scripts/faultfs.py, a FUSE file system in Python
+# (python3-fusepy, which brings libfuse2).
 PACKAGES=(tshark iproute2 gcc libc6-dev ethtool procps iputils-ping curl nginx nftables conntrack python3
   iperf3 kea-dhcp4-server isc-dhcp-client freeradius-utils nfdump rsyslog python3-venv
-  default-jre-headless faketime systemd hping3)
+  default-jre-headless faketime systemd hping3 e2fsprogs mount util-linux python3-fusepy)
 
 missing=()
 for p in "${PACKAGES[@]}"; do

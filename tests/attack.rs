@@ -6,11 +6,15 @@
 #[allow(unused_imports)] // the lab harness is all this file takes from common
 mod common;
 
-use std::net::Ipv4Addr;
+use std::io::{self, Read, Write};
+use std::net::{Ipv4Addr, TcpListener, TcpStream};
 use std::process::Command;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use common::lab::{Lab, all_records, exe, reported};
+use common::lab::{Lab, all_records, counter, counters, exe, gen_send, reported};
 use tracenat::demo::{self, echo_server, http_get, http_server, in_namespace};
 use tracenat::lab::topology;
 use tracenat::maplog::record::{Record, RecordKind};
@@ -79,20 +83,7 @@ fn normal_traffic(how_long: Duration) -> Seen {
 /// `tracenat gen send` from the access router's namespace, straight into the NAT's
 /// inside port: `args` say who sends what.
 fn generate(args: &[&str]) -> std::process::Output {
-    Command::new("ip")
-        .args(["netns", "exec", topology::ACCESS_NS])
-        .arg(exe())
-        .args([
-            "gen",
-            "send",
-            "--interface",
-            topology::INSIDE_PEER_IF,
-            "--gateway",
-            topology::NAT_INSIDE_ADDRESS,
-        ])
-        .args(args)
-        .output()
-        .expect("gen send runs")
+    gen_send().args(args).output().expect("gen send runs")
 }
 
 const FLOODER: Ipv4Addr = Ipv4Addr::new(100, 64, 2, 1);
@@ -213,22 +204,6 @@ fn sent_packets(stdout: &[u8]) -> u64 {
         .unwrap_or(0)
 }
 
-/// The NAT's counters now: `name{…labels…}` summed over workers.
-fn counters() -> String {
-    let metrics: std::net::SocketAddr = topology::METRICS.parse().unwrap();
-    in_namespace(topology::NAT_NS, || {
-        tracenat::dataplane::metrics::fetch(metrics)
-    })
-    .expect("the metrics endpoint answers")
-}
-
-fn counter(text: &str, name: &str, label: &str) -> u64 {
-    text.lines()
-        .filter(|l| l.starts_with(&format!("tracenat_{name}{{")) && l.contains(label))
-        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
-        .sum::<f64>() as u64
-}
-
 /// hping3 (a real packet crafter) in namespace `ns`; it sends `count` packets, 100 µs apart.
 fn hping3(ns: &str, count: u32, args: &[&str]) {
     let count = count.to_string();
@@ -258,33 +233,54 @@ struct Attack {
     counted_as: (&'static str, &'static str),
 }
 
+/// A scan of every port of one pool address, as hping3 sends it.
+const fn scan(what: &'static str, args: &'static [&'static str]) -> Attack {
+    Attack {
+        what,
+        from: topology::INET_NS,
+        packets: 65_535,
+        args,
+        counted_as: ("drops_total", "reason=\"no_mapping\""),
+    }
+}
+
 #[test]
 fn scans_spoofs_stray_fragments_icmp_errors_and_ttl_floods_are_dropped_and_counted() {
-    let Some(lab) = Lab::up("hostile", 1, 1) else {
+    let Some(lab) = Lab::up("hostile", 1, 2) else {
         return;
     };
+    // Two pool addresses, so that a scan of every port of the whole pool stays bounded.
     let config = lab.dir.join("tracenat.toml");
     let mut toml = std::fs::read_to_string(&config).unwrap();
+    for (lab_value, small) in [
+        ("\"203.0.113.0/24\"", "\"203.0.113.0/30\""),
+        ("\"203.0.113.255\"", "\"203.0.113.3\""),
+    ] {
+        assert!(toml.contains(lab_value), "the lab config has {lab_value}");
+        toml = toml.replace(lab_value, small);
+    }
     toml.push_str("\n[limits]\nfragments = 1000\n");
     std::fs::write(&config, toml).unwrap();
     let _servers = demo::start_servers(&exe(), &lab.dir).unwrap();
     let nat = lab.nat();
     let sub = topology::subscriber_ns(1);
     let attacks = [
-        Attack {
-            what: "TCP SYN scan of every port of 203.0.113.1",
-            from: topology::INET_NS,
-            packets: 65_535,
-            args: &["-S", "-p", "++1", "203.0.113.1"],
-            counted_as: ("drops_total", "reason=\"no_mapping\""),
-        },
-        Attack {
-            what: "UDP scan of every port of 203.0.113.2",
-            from: topology::INET_NS,
-            packets: 65_535,
-            args: &["--udp", "-p", "++1", "203.0.113.2"],
-            counted_as: ("drops_total", "reason=\"no_mapping\""),
-        },
+        scan(
+            "TCP SYN scan of every port of 203.0.113.1",
+            &["-S", "-p", "++1", "203.0.113.1"],
+        ),
+        scan(
+            "TCP SYN scan of every port of 203.0.113.2",
+            &["-S", "-p", "++1", "203.0.113.2"],
+        ),
+        scan(
+            "UDP scan of every port of 203.0.113.1",
+            &["--udp", "-p", "++1", "203.0.113.1"],
+        ),
+        scan(
+            "UDP scan of every port of 203.0.113.2",
+            &["--udp", "-p", "++1", "203.0.113.2"],
+        ),
         Attack {
             what: "spoofed sources (198.51.100.99) from the inside",
             from: "sub",
@@ -348,36 +344,9 @@ fn scans_spoofs_stray_fragments_icmp_errors_and_ttl_floods_are_dropped_and_count
             counted_as: ("events_total", "event=\"time_exceeded_rate_limited\""),
         },
     ];
-    // Subscriber 1's normal traffic: one UDP session, an exchange every 20 ms throughout.
-    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
-    let exchanges = {
-        let stop = stop.clone();
-        std::thread::spawn(move || {
-            in_namespace(&topology::subscriber_ns(1), || {
-                let socket = std::net::UdpSocket::bind((Ipv4Addr::UNSPECIFIED, 0))?;
-                socket.set_read_timeout(Some(Duration::from_secs(1)))?;
-                let (mut sent, mut lost) = (0u64, 0u64);
-                let mut buf = [0u8; 64];
-                while !stop.load(std::sync::atomic::Ordering::Relaxed) {
-                    sent += 1;
-                    socket.send_to(b"ping", echo_server())?;
-                    // Anything but the echo (a scan packet let in by the mapping) is not it.
-                    let echoed = loop {
-                        match socket.recv_from(&mut buf) {
-                            Ok((n, from)) if from == echo_server() && &buf[..n] == b"ping" => {
-                                break true;
-                            }
-                            Ok(_) => continue,
-                            Err(_) => break false,
-                        }
-                    };
-                    lost += u64::from(!echoed);
-                    std::thread::sleep(Duration::from_millis(20));
-                }
-                Ok((sent, lost))
-            })
-        })
-    };
+    let mut alongside = Alongside::start();
+    std::thread::sleep(Duration::from_secs(3));
+    alongside.attacks_begin();
     let mut report = Vec::new();
     for attack in &attacks {
         let before = counters();
@@ -415,8 +384,7 @@ fn scans_spoofs_stray_fragments_icmp_errors_and_ttl_floods_are_dropped_and_count
         );
         assert!(records <= 4, "{}: {records} log records", attack.what);
     }
-    stop.store(true, std::sync::atomic::Ordering::Relaxed);
-    let (sent, lost) = exchanges.join().unwrap().unwrap();
+    let [mut before, mut during] = alongside.finish();
     let end = counters();
     // The box answers TTL expiry (RFC 792 time exceeded), but only at ttl.icmp-rate.
     let answered = counter(&end, "events_total", "event=\"time_exceeded_sent\"");
@@ -425,10 +393,166 @@ fn scans_spoofs_stray_fragments_icmp_errors_and_ttl_floods_are_dropped_and_count
         "ICMP time exceeded sent: {answered}"
     );
     let output = nat.stop().unwrap();
-    eprintln!(
-        "{}\nsubscriber 1: {sent} exchanges, {lost} lost",
-        report.join("\n")
-    );
-    assert_eq!(lost, 0, "the subscriber's traffic went on");
+    eprintln!("{}", report.join("\n"));
+    for (when, phase) in [("before", &mut before), ("during", &mut during)] {
+        let p99 = phase.udp.p99_us();
+        eprintln!(
+            "{when} the attacks: subscriber 1 UDP {} exchanges, {} lost, p99 {} µs; \
+             subscriber 2 TCP download {:.0} Mbit/s",
+            phase.udp.udp_sent,
+            phase.udp.udp_lost,
+            p99,
+            phase.tcp_bytes as f64 * 8.0 / phase.seconds / 1e6
+        );
+        assert_eq!(phase.udp.udp_lost, 0, "UDP {when} the attacks");
+        assert!(phase.udp.udp_sent > 0 && phase.tcp_bytes > 0, "{when}");
+    }
     assert_eq!(reported(&output, "UMEM frames unaccounted for at exit:"), 0);
+}
+
+/// The normal traffic next to the hostile test's attacks, measured before and during them:
+/// subscriber 1 exchanges a UDP datagram with the echo server every 20 ms; subscriber 2
+/// downloads over one TCP connection from a server in tn-inet that sends 64 KiB every
+/// 5 ms (about 100 Mbit/s, leaving the two vCPUs room for the scans).
+struct Alongside {
+    stop: Arc<AtomicBool>,
+    attacking: Arc<AtomicBool>,
+    started: Instant,
+    attacks_began: Option<Instant>,
+    udp: Option<JoinHandle<[Seen; 2]>>,
+    tcp: Option<JoinHandle<[u64; 2]>>,
+}
+
+/// A test that fails midway stops the traffic too.
+impl Drop for Alongside {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+    }
+}
+
+/// The first connection to `listener` within `limit`.
+fn accept_within(listener: &TcpListener, limit: Duration) -> io::Result<TcpStream> {
+    listener.set_nonblocking(true)?;
+    let deadline = Instant::now() + limit;
+    loop {
+        match listener.accept() {
+            Ok((stream, _)) => {
+                stream.set_nonblocking(false)?;
+                return Ok(stream);
+            }
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock && Instant::now() < deadline => {
+                std::thread::sleep(Duration::from_millis(10));
+            }
+            Err(e) => return Err(e),
+        }
+    }
+}
+
+/// One phase of the normal traffic.
+struct Phase {
+    udp: Seen,
+    tcp_bytes: u64,
+    seconds: f64,
+}
+
+const DOWNLOAD_SERVER: (Ipv4Addr, u16) = (Ipv4Addr::new(198, 51, 100, 10), 5001);
+
+impl Alongside {
+    fn start() -> Alongside {
+        let stop = Arc::new(AtomicBool::new(false));
+        let attacking = Arc::new(AtomicBool::new(false));
+        let listener = in_namespace(topology::INET_NS, || TcpListener::bind(DOWNLOAD_SERVER))
+            .expect("the download server binds");
+        std::thread::spawn(move || -> io::Result<()> {
+            let mut stream = accept_within(&listener, Duration::from_secs(10))?;
+            stream.set_write_timeout(Some(Duration::from_secs(5)))?;
+            let chunk = vec![0x5a; 64 << 10];
+            loop {
+                stream.write_all(&chunk)?; // ends when the subscriber hangs up
+                std::thread::sleep(Duration::from_millis(5));
+            }
+        });
+        let (s, a) = (stop.clone(), attacking.clone());
+        let tcp = std::thread::spawn(move || {
+            in_namespace(&topology::subscriber_ns(2), || {
+                let mut stream = TcpStream::connect(DOWNLOAD_SERVER)?;
+                stream.set_read_timeout(Some(Duration::from_secs(2)))?;
+                let mut bytes = [0u64; 2];
+                let mut buf = vec![0u8; 64 << 10];
+                while !s.load(Ordering::Relaxed) {
+                    let n = stream.read(&mut buf)?; // a stall of 2 s fails the test
+                    assert!(n > 0, "the download server hung up");
+                    bytes[usize::from(a.load(Ordering::Relaxed))] += n as u64;
+                }
+                Ok(bytes)
+            })
+            .expect("subscriber 2's download went on")
+        });
+        let (s, a) = (stop.clone(), attacking.clone());
+        let udp = std::thread::spawn(move || {
+            in_namespace(&topology::subscriber_ns(1), || {
+                let socket = std::net::UdpSocket::bind((Ipv4Addr::UNSPECIFIED, 0))?;
+                socket.set_read_timeout(Some(Duration::from_secs(1)))?;
+                let mut seen = [Seen::default(), Seen::default()];
+                let mut buf = [0u8; 64];
+                while !s.load(Ordering::Relaxed) {
+                    let phase = &mut seen[usize::from(a.load(Ordering::Relaxed))];
+                    phase.udp_sent += 1;
+                    let t = Instant::now();
+                    socket.send_to(b"ping", echo_server())?;
+                    // Anything but the echo (a scan packet let in by the mapping) is not it.
+                    let echoed = loop {
+                        match socket.recv_from(&mut buf) {
+                            Ok((n, from)) if from == echo_server() && &buf[..n] == b"ping" => {
+                                break true;
+                            }
+                            Ok(_) => continue,
+                            Err(_) => break false,
+                        }
+                    };
+                    match echoed {
+                        true => phase.round_trips_us.push(t.elapsed().as_micros() as u64),
+                        false => phase.udp_lost += 1,
+                    }
+                    std::thread::sleep(Duration::from_millis(20));
+                }
+                Ok(seen)
+            })
+            .expect("subscriber 1's exchange")
+        });
+        Alongside {
+            stop,
+            attacking,
+            started: Instant::now(),
+            attacks_began: None,
+            udp: Some(udp),
+            tcp: Some(tcp),
+        }
+    }
+
+    fn attacks_begin(&mut self) {
+        self.attacking.store(true, Ordering::Relaxed);
+        self.attacks_began = Some(Instant::now());
+    }
+
+    /// Stops the traffic: what it saw before and during the attacks.
+    fn finish(mut self) -> [Phase; 2] {
+        let began = self.attacks_began.expect("the attacks began");
+        let seconds = [
+            (began - self.started).as_secs_f64(),
+            began.elapsed().as_secs_f64(),
+        ];
+        self.stop.store(true, Ordering::Relaxed);
+        let [udp_before, udp_during] = self.udp.take().unwrap().join().unwrap();
+        let tcp = self.tcp.take().unwrap().join().unwrap();
+        [
+            (udp_before, tcp[0], seconds[0]),
+            (udp_during, tcp[1], seconds[1]),
+        ]
+        .map(|(udp, tcp_bytes, seconds)| Phase {
+            udp,
+            tcp_bytes,
+            seconds,
+        })
+    }
 }

@@ -2,16 +2,17 @@
 //! under libfaketime (Debian's faketime), whose wall clock the test moves 10 minutes
 //! forward and then back mid-run, as an NTP step would; the monotonic clock is left alone.
 //! Timers must not notice, the log must record each step and verify, and the requests
-//! before and after trace back to their senders. Needs root and faketime.
+//! before and after trace back to their senders; a session opened before the step back
+//! expires on its timeout, not ten minutes later. Needs root and faketime.
 
 #[allow(unused_imports)] // the lab harness is all this file takes from common
 mod common;
 
 use std::net::{Ipv4Addr, SocketAddrV4, UdpSocket};
 use std::path::Path;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
-use common::lab::{Lab, exe, records, reported};
+use common::lab::{Lab, counter, counters, exe, records, reported};
 use tracenat::demo::{self, echo_server, http_get, http_server, in_namespace};
 use tracenat::lab::topology;
 use tracenat::maplog::record::RecordKind;
@@ -79,9 +80,34 @@ fn a_stepped_wall_clock_leaves_timers_alone_and_is_recorded_in_the_log() {
     set_clock(&clock, "+10m");
     exchange(&socket);
     fetch();
+    // An ICMP echo session (timeout 60 s, the shortest there is) opened before the step
+    // back must expire 60 s after its last packet, not 10 minutes later.
+    let sub1_ns = topology::subscriber_ns(1);
+    assert!(demo::ping(&sub1_ns, Ipv4Addr::new(198, 51, 100, 20), 1));
+    let pinged = Instant::now();
     set_clock(&clock, "+0");
     exchange(&socket);
     fetch();
+    let expired = || counter(&counters(), "events_total", "event=\"sessions_expired\"");
+    let expired_before = expired();
+    let expired_after = loop {
+        if expired() > expired_before {
+            break pinged.elapsed();
+        }
+        assert!(
+            pinged.elapsed() < Duration::from_secs(150),
+            "the ICMP session outlived its timeout by more than 90 s"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    eprintln!(
+        "the ICMP session expired {:.1} s after its last packet",
+        expired_after.as_secs_f64()
+    );
+    assert!(
+        expired_after >= Duration::from_secs(59),
+        "the ICMP session expired early: after {expired_after:?}"
+    );
     let output = nat.stop().unwrap();
     assert_eq!(reported(&output, "UMEM frames unaccounted for at exit:"), 0);
 

@@ -299,10 +299,8 @@ impl<S: EventSink> Engine<S> {
     /// for want of room: the sink absorbs them (at most two per subscriber and reason).
     pub fn flush_refusals(&mut self, now_ns: u64) {
         let sink = &mut self.sink;
-        self.refusals.close_all(now_ns, |summary| {
-            sink.emit(&summary);
-            true
-        });
+        self.refusals
+            .close_all(now_ns, |summary| sink.emit(&summary));
     }
 
     /// Keeps the ports of `ranges` (what a previous run held at its end or released just

@@ -120,16 +120,14 @@ impl RefusalLog {
         }
     }
 
-    /// Writes every pending summary now (the engine is stopping); false if some did not fit.
-    pub fn close_all(&mut self, now_ns: u64, mut write: impl FnMut(Event) -> bool) -> bool {
-        let mut all_written = true;
+    /// Writes every pending summary now (the engine is stopping): the sink takes them all.
+    pub fn close_all(&mut self, now_ns: u64, mut write: impl FnMut(Event)) {
         for (key, window) in self.windows.drain() {
             if window.pending > 0 {
-                all_written &= write(summary(&window, key, now_ns));
+                write(summary(&window, key, now_ns));
             }
         }
         self.closing.clear();
-        all_written
     }
 
     /// Subscribers (and reasons) with an open interval.
@@ -199,10 +197,7 @@ mod tests {
                 written.push(e);
             }
         }
-        log.close_all(per_second * seconds * step, |e| {
-            written.push(e);
-            true
-        });
+        log.close_all(per_second * seconds * step, |e| written.push(e));
         written
     }
 

@@ -8,7 +8,7 @@
 //! appended.
 
 use std::collections::VecDeque;
-use std::fs::{self, OpenOptions};
+use std::fs;
 use std::io::{self, Write};
 use std::path::{Path, PathBuf};
 
@@ -267,7 +267,7 @@ impl SegmentChain {
                 hex(&oldest.last_hash)
             );
             let retired_list = settings.dir.join(dir::RETIRED);
-            let mut f = OpenOptions::new()
+            let mut f = super::io::no_follow()
                 .create(true)
                 .append(true)
                 .open(&retired_list)?;

@@ -31,7 +31,7 @@ use std::fmt;
 use std::fs::{File, OpenOptions};
 use std::io;
 use std::os::fd::{AsRawFd, IntoRawFd};
-use std::os::unix::fs::FileExt;
+use std::os::unix::fs::{FileExt, OpenOptionsExt};
 use std::path::Path;
 
 use io_uring::{IoUring, opcode, register::Probe, squeue, types};
@@ -124,7 +124,7 @@ impl LogFile {
     ///
     /// Fails with `InvalidInput` if the file is shorter than `valid_len`.
     pub fn open_append(path: &Path, valid_len: u64, prefer_direct: bool) -> io::Result<LogFile> {
-        let file = OpenOptions::new().read(true).write(true).open(path)?;
+        let file = no_follow().read(true).write(true).open(path)?;
         if file.metadata()?.len() < valid_len {
             return Err(io::Error::new(
                 io::ErrorKind::InvalidInput,
@@ -459,6 +459,15 @@ fn retry_eintr<T>(mut op: impl FnMut() -> io::Result<T>) -> io::Result<T> {
             other => return other,
         }
     }
+}
+
+/// Options for opening a file in the log directory that refuse a symbolic link as the last
+/// component: a NAT started as root must not be led by a link that the unprivileged user
+/// owning the directory planted into writing (or cutting short) a file elsewhere.
+pub(super) fn no_follow() -> OpenOptions {
+    let mut options = OpenOptions::new();
+    options.custom_flags(libc::O_NOFOLLOW);
+    options
 }
 
 /// Turns O_DIRECT on or off. Turning it on returns `Ok(false)` when the filesystem refuses it.

@@ -9,7 +9,7 @@
 //! boundary, every holding still open (`reader::query`); the writer reads the line before
 //! it to know whether the previous run stopped cleanly.
 
-use std::fs::{self, OpenOptions};
+use std::fs;
 use std::io::{self, Read, Seek, SeekFrom, Write};
 use std::path::Path;
 
@@ -145,7 +145,7 @@ pub fn parse(bytes: &[u8]) -> RunsFile {
 pub fn append(root: &Path, line: &RunLine) -> io::Result<()> {
     let path = root.join(dir::RUNS);
     let existed = path.exists();
-    let mut f = OpenOptions::new()
+    let mut f = super::io::no_follow()
         .create(true)
         .append(true)
         .read(true)
@@ -411,12 +411,25 @@ mod tests {
     }
 
     #[test]
+    fn a_link_planted_in_the_log_directory_is_not_written_through() {
+        let tmp = tempfile::tempdir().unwrap();
+        let elsewhere = tmp.path().join("precious");
+        fs::write(&elsewhere, "untouched").unwrap();
+        let log = tmp.path().join("log");
+        fs::create_dir(&log).unwrap();
+        std::os::unix::fs::symlink(&elsewhere, log.join(dir::RUNS)).unwrap();
+        let err = append(&log, &start(10, vec![0], None)).unwrap_err();
+        assert_eq!(err.raw_os_error(), Some(libc::ELOOP), "{err}");
+        assert_eq!(fs::read_to_string(&elsewhere).unwrap(), "untouched");
+    }
+
+    #[test]
     fn a_damaged_or_torn_line_is_reported_and_the_rest_still_read() {
         let tmp = tempfile::tempdir().unwrap();
         let good = start(10, vec![0], None);
         append(tmp.path(), &good).unwrap();
         let path = tmp.path().join(dir::RUNS);
-        let mut f = OpenOptions::new().append(true).open(&path).unwrap();
+        let mut f = fs::OpenOptions::new().append(true).open(&path).unwrap();
         f.write_all(b"\xff\x00garbage\n{\"stop_ns\":").unwrap(); // junk, then a torn append
         drop(f);
         let stop = RunLine::Stop(RunStop { stop_ns: 40 });

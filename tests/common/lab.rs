@@ -5,7 +5,7 @@ use std::path::{Path, PathBuf};
 use std::sync::{Mutex, MutexGuard};
 
 use tracenat::demo::{self, LabProcess};
-use tracenat::lab::{self, UpOptions};
+use tracenat::lab::{self, UpOptions, topology};
 use tracenat::maplog::record::{Record, RecordKind};
 use tracenat::reader::logdir::{self, LogDir};
 
@@ -94,4 +94,39 @@ pub fn all_records(log_dir: &Path) -> Vec<Record> {
         |_, _, e| panic!("{e}"),
     );
     out
+}
+
+/// The running NAT's metrics now (Prometheus text), fetched in its namespace.
+pub fn counters() -> String {
+    let metrics: std::net::SocketAddr = topology::METRICS.parse().unwrap();
+    demo::in_namespace(topology::NAT_NS, || {
+        tracenat::dataplane::metrics::fetch(metrics)
+    })
+    .expect("the metrics endpoint answers")
+}
+
+/// `tracenat_NAME{…}` summed over the samples whose labels contain `label`.
+pub fn counter(text: &str, name: &str, label: &str) -> u64 {
+    text.lines()
+        .filter(|l| l.starts_with(&format!("tracenat_{name}{{")) && l.contains(label))
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+        .sum::<f64>() as u64
+}
+
+/// `tracenat gen send` from the access router's namespace, straight into the NAT's inside
+/// port; the caller adds who sends what.
+pub fn gen_send() -> std::process::Command {
+    let mut command = std::process::Command::new("ip");
+    command
+        .args(["netns", "exec", topology::ACCESS_NS])
+        .arg(exe())
+        .args([
+            "gen",
+            "send",
+            "--interface",
+            topology::INSIDE_PEER_IF,
+            "--gateway",
+            topology::NAT_INSIDE_ADDRESS,
+        ]);
+    command
 }
