@@ -92,7 +92,7 @@ const SESSION_LIMIT: usize = 2_000;
 
 #[test]
 fn a_subscriber_flooding_new_sessions_is_held_to_its_limit_and_costs_the_log_little() {
-    let Some(lab) = Lab::up("flood", 1, 2) else {
+    let Some(lab) = Lab::up("flood", 1, 3) else {
         return;
     };
     let config = lab.dir.join("tracenat.toml");
@@ -104,7 +104,17 @@ fn a_subscriber_flooding_new_sessions_is_held_to_its_limit_and_costs_the_log_lit
     let _servers = demo::start_servers(&exe(), &lab.dir).unwrap();
     let nat = lab.nat();
 
+    // Subscriber 3 downloads throughout.
+    let (stop, flooding) = (
+        Arc::new(AtomicBool::new(false)),
+        Arc::new(AtomicBool::new(false)),
+    );
+    let downloading = download(3, &stop, &flooding);
+    let started = Instant::now();
     let mut before = normal_traffic(Duration::from_secs(2));
+    let seconds_before = started.elapsed().as_secs_f64();
+    flooding.store(true, Ordering::Relaxed);
+    let flood_began = Instant::now();
     // As many new UDP sessions as one subscriber can ask for: every packet a new flow.
     let flood = std::thread::spawn(|| {
         let seconds = format!("{FLOOD_SECONDS}s");
@@ -131,6 +141,9 @@ fn a_subscriber_flooding_new_sessions_is_held_to_its_limit_and_costs_the_log_lit
         String::from_utf8_lossy(&sent.stdout),
         String::from_utf8_lossy(&sent.stderr)
     );
+    let seconds_during = flood_began.elapsed().as_secs_f64();
+    stop.store(true, Ordering::Relaxed);
+    let downloaded = downloading.join().expect("subscriber 3's download went on");
     let output = nat.stop().unwrap();
 
     // The other subscribers lost nothing, and could still open sessions.
@@ -168,15 +181,19 @@ fn a_subscriber_flooding_new_sessions_is_held_to_its_limit_and_costs_the_log_lit
     eprintln!(
         "flood: {} packets sent, {created} sessions created, {refused} refused in {} records; \
          log {} records in all; subscriber 1 UDP p99 {} µs before, {} µs during; \
-         subscriber 2 {} pages before, {} during",
+         subscriber 2 {} pages before, {} during; subscriber 3 downloading {:.0} Mbit/s \
+         before, {:.0} during",
         sent_packets(&sent.stdout),
         refusals.len(),
         records.len(),
         before.p99_us(),
         during.p99_us(),
         before.http_ok,
-        during.http_ok
+        during.http_ok,
+        mbit_per_s(downloaded[0], seconds_before),
+        mbit_per_s(downloaded[1], seconds_during)
     );
+    assert!(downloaded.iter().all(|&b| b > 0), "{downloaded:?}");
 }
 
 /// All refusals `tracenat run` counted: its line `refused: A … at subscriber limits, B for
@@ -402,7 +419,7 @@ fn scans_spoofs_stray_fragments_icmp_errors_and_ttl_floods_are_dropped_and_count
             phase.udp.udp_sent,
             phase.udp.udp_lost,
             p99,
-            phase.tcp_bytes as f64 * 8.0 / phase.seconds / 1e6
+            mbit_per_s(phase.tcp_bytes, phase.seconds)
         );
         assert_eq!(phase.udp.udp_lost, 0, "UDP {when} the attacks");
         assert!(phase.udp.udp_sent > 0 && phase.tcp_bytes > 0, "{when}");
@@ -412,8 +429,7 @@ fn scans_spoofs_stray_fragments_icmp_errors_and_ttl_floods_are_dropped_and_count
 
 /// The normal traffic next to the hostile test's attacks, measured before and during them:
 /// subscriber 1 exchanges a UDP datagram with the echo server every 20 ms; subscriber 2
-/// downloads over one TCP connection from a server in tn-inet that sends 64 KiB every
-/// 5 ms (about 100 Mbit/s, leaving the two vCPUs room for the scans).
+/// downloads ([`download`]).
 struct Alongside {
     stop: Arc<AtomicBool>,
     attacking: Arc<AtomicBool>,
@@ -428,6 +444,48 @@ impl Drop for Alongside {
     fn drop(&mut self) {
         self.stop.store(true, Ordering::Relaxed);
     }
+}
+
+/// Subscriber `subscriber` downloads over one TCP connection from a server in tn-inet that
+/// sends 64 KiB every 5 ms (about 100 Mbit/s, leaving the two vCPUs room for the attack),
+/// until `stop`; the bytes it received while `phase` was false and while it was true. A
+/// stall of 2 s fails the test.
+fn download(
+    subscriber: u16,
+    stop: &Arc<AtomicBool>,
+    phase: &Arc<AtomicBool>,
+) -> JoinHandle<[u64; 2]> {
+    let listener = in_namespace(topology::INET_NS, || TcpListener::bind(DOWNLOAD_SERVER))
+        .expect("the download server binds");
+    std::thread::spawn(move || -> io::Result<()> {
+        let mut stream = accept_within(&listener, Duration::from_secs(10))?;
+        stream.set_write_timeout(Some(Duration::from_secs(5)))?;
+        let chunk = vec![0x5a; 64 << 10];
+        loop {
+            stream.write_all(&chunk)?; // ends when the subscriber hangs up
+            std::thread::sleep(Duration::from_millis(5));
+        }
+    });
+    let (stop, phase) = (stop.clone(), phase.clone());
+    std::thread::spawn(move || {
+        in_namespace(&topology::subscriber_ns(subscriber), || {
+            let mut stream = TcpStream::connect(DOWNLOAD_SERVER)?;
+            stream.set_read_timeout(Some(Duration::from_secs(2)))?;
+            let mut bytes = [0u64; 2];
+            let mut buf = vec![0u8; 64 << 10];
+            while !stop.load(Ordering::Relaxed) {
+                let n = stream.read(&mut buf)?;
+                assert!(n > 0, "the download server hung up");
+                bytes[usize::from(phase.load(Ordering::Relaxed))] += n as u64;
+            }
+            Ok(bytes)
+        })
+        .expect("the download went on")
+    })
+}
+
+fn mbit_per_s(bytes: u64, seconds: f64) -> f64 {
+    bytes as f64 * 8.0 / seconds / 1e6
 }
 
 /// The first connection to `listener` within `limit`.
@@ -461,33 +519,7 @@ impl Alongside {
     fn start() -> Alongside {
         let stop = Arc::new(AtomicBool::new(false));
         let attacking = Arc::new(AtomicBool::new(false));
-        let listener = in_namespace(topology::INET_NS, || TcpListener::bind(DOWNLOAD_SERVER))
-            .expect("the download server binds");
-        std::thread::spawn(move || -> io::Result<()> {
-            let mut stream = accept_within(&listener, Duration::from_secs(10))?;
-            stream.set_write_timeout(Some(Duration::from_secs(5)))?;
-            let chunk = vec![0x5a; 64 << 10];
-            loop {
-                stream.write_all(&chunk)?; // ends when the subscriber hangs up
-                std::thread::sleep(Duration::from_millis(5));
-            }
-        });
-        let (s, a) = (stop.clone(), attacking.clone());
-        let tcp = std::thread::spawn(move || {
-            in_namespace(&topology::subscriber_ns(2), || {
-                let mut stream = TcpStream::connect(DOWNLOAD_SERVER)?;
-                stream.set_read_timeout(Some(Duration::from_secs(2)))?;
-                let mut bytes = [0u64; 2];
-                let mut buf = vec![0u8; 64 << 10];
-                while !s.load(Ordering::Relaxed) {
-                    let n = stream.read(&mut buf)?; // a stall of 2 s fails the test
-                    assert!(n > 0, "the download server hung up");
-                    bytes[usize::from(a.load(Ordering::Relaxed))] += n as u64;
-                }
-                Ok(bytes)
-            })
-            .expect("subscriber 2's download went on")
-        });
+        let tcp = download(2, &stop, &attacking);
         let (s, a) = (stop.clone(), attacking.clone());
         let udp = std::thread::spawn(move || {
             in_namespace(&topology::subscriber_ns(1), || {
