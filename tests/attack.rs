@@ -87,12 +87,14 @@ fn generate(args: &[&str]) -> std::process::Output {
 }
 
 const FLOODER: Ipv4Addr = Ipv4Addr::new(100, 64, 2, 1);
+/// Subscriber 4 of the lab.
+const SYN_FLOODER: Ipv4Addr = Ipv4Addr::new(100, 64, 1, 4);
 const FLOOD_SECONDS: u64 = 8;
 const SESSION_LIMIT: usize = 2_000;
 
 #[test]
 fn a_subscriber_flooding_new_sessions_is_held_to_its_limit_and_costs_the_log_little() {
-    let Some(lab) = Lab::up("flood", 1, 3) else {
+    let Some(lab) = Lab::up("flood", 1, 4) else {
         return;
     };
     let config = lab.dir.join("tracenat.toml");
@@ -132,9 +134,23 @@ fn a_subscriber_flooding_new_sessions_is_held_to_its_limit_and_costs_the_log_lit
             "--json",
         ])
     });
+    // Alongside, subscriber 4 sends TCP SYNs with hping3, every one from a new source port,
+    // for as long (hping3 keeps no state: a SYN flood as an infected host sends it).
+    let syn_flood = std::thread::spawn(|| {
+        Command::new("ip")
+            .args(["netns", "exec", &topology::subscriber_ns(4), "timeout"])
+            .arg(FLOOD_SECONDS.to_string())
+            .args(["hping3", "-q", "-S", "-i", "u50", "-c", "1000000"])
+            .args(["-p", "9", "198.51.100.20"])
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .status()
+            .expect("hping3 (scripts/setup.sh installs it)")
+    });
     std::thread::sleep(Duration::from_millis(500));
     let mut during = normal_traffic(Duration::from_secs(FLOOD_SECONDS - 2));
     let sent = flood.join().unwrap();
+    syn_flood.join().unwrap();
     assert!(
         sent.status.success(),
         "gen send: {}{}",
@@ -154,14 +170,18 @@ fn a_subscriber_flooding_new_sessions_is_held_to_its_limit_and_costs_the_log_lit
     }
 
     let records = all_records(&lab.dir.join("log"));
-    let flooder = u32::from(FLOODER);
-    let created = records
-        .iter()
-        .filter(|r| r.kind == RecordKind::SessionCreated && r.inside_ip == flooder)
-        .count();
+    let created_by = |flooder: Ipv4Addr, protocol: u8| {
+        records
+            .iter()
+            .filter(|r| r.kind == RecordKind::SessionCreated)
+            .filter(|r| r.inside_ip == u32::from(flooder) && r.protocol == protocol)
+            .count()
+    };
+    let created = created_by(FLOODER, 17);
+    let syn_created = created_by(SYN_FLOODER, 6);
     assert!(
-        (1..=SESSION_LIMIT).contains(&created),
-        "the limit holds: {created} sessions"
+        (1..=SESSION_LIMIT).contains(&created) && (1..=SESSION_LIMIT).contains(&syn_created),
+        "the limit holds: {created} UDP, {syn_created} TCP sessions"
     );
     let refusals: Vec<&Record> = records.iter().filter(|r| r.kind.is_refusal()).collect();
     let refused: u64 = refusals.iter().map(|r| u64::from(r.refused)).sum();
@@ -171,15 +191,16 @@ fn a_subscriber_flooding_new_sessions_is_held_to_its_limit_and_costs_the_log_lit
         refused, counted,
         "every refusal is in the log, counted:\n{output}"
     );
-    // At most the first refusal and one summary per interval (1 s), per reason.
-    let bound = 2 * (2 + FLOOD_SECONDS as usize);
+    // At most the first refusal and one summary per interval (1 s), per flooder and reason.
+    let bound = 2 * 2 * (2 + FLOOD_SECONDS as usize);
     assert!(
         refusals.len() <= bound,
         "{} refusal records for {refused} refusals",
         refusals.len()
     );
     eprintln!(
-        "flood: {} packets sent, {created} sessions created, {refused} refused in {} records; \
+        "flood: {} UDP packets sent, {created} UDP and {syn_created} TCP sessions created, \
+         {refused} refused in {} records; \
          log {} records in all; subscriber 1 UDP p99 {} µs before, {} µs during; \
          subscriber 2 {} pages before, {} during; subscriber 3 downloading {:.0} Mbit/s \
          before, {:.0} during",
