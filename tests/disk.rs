@@ -202,35 +202,21 @@ fn spell(
     );
     bad();
     let began = Instant::now();
-    while counter(&counters(), symptom.0, symptom.1) == before {
-        assert!(
-            began.elapsed() < Duration::from_secs(60),
-            "{what}: no {symptom:?} after 60 s of bad disk"
-        );
-        std::thread::sleep(Duration::from_millis(100));
-    }
-    let rode_out = began.elapsed();
+    let rose = |(name, label): (&str, &str), from: u64| counter(&counters(), name, label) != from;
+    let rode_out = wait_for(began, Duration::from_millis(100), || rose(symptom, before))
+        .unwrap_or_else(|| panic!("{what}: no {symptom:?} after 60 s of bad disk"));
     std::thread::sleep(Duration::from_secs(2));
     let created = counter(&counters(), CREATED.0, CREATED.1);
     good();
     let ended = Instant::now();
     // Service is back when the NAT creates sessions again (the generator asks for 10 a
     // millisecond); the probes, which wait up to 1 s for a refused echo, confirm it.
-    while counter(&counters(), CREATED.0, CREATED.1) == created {
-        assert!(
-            ended.elapsed() < Duration::from_secs(60),
-            "{what}: no session created 60 s after the disk came back"
-        );
-        std::thread::sleep(Duration::from_millis(10));
-    }
-    let resumed = ended.elapsed();
-    while traffic.answered_since(ended) == 0 {
-        assert!(
-            ended.elapsed() < Duration::from_secs(60),
-            "{what}: no new session answered 60 s after the disk came back"
-        );
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    let resumed = wait_for(ended, Duration::from_millis(10), || rose(CREATED, created))
+        .unwrap_or_else(|| panic!("{what}: no session created 60 s after the disk came back"));
+    wait_for(ended, Duration::from_millis(20), || {
+        traffic.answered_since(ended) > 0
+    })
+    .unwrap_or_else(|| panic!("{what}: no new session answered 60 s after the disk came back"));
     std::thread::sleep(Duration::from_secs(1));
     Spell {
         what,
@@ -239,6 +225,18 @@ fn spell(
         began,
         ended,
     }
+}
+
+/// Polls `done` every `every` until it holds: the time since `from`, or `None` once 60 s
+/// have passed.
+fn wait_for(from: Instant, every: Duration, mut done: impl FnMut() -> bool) -> Option<Duration> {
+    while !done() {
+        if from.elapsed() > Duration::from_secs(60) {
+            return None;
+        }
+        std::thread::sleep(every);
+    }
+    Some(from.elapsed())
 }
 
 /// Probes sent while the disk was bad and the symptom showed (after `rode_out`).

@@ -117,20 +117,11 @@ mod tests {
 
     fn record(kind: RecordKind, public_ip: u32) -> Record {
         Record {
-            kind,
-            ts_ns: 5_000_000_123,
             protocol: 17,
             inside_ip: 0x6440_0001,
             inside_port: 1000,
             public_ip,
-            public_port: 0,
-            dest_ip: 0,
-            dest_port: 0,
-            block_first: 0,
-            block_last: 0,
-            open_sessions: 0,
-            last_active_ns: 0,
-            refused: 0,
+            ..Record::new(kind, 5_000_000_123)
         }
     }
 
