@@ -97,6 +97,7 @@ impl Harness {
         match verdict {
             Verdict::Forward(_) => assert_ip_checksum_valid(&self.buf[..len]),
             Verdict::Reply { len: reply, .. } => {
+                let reply = usize::from(reply);
                 assert!(reply <= self.buf.len());
                 assert_ip_checksum_valid(&self.buf[..reply]);
             }

@@ -361,7 +361,7 @@ pub fn run(args: &ReplayArgs) -> Result<ReplaySummary, ReplayError> {
             }
             Verdict::Reply { side, len } => {
                 summary.replies += 1;
-                out.write_frame(side, ts, &buf[..len])?;
+                out.write_frame(side, ts, &buf[..usize::from(len)])?;
             }
             Verdict::ToKernel => summary.to_kernel += 1,
             Verdict::Drop(_) => summary.dropped += 1,

@@ -11,7 +11,7 @@ use tracenat::config::Config;
 use tracenat::engine::event::VecSink;
 use tracenat::engine::{Engine, Lookup, Side, Verdict};
 use tracenat::wire::build::{self, FrameSpec};
-use tracenat::wire::{icmp, tcp};
+use tracenat::wire::{checksum, icmp, tcp};
 
 const SEC: u64 = 1_000_000_000;
 
@@ -40,6 +40,8 @@ struct Packet {
     tcp_flags: u8,
     zero_udp_checksum: bool,
     icmp_error: bool,
+    /// An odd or broken header ([`mutate`]; 0: none), which must leave the fast path.
+    odd_shape: u8,
 }
 
 #[derive(Debug, Clone)]
@@ -53,18 +55,22 @@ fn packet() -> impl Strategy<Value = Packet> {
     (
         (0u8..3, 0u8..4, 0u8..3, 0u8..3),
         (any::<u8>(), 0u8..8, any::<u8>(), any::<bool>(), 0u8..16),
+        prop_oneof![4 => Just(0u8), 1 => 1u8..=ODD_SHAPES],
     )
         .prop_map(
-            |((proto, subscriber, port, remote), (public, hairpin, flags, z, e))| Packet {
-                proto,
-                subscriber,
-                port,
-                remote,
-                public,
-                hairpin: hairpin == 0,
-                tcp_flags: flags & (tcp::SYN | tcp::ACK | tcp::FIN | tcp::RST),
-                zero_udp_checksum: z,
-                icmp_error: e == 0,
+            |((proto, subscriber, port, remote), (public, hairpin, flags, z, e), odd_shape)| {
+                Packet {
+                    proto,
+                    subscriber,
+                    port,
+                    remote,
+                    public,
+                    hairpin: hairpin == 0,
+                    tcp_flags: flags & (tcp::SYN | tcp::ACK | tcp::FIN | tcp::RST),
+                    zero_udp_checksum: z,
+                    icmp_error: e == 0,
+                    odd_shape,
+                }
             },
         )
 }
@@ -80,6 +86,7 @@ fn opening_packet(subscriber: u8) -> Packet {
         tcp_flags: 0,
         zero_udp_checksum: false,
         icmp_error: false,
+        odd_shape: 0,
     }
 }
 
@@ -123,8 +130,9 @@ fn frame(p: &Packet, side: Side, publics: &[SocketAddrV4]) -> Option<Vec<u8>> {
         _ if side == Side::Inside => FrameSpec::echo_request(*src.ip(), *dst.ip(), src.port(), 1),
         _ => FrameSpec::echo_reply(*src.ip(), *dst.ip(), dst.port(), 1),
     };
-    let frame = build::pad(build::build(&spec));
+    let mut frame = build::pad(build::build(&spec));
     if !p.icmp_error {
+        mutate(&mut frame, p.odd_shape);
         return Some(frame);
     }
     // An error about the packet the other side would have sent: quote it reversed.
@@ -135,6 +143,53 @@ fn frame(p: &Packet, side: Side, publics: &[SocketAddrV4]) -> Option<Vec<u8>> {
         3,
         *src.ip(),
     ))
+}
+
+const ODD_SHAPES: u8 = 14;
+const IP: usize = 14;
+const L4: usize = IP + 20;
+
+/// Gives a frame one of the shapes the fast path leaves to the general path: each is
+/// either another valid packet (options, a VLAN tag, a fragment, TTL 1) or a broken one.
+fn mutate(frame: &mut Vec<u8>, odd_shape: u8) {
+    let set16 =
+        |f: &mut Vec<u8>, at: usize, v: u16| f[at..at + 2].copy_from_slice(&v.to_be_bytes());
+    let total = u16::from_be_bytes([frame[IP + 2], frame[IP + 3]]);
+    let tcp = frame[IP + 9] == 6;
+    match odd_shape {
+        0 => return,
+        1 => frame[IP + 8] = 1,                 // TTL 1: time exceeded
+        2 => frame[IP + 8] = 0,                 // TTL 0
+        3 => frame[IP + 10] ^= 0x40,            // a wrong header checksum
+        4 => frame[IP + 6] |= 0x20,             // more fragments
+        5 => set16(frame, IP + 6, 0x0004),      // a later fragment
+        6 => set16(frame, IP + 2, total + 200), // longer than the frame
+        7 => set16(frame, IP + 2, 24),          // too short for the transport header
+        8 if tcp => frame[L4 + 12] = 0x40,      // TCP data offset 4 words
+        8 => set16(frame, L4 + 4, total),       // UDP length past the packet
+        9 if tcp => frame[L4 + 12] = 0xF0,      // TCP header past the packet
+        9 => set16(frame, L4 + 4, 7),           // UDP length below its header
+        10 => {
+            // IHL 6: four bytes of options (end-of-list), the transport moved along.
+            frame[IP] = 0x46;
+            frame.splice(L4..L4, [0u8; 4]);
+            set16(frame, IP + 2, total + 4);
+        }
+        11 => {
+            // An 802.1Q tag.
+            frame.splice(12..12, [0x81, 0x00, 0x00, 0x07]);
+            return;
+        }
+        12 => set16(frame, 12, 0x86DD), // not IPv4
+        13 => frame.truncate(L4 + 4),   // cut short
+        _ => frame[IP] = 0x55,          // IP version 5
+    }
+    if !matches!(odd_shape, 3 | 11 | 12 | 13) && frame.len() >= L4 {
+        set16(frame, IP + 10, 0);
+        let ihl = usize::from(frame[IP] & 0x0F) * 4;
+        let sum = checksum::checksum(&frame[IP..IP + ihl.min(frame.len() - IP)]);
+        set16(frame, IP + 10, sum);
+    }
 }
 
 /// Public endpoints the NAT announced in session events, in order of first appearance.

@@ -31,12 +31,12 @@ impl Ipv4Prefix {
     /// Whether `ip` lies inside the prefix.
     #[inline]
     pub fn contains(&self, ip: Ipv4Addr) -> bool {
-        let mask = if self.len == 0 {
-            0
-        } else {
-            u32::MAX << (32 - self.len as u32)
-        };
-        (u32::from(ip) & mask) == u32::from(self.addr)
+        (u32::from(ip) & self.mask()) == u32::from(self.addr)
+    }
+    /// The network mask (0xFFFFFF00 for a /24).
+    #[inline]
+    pub fn mask(&self) -> u32 {
+        network_mask(self.len)
     }
     /// The `i`-th address of the prefix (no bounds check beyond `size`).
     pub fn nth(&self, i: u64) -> Option<Ipv4Addr> {
@@ -530,8 +530,11 @@ impl FromStr for Ipv4Prefix {
     }
 }
 
+/// The mask of a /`len` (at most 32), shifted as 64 bits so that a /0's comes out as zero
+/// without a branch (the packet path asks for it).
+#[inline]
 fn network_mask(len: u8) -> u32 {
-    u32::MAX.checked_shl(32 - u32::from(len)).unwrap_or(0)
+    (u64::from(u32::MAX) << (32 - u32::from(len.min(32)))) as u32
 }
 
 impl fmt::Display for Ipv4Prefix {

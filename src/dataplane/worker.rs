@@ -248,7 +248,7 @@ impl Worker {
             Verdict::Reply { side, len } => {
                 // The engine swapped the MACs; the source must be ours on that side.
                 frame[6..12].copy_from_slice(&self.links[side as usize].mac);
-                outbox.tx[side as usize].push(desc(addr, len));
+                outbox.tx[side as usize].push(desc(addr, usize::from(len)));
             }
             Verdict::Handoff { worker, from } => {
                 self.handoff

@@ -6,6 +6,7 @@
 //! warm-up reads only: the verdicts are exactly those of processing the frames one by one.
 
 use super::event::EventSink;
+use super::translate::Established;
 use super::{Engine, Side, Verdict};
 
 /// Most frames classified at once.
@@ -55,20 +56,28 @@ impl<S: EventSink> Engine<S> {
             // is processed and its session AHEAD frames before, so about 2 × AHEAD misses are
             // in flight at once — what the core can track; prefetching a whole batch at once
             // issued more than that, and the surplus came back late or not at all.
-            for step in 0..batch.len() + 2 * AHEAD {
-                if let Some(Some(e)) = batch.get(step) {
-                    self.state.prefetch_flow_bucket(e.slot());
+            let slot = |i: usize| batch.get(i).and_then(Option::as_ref).map(Established::slot);
+            for i in 0..2 * AHEAD {
+                if let Some(s) = slot(i) {
+                    self.state.prefetch_flow_bucket(s);
                 }
-                if let Some(Some(e)) = step.checked_sub(AHEAD).and_then(|i| batch.get(i)) {
-                    self.state.prefetch_flow_sessions(e.slot());
+            }
+            for i in 0..AHEAD {
+                if let Some(s) = slot(i) {
+                    self.state.prefetch_flow_sessions(s);
                 }
-                let Some(i) = step.checked_sub(2 * AHEAD).filter(|&i| i < batch.len()) else {
-                    continue;
-                };
+            }
+            for (i, classified) in batch.iter().enumerate() {
+                if let Some(s) = slot(i + 2 * AHEAD) {
+                    self.state.prefetch_flow_bucket(s);
+                }
+                if let Some(s) = slot(i + AHEAD) {
+                    self.state.prefetch_flow_sessions(s);
+                }
                 let (buf, len) = frames.frame(start + i);
                 let len = len.min(buf.len());
                 verdicts[start + i] =
-                    self.process_classified(buf, len, from, now_ns, batch[i].as_ref());
+                    self.process_classified(buf, len, from, now_ns, classified.as_ref());
             }
         }
     }

@@ -56,7 +56,8 @@ pub enum Verdict {
     /// the Ethernet addresses swapped: send it out of this side.
     Reply {
         side: Side,
-        len: usize,
+        /// A u16 (replies are short), so that a verdict fits in a register.
+        len: u16,
     },
     /// Another worker owns the state this frame needs: give it to `worker`, to be processed
     /// as if it arrived from `from` (hairpinned packets arrive there already half translated).
@@ -99,6 +100,10 @@ pub struct Settings {
     pub outside_address: Option<Ipv4Addr>,
     pub subscribers: Vec<Ipv4Prefix>,
     pub public: Vec<Ipv4Prefix>,
+    /// The lowest and highest address of the public pool, over all its prefixes.
+    public_span: (u32, u32),
+    /// The pool's prefixes as (network, mask), masks computed once.
+    public_networks: Vec<(u32, u32)>,
 }
 
 impl Settings {
@@ -119,7 +124,41 @@ impl Settings {
             outside_address: cfg.interfaces.outside_address,
             subscribers: cfg.pool.subscribers.clone(),
             public: cfg.pool.public.clone(),
+            public_span: span(&cfg.pool.public),
+            public_networks: cfg
+                .pool
+                .public
+                .iter()
+                .map(|p| (u32::from(p.addr), p.mask()))
+                .collect(),
         }
+    }
+
+    /// Whether `ip` is one of the pool's public addresses. An address outside the pool's
+    /// span — nearly every destination — is answered by one comparison.
+    #[inline]
+    pub fn is_public(&self, ip: Ipv4Addr) -> bool {
+        let (low, high) = self.public_span;
+        let ip_bits = u32::from(ip);
+        ip_bits.wrapping_sub(low) <= high.wrapping_sub(low)
+            && self
+                .public_networks
+                .iter()
+                .any(|&(network, mask)| ip_bits & mask == network)
+    }
+}
+
+/// The lowest and highest address over `prefixes` (for none, a span the prefixes then
+/// decide on: the empty list holds nothing).
+fn span(prefixes: &[Ipv4Prefix]) -> (u32, u32) {
+    let first = |p: &Ipv4Prefix| u32::from(p.addr);
+    let last = |p: &Ipv4Prefix| first(p) + (p.size() - 1) as u32;
+    match (
+        prefixes.iter().map(first).min(),
+        prefixes.iter().map(last).max(),
+    ) {
+        (Some(low), Some(high)) => (low, high),
+        _ => (0, 0),
     }
 }
 

@@ -145,7 +145,7 @@ pub struct Rewrite {
 /// neither reads old values nor sums anything. Gives the same bytes as `rewrite_endpoint`
 /// for a packet whose endpoint `r` was made from. The IP header and the whole transport
 /// header must be present.
-#[inline]
+#[inline(always)]
 pub fn rewrite_endpoint_with(
     pkt: &mut [u8],
     ihl: usize,
@@ -166,7 +166,7 @@ pub fn rewrite_endpoint_with(
 }
 
 /// Decrements the TTL, keeping the header checksum right. Caller checked TTL > 1.
-#[inline]
+#[inline(always)]
 pub fn decrement_ttl(ip: &mut [u8]) {
     let word = get16(ip, IP_TTL);
     let mut change = Delta::default();

@@ -6,14 +6,13 @@
 //! keys are compared through the records. Everything is reserved up front from the
 //! configured capacity, so the packet path does not allocate.
 
-use std::hash::BuildHasher;
 use std::net::Ipv4Addr;
 
-use hashbrown::{DefaultHashBuilder, HashMap};
+use hashbrown::HashMap;
 
 use super::Side;
 use super::huge::HugeArray;
-use super::table::{self, Slot, TagTable};
+use super::table::{self, KeyedHash, Slot, TagTable};
 use crate::engine::ports::{Pairing, Proto};
 use crate::wire::checksum::Delta;
 
@@ -295,7 +294,7 @@ pub struct NatState {
     by_public: TagTable,
     flows: TagTable,
     pub subscribers: HashMap<u32, Subscriber>,
-    hasher: DefaultHashBuilder,
+    hasher: KeyedHash,
     capacity: usize,
 }
 
@@ -311,19 +310,20 @@ impl NatState {
             flows: TagTable::with_capacity(2 * sessions),
             // Subscribers usually hold many sessions each; the map grows if they do not.
             subscribers: HashMap::with_capacity(sessions / 64),
-            hasher: DefaultHashBuilder::default(),
+            hasher: KeyedHash::random(),
             capacity: sessions,
         }
     }
 
     fn endpoint_slot(&self, table: &TagTable, proto: Proto, ip: u32, port: u16) -> Slot {
-        table.slot(self.hasher.hash_one(endpoint_key(proto, ip, port)))
+        table.slot(self.hasher.hash(endpoint_key(proto, ip, port), 0))
     }
 
     /// Where `key` lives in the flow table: hash once, then prefetch and find with it.
     #[inline]
     pub fn flow_slot(&self, key: &FlowKey) -> Slot {
-        self.flows.slot(self.hasher.hash_one(key.words()))
+        let (a, b) = key.words();
+        self.flows.slot(self.hasher.hash(a, b))
     }
 
     pub fn mapping(&self, m: u32) -> &Mapping {

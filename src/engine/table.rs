@@ -30,9 +30,31 @@ struct Bucket {
 }
 
 impl Bucket {
-    /// Bit i set when slot i holds `tag` (compared eight and four at a time, SWAR).
-    #[inline]
+    /// Bit i set when slot i holds `tag`: one SSE2 compare of the 16 bytes that hold the
+    /// tags (the overflow count's 4 bytes masked off).
+    #[cfg(target_arch = "x86_64")]
+    #[inline(always)]
     fn matches(&self, tag: u8) -> u32 {
+        use std::arch::x86_64::{_mm_cmpeq_epi8, _mm_load_si128, _mm_movemask_epi8, _mm_set1_epi8};
+        // SAFETY: SSE2 is part of x86_64; a bucket is 64 bytes aligned to 64, so its first
+        // 16 bytes are an aligned, readable 128-bit load.
+        let equal = unsafe {
+            let line = _mm_load_si128((self as *const Bucket).cast());
+            _mm_movemask_epi8(_mm_cmpeq_epi8(line, _mm_set1_epi8(tag as i8)))
+        };
+        equal as u32 & ((1 << SLOTS) - 1)
+    }
+
+    #[cfg(not(target_arch = "x86_64"))]
+    #[inline(always)]
+    fn matches(&self, tag: u8) -> u32 {
+        self.matches_swar(tag)
+    }
+
+    /// [`Bucket::matches`] without SIMD: eight and four tags at a time in integer registers.
+    #[cfg_attr(target_arch = "x86_64", allow(dead_code))]
+    #[inline]
+    fn matches_swar(&self, tag: u8) -> u32 {
         let lo = u64::from_le_bytes(self.tags[..8].try_into().expect("8 tags"));
         let hi = u32::from_le_bytes(self.tags[8..].try_into().expect("4 tags"));
         zero_bytes_64(lo ^ (u64::from(tag) * 0x0101_0101_0101_0101))
@@ -56,10 +78,41 @@ fn zero_bytes_32(x: u32) -> u32 {
     (high_bits >> 7).wrapping_mul(0x1020_4080) >> 28
 }
 
+/// A keyed hash of two 64-bit words for the packet path: two folded multiplies (the 128-bit
+/// product's halves XORed, foldhash's core) under keys drawn at random for each table set,
+/// so that an outsider cannot aim flows at one bucket — and no `Hasher` state machine.
+#[derive(Debug, Clone, Copy)]
+pub struct KeyedHash {
+    keys: [u64; 3],
+}
+
+impl KeyedHash {
+    /// Fresh random keys (from the standard library's randomly seeded SipHash).
+    pub fn random() -> KeyedHash {
+        use std::hash::BuildHasher;
+        let seed = std::hash::RandomState::new();
+        KeyedHash {
+            keys: [0u64, 1, 2].map(|i| seed.hash_one(i)),
+        }
+    }
+
+    #[inline(always)]
+    pub fn hash(&self, a: u64, b: u64) -> u64 {
+        let mixed = folded_multiply(a ^ self.keys[0], b ^ self.keys[1]);
+        folded_multiply(mixed, self.keys[2] | 1)
+    }
+}
+
+#[inline(always)]
+fn folded_multiply(a: u64, b: u64) -> u64 {
+    let product = u128::from(a) * u128::from(b);
+    product as u64 ^ (product >> 64) as u64
+}
+
 /// Where a key lives: its home bucket and its tag, both from one 64-bit hash.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Slot {
-    home: usize,
+    home: u32,
     tag: u8,
 }
 
@@ -111,7 +164,7 @@ impl TagTable {
     /// division) and the tag (the top byte, never the empty marker).
     #[inline]
     pub fn slot(&self, hash: u64) -> Slot {
-        let home = ((hash as u32 as u64 * self.buckets.len() as u64) >> 32) as usize;
+        let home = ((hash as u32 as u64 * self.buckets.len() as u64) >> 32) as u32;
         let tag = ((hash >> 56) as u8).max(1);
         Slot { home, tag }
     }
@@ -119,14 +172,14 @@ impl TagTable {
     /// Asks the CPU to start loading the bucket `slot` needs (a hint; no effect elsewhere).
     #[inline]
     pub fn prefetch(&self, slot: Slot) {
-        prefetch_read(&self.buckets[slot.home]);
+        prefetch_read(&self.buckets[slot.home as usize]);
     }
 
     /// Calls `f` with each value of `slot`'s home bucket whose tag matches: the records worth
     /// prefetching before the lookup proper (the bucket itself should be in cache by now).
     #[inline]
     pub fn for_each_candidate(&self, slot: Slot, mut f: impl FnMut(u32)) {
-        let bucket = &self.buckets[slot.home];
+        let bucket = &self.buckets[slot.home as usize];
         let mut hits = bucket.matches(slot.tag);
         while hits != 0 {
             f(bucket.values[hits.trailing_zeros() as usize]);
@@ -137,7 +190,7 @@ impl TagTable {
     /// The value at `slot` for which `is_key(value)` holds.
     #[inline]
     pub fn find(&self, slot: Slot, mut is_key: impl FnMut(u32) -> bool) -> Option<u32> {
-        let mut b = slot.home;
+        let mut b = slot.home as usize;
         for _ in 0..self.buckets.len() {
             let bucket = &self.buckets[b];
             let mut hits = bucket.matches(slot.tag);
@@ -168,10 +221,10 @@ impl TagTable {
     /// Adds `value` at `slot`, counting it in the full buckets it passes. The caller
     /// ensures no entry with an equal key is present.
     pub fn insert(&mut self, slot: Slot, value: u32) -> Result<(), Full> {
-        let mut b = slot.home;
+        let mut b = slot.home as usize;
         for _ in 0..self.buckets.len() {
             if let Some(i) = self.buckets[b].tags.iter().position(|&t| t == EMPTY) {
-                self.count_overflow(slot.home, b);
+                self.count_overflow(slot.home as usize, b);
                 let bucket = &mut self.buckets[b];
                 bucket.tags[i] = slot.tag;
                 bucket.values[i] = value;
@@ -185,7 +238,7 @@ impl TagTable {
 
     /// Removes the entry holding `value` at `slot`; false if there is none.
     pub fn remove(&mut self, slot: Slot, value: u32) -> bool {
-        let mut b = slot.home;
+        let mut b = slot.home as usize;
         for _ in 0..self.buckets.len() {
             let bucket = &mut self.buckets[b];
             let mut hits = bucket.matches(slot.tag);
@@ -194,7 +247,7 @@ impl TagTable {
                 if bucket.values[i] == value {
                     bucket.tags[i] = EMPTY;
                     self.len -= 1;
-                    self.uncount_overflow(slot.home, b);
+                    self.uncount_overflow(slot.home as usize, b);
                     return true;
                 }
                 hits &= hits - 1;
@@ -265,7 +318,14 @@ mod tests {
             let expected = (0..SLOTS)
                 .filter(|&i| bucket.tags[i] == tag)
                 .fold(0, |m, i| m | 1 << i);
+            bucket.overflow = rng.next_u64() as u32; // never mistaken for tags
             assert_eq!(bucket.matches(tag), expected, "{:?} {tag}", bucket.tags);
+            assert_eq!(
+                bucket.matches_swar(tag),
+                expected,
+                "{:?} {tag}",
+                bucket.tags
+            );
         }
     }
 

@@ -131,7 +131,9 @@ impl<S: EventSink> Engine<S> {
             self.counters.count(Activity::TimeExceededRateLimited);
             return Err(DropReason::TtlExpired);
         }
-        let len = build_time_exceeded(buf, &ip, source).ok_or(DropReason::TtlExpired)?;
+        let len = build_time_exceeded(buf, &ip, source)
+            .and_then(|len| u16::try_from(len).ok())
+            .ok_or(DropReason::TtlExpired)?;
         Ok(Verdict::Reply { side: from, len })
     }
 }

@@ -3,8 +3,9 @@
 
 use std::net::Ipv4Addr;
 
-use super::parse::{Flow, IpInfo, Transport, flow_key, in_prefixes, parse_ip, parse_transport};
+use super::parse::{Flow, flow_key};
 use crate::engine::event::EventSink;
+use crate::engine::ports::Proto;
 use crate::engine::rewrite::{
     Endpoint, Rewrite, decrement_ttl, rewrite_endpoint, rewrite_endpoint_with,
 };
@@ -14,13 +15,21 @@ use crate::engine::{Engine, Lookup, Side, Verdict};
 use crate::wire::checksum::Delta;
 use crate::wire::{ethernet, ipv4};
 
-/// What the fast path knows of a frame before it looks anything up.
+/// Where the fast path reads: untagged Ethernet, then a 20-byte IPv4 header (no options).
+const L3: usize = ethernet::HEADER_LEN;
+const L4: usize = L3 + ipv4::HEADER_LEN;
+/// TCP flags sit 13 bytes into the header; UDP's header is 8 bytes.
+const TCP_FLAGS: usize = L4 + 13;
+const UDP_END: usize = L4 + 8;
+
+/// What the fast path knows of a frame before it looks anything up: its flow, its flow
+/// table key and bucket, and the IP packet's length (the header is always at `L3`).
 #[derive(Debug, Clone, Copy)]
 pub(in crate::engine) struct Established {
-    ip: IpInfo,
     flow: Flow,
     key: FlowKey,
     slot: Slot,
+    ip_total: u16,
 }
 
 impl Established {
@@ -29,11 +38,65 @@ impl Established {
     }
 }
 
+#[inline(always)]
+fn be16(b: &[u8], at: usize) -> u16 {
+    u16::from_be_bytes([b[at], b[at + 1]])
+}
+
+#[inline(always)]
+fn be32(b: &[u8], at: usize) -> u32 {
+    u32::from_be_bytes([b[at], b[at + 1], b[at + 2], b[at + 3]])
+}
+
+/// Whether a 20-byte IPv4 header sums to 0xFFFF. One's-complement sums commute with byte
+/// swapping and 0xFFFF is its own swap, so native-order 32-bit words do.
+#[inline(always)]
+fn header_checksum_ok(h: &[u8; ipv4::HEADER_LEN]) -> bool {
+    let word = |i: usize| u64::from(u32::from_ne_bytes([h[i], h[i + 1], h[i + 2], h[i + 3]]));
+    let sum = word(0) + word(4) + word(8) + word(12) + word(16); // < 2^35
+    let sum = (sum >> 32) + (sum & 0xFFFF_FFFF); // < 2^32 + 8
+    let sum = (sum >> 16) + (sum & 0xFFFF); // < 2^17
+    let sum = (sum >> 16) + (sum & 0xFFFF);
+    sum == 0xFFFF
+}
+
+/// The transport of the frame's one common shape — TCP or UDP whose header the packet
+/// holds — as the general path's parser would read it; `None` for anything else.
+#[inline(always)]
+fn fast_transport(frame: &[u8], protocol: u8, ip_total: usize) -> Option<Flow> {
+    let l4_len = ip_total.checked_sub(ipv4::HEADER_LEN)?;
+    let (proto, tcp_flags) = match protocol {
+        ipv4::protocol::UDP => {
+            let claimed = usize::from(be16(frame, L4 + 4));
+            if !(8..=l4_len).contains(&claimed) {
+                return None;
+            }
+            (Proto::Udp, 0)
+        }
+        ipv4::protocol::TCP => {
+            let header = usize::from(*frame.get(L4 + 12)? >> 4) * 4;
+            if header < 20 || header > l4_len {
+                return None;
+            }
+            (Proto::Tcp, frame[TCP_FLAGS])
+        }
+        _ => return None,
+    };
+    Some(Flow {
+        proto,
+        src_port: be16(frame, L4),
+        dst_port: be16(frame, L4 + 2),
+        tcp_flags,
+    })
+}
+
 impl<S: EventSink> Engine<S> {
-    /// Whether a frame may take the fast path: a well-formed, unfragmented TCP or UDP
-    /// packet, not to the NAT itself, not hairpinned, not about to expire its TTL — nearly
-    /// all traffic. What it reads is kept for [`Engine::established`] (and lets a batch
-    /// prefetch the flow table bucket). It reads only the frame, never the state.
+    /// Whether a frame may take the fast path: untagged, IPv4 without options, unfragmented,
+    /// a checksum that verifies, TCP or UDP, not to the NAT itself, not hairpinned, not about
+    /// to expire its TTL — nearly all traffic. It reads the headers at fixed offsets and
+    /// only the frame, never the state; anything unusual goes down the general path, which
+    /// parses in full. What it reads is kept for [`Engine::established`] (and lets a batch
+    /// prefetch the flow table bucket).
     #[inline(always)]
     pub(in crate::engine) fn classify(
         &self,
@@ -44,36 +107,39 @@ impl<S: EventSink> Engine<S> {
         if self.lookup != Lookup::OneProbe {
             return None;
         }
-        let frame = &buf[..len];
-        let l2 = ethernet::parse_l2(frame).ok()?;
-        if l2.ethertype != ethernet::EtherType::IPV4 {
+        let frame = buf.get(..len)?;
+        if frame.len() < UDP_END || frame[12..14] != [0x08, 0x00] || frame[L3] != 0x45 {
             return None;
         }
-        let ip = parse_ip(frame, l2.l3_offset).ok()?;
-        if ip.ttl <= 1 || ip.frag_offset > 0 || ip.more_frags || ip.protocol == ipv4::protocol::ICMP
-        {
+        let header: &[u8; ipv4::HEADER_LEN] = frame[L3..L4].try_into().ok()?;
+        let ip_total = usize::from(be16(header, 2));
+        let fragment = be16(header, 6) & 0x3FFF; // more-fragments and the offset
+        let ttl = header[8];
+        if L3 + ip_total > frame.len() || fragment != 0 || ttl <= 1 {
             return None;
         }
-        let dst = Ipv4Addr::from(ip.dst);
-        if self.is_own_address(dst) || dst.is_broadcast() || dst.is_multicast() {
+        if !header_checksum_ok(header) {
             return None;
         }
-        if from == Side::Inside && in_prefixes(&self.settings.public, dst) {
+        let (src, dst) = (be32(header, 12), be32(header, 16));
+        let flow = fast_transport(frame, header[9], ip_total)?;
+        let dst_ip = Ipv4Addr::from(dst);
+        if self.is_own_address(dst_ip) || dst_ip.is_broadcast() || dst_ip.is_multicast() {
+            return None;
+        }
+        if from == Side::Inside && self.settings.is_public(dst_ip) {
             return None; // hairpinned: translated twice, by the general path
         }
-        let Ok(Transport::Flow(flow)) = parse_transport(frame, &ip, from) else {
-            return None;
-        };
         let (local, remote) = match from {
-            Side::Inside => ((ip.src, flow.src_port), (ip.dst, flow.dst_port)),
-            Side::Outside => ((ip.dst, flow.dst_port), (ip.src, flow.src_port)),
+            Side::Inside => ((src, flow.src_port), (dst, flow.dst_port)),
+            Side::Outside => ((dst, flow.dst_port), (src, flow.src_port)),
         };
         let key = flow_key(flow.proto, from, local, remote);
         Some(Established {
-            ip,
             flow,
             slot: self.state.flow_slot(&key),
             key,
+            ip_total: ip_total as u16,
         })
     }
 
@@ -82,7 +148,7 @@ impl<S: EventSink> Engine<S> {
     /// decides exactly as it would have had this one not existed: the conditions it checks
     /// either hold for every packet of a live session or were checked by `classify`.
     /// `tests/fast_path.rs` holds the two paths to the same bytes.
-    #[inline]
+    #[inline(always)]
     pub(super) fn established(
         &mut self,
         buf: &mut [u8],
@@ -92,8 +158,8 @@ impl<S: EventSink> Engine<S> {
         let session = self.state.find_flow_at(e.slot, &e.key)?;
         self.touch(session, e.flow, e.key.from, now);
         let s = *self.state.session(session);
-        let pkt = &mut buf[e.ip.l3..e.ip.packet_end()];
-        self.rewrite(pkt, e.ip.ihl, &s, e.key.from);
+        let pkt = &mut buf[L3..L3 + usize::from(e.ip_total)];
+        self.rewrite(pkt, ipv4::HEADER_LEN, &s, e.key.from);
         decrement_ttl(pkt);
         Some(Verdict::Forward(match e.key.from {
             Side::Inside => Side::Outside,

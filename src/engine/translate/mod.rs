@@ -28,6 +28,20 @@ use parse::{
     parse_transport, remote_port,
 };
 
+fn rx(from: Side) -> Activity {
+    match from {
+        Side::Inside => Activity::RxInside,
+        Side::Outside => Activity::RxOutside,
+    }
+}
+
+fn tx(to: Side) -> Activity {
+    match to {
+        Side::Inside => Activity::TxInside,
+        Side::Outside => Activity::TxOutside,
+    }
+}
+
 /// Whether the fast path already probed the flow table for this frame's flow, and missed.
 #[derive(Debug, Clone, Copy)]
 struct Probed(bool);
@@ -42,7 +56,7 @@ impl<S: EventSink> Engine<S> {
     }
 
     /// [`Engine::process`] for a frame [`Engine::classify`] has already looked at.
-    #[inline]
+    #[inline(always)]
     pub(super) fn process_classified(
         &mut self,
         buf: &mut [u8],
@@ -51,27 +65,38 @@ impl<S: EventSink> Engine<S> {
         now: u64,
         fast: Option<&Established>,
     ) -> Verdict {
-        self.counters.count(match from {
-            Side::Inside => Activity::RxInside,
-            Side::Outside => Activity::RxOutside,
-        });
+        if let Some(f) = fast
+            && let Some(verdict) = self.established(buf, f, now)
+        {
+            self.counters.count(rx(from));
+            self.count_outcome(verdict);
+            return verdict;
+        }
         // A classified frame whose flow the fast path missed needs no second probe.
-        let verdict = match fast.map(|f| self.established(buf, f, now)) {
-            Some(Some(verdict)) => verdict,
-            missed => self
-                .translate_frame(buf, len, from, now, Probed(missed.is_some()))
-                .unwrap_or_else(Verdict::Drop),
-        };
+        self.process_general(buf, len, from, now, Probed(fast.is_some()))
+    }
+
+    /// Every frame the fast path did not translate: kept out of line, so that the fast
+    /// path's loop stays small.
+    #[inline(never)]
+    fn process_general(
+        &mut self,
+        buf: &mut [u8],
+        len: usize,
+        from: Side,
+        now: u64,
+        probed: Probed,
+    ) -> Verdict {
+        self.counters.count(rx(from));
+        let verdict = self
+            .translate_frame(buf, len, from, now, probed)
+            .unwrap_or_else(Verdict::Drop);
         self.count_outcome(verdict);
         verdict
     }
 
     #[inline(always)]
     fn count_outcome(&mut self, verdict: Verdict) {
-        let tx = |side| match side {
-            Side::Inside => Activity::TxInside,
-            Side::Outside => Activity::TxOutside,
-        };
         match verdict {
             Verdict::Forward(side) => self.counters.count(tx(side)),
             Verdict::Reply { side, .. } => {
@@ -126,7 +151,7 @@ impl<S: EventSink> Engine<S> {
                 from: Side::Inside,
             });
         }
-        let hairpin = in_prefixes(&self.settings.public, Ipv4Addr::from(ip.dst));
+        let hairpin = self.settings.is_public(Ipv4Addr::from(ip.dst));
         if hairpin && !self.settings.hairpinning {
             return Err(DropReason::HairpinDisabled);
         }
@@ -168,7 +193,7 @@ impl<S: EventSink> Engine<S> {
         hairpin: bool,
         probed: Probed,
     ) -> Step {
-        if !in_prefixes(&self.settings.public, Ipv4Addr::from(ip.dst)) {
+        if !self.settings.is_public(Ipv4Addr::from(ip.dst)) {
             return Err(DropReason::NotInPool);
         }
         if !hairpin && ip.ttl <= 1 {
@@ -492,7 +517,7 @@ impl<S: EventSink> Engine<S> {
 
     /// A packet on a live session: advance TCP state and push the deadline out. Only a
     /// shortened deadline touches the wheel.
-    #[inline]
+    #[inline(always)]
     fn touch(&mut self, session: u32, flow: Flow, from: Side, now: u64) {
         let s = *self.state.session(session);
         let tcp = if flow.proto == Proto::Tcp {
