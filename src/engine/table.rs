@@ -223,7 +223,9 @@ impl TagTable {
     pub fn insert(&mut self, slot: Slot, value: u32) -> Result<(), Full> {
         let mut b = slot.home as usize;
         for _ in 0..self.buckets.len() {
-            if let Some(i) = self.buckets[b].tags.iter().position(|&t| t == EMPTY) {
+            let free = self.buckets[b].matches(EMPTY);
+            if free != 0 {
+                let i = free.trailing_zeros() as usize;
                 self.count_overflow(slot.home as usize, b);
                 let bucket = &mut self.buckets[b];
                 bucket.tags[i] = slot.tag;
