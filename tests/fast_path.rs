@@ -40,7 +40,7 @@ struct Packet {
     tcp_flags: u8,
     zero_udp_checksum: bool,
     icmp_error: bool,
-    /// An odd or broken header ([`mutate`]; 0: none), which must leave the fast path.
+    /// An unusual or broken header ([`mutate`]; 0: none).
     odd_shape: u8,
 }
 
@@ -145,12 +145,13 @@ fn frame(p: &Packet, side: Side, publics: &[SocketAddrV4]) -> Option<Vec<u8>> {
     ))
 }
 
-const ODD_SHAPES: u8 = 14;
+const ODD_SHAPES: u8 = 16;
 const IP: usize = 14;
 const L4: usize = IP + 20;
 
-/// Gives a frame one of the shapes the fast path leaves to the general path: each is
-/// either another valid packet (options, a VLAN tag, a fragment, TTL 1) or a broken one.
+/// Gives a frame an unusual shape: one the fast path leaves to the general path (another
+/// valid packet — options, a VLAN tag, a fragment, TTL 1 — or a broken one), or one it
+/// keeps (TTL 2, a TOS byte and the don't-fragment bit).
 fn mutate(frame: &mut Vec<u8>, odd_shape: u8) {
     let set16 =
         |f: &mut Vec<u8>, at: usize, v: u16| f[at..at + 2].copy_from_slice(&v.to_be_bytes());
@@ -182,7 +183,12 @@ fn mutate(frame: &mut Vec<u8>, odd_shape: u8) {
         }
         12 => set16(frame, 12, 0x86DD), // not IPv4
         13 => frame.truncate(L4 + 4),   // cut short
-        _ => frame[IP] = 0x55,          // IP version 5
+        14 => frame[IP] = 0x55,         // IP version 5
+        15 => frame[IP + 8] = 2,        // TTL 2: forwarded with TTL 1
+        _ => {
+            frame[IP + 1] = 0xB8; // a TOS byte (DSCP EF)
+            frame[IP + 6] |= 0x40; // don't fragment
+        }
     }
     if !matches!(odd_shape, 3 | 11 | 12 | 13) && frame.len() >= L4 {
         set16(frame, IP + 10, 0);

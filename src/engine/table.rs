@@ -80,10 +80,18 @@ fn zero_bytes_32(x: u32) -> u32 {
 
 /// A keyed hash of two 64-bit words for the packet path: two folded multiplies (the 128-bit
 /// product's halves XORed, foldhash's core) under keys drawn at random for each table set,
-/// so that an outsider cannot aim flows at one bucket — and no `Hasher` state machine.
-#[derive(Debug, Clone, Copy)]
+/// unknown outside the process, so that flows cannot be aimed at one bucket without
+/// them — and no `Hasher` state machine.
+#[derive(Clone, Copy)]
 pub struct KeyedHash {
     keys: [u64; 3],
+}
+
+/// The keys stay out of logs and debug output.
+impl std::fmt::Debug for KeyedHash {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("KeyedHash(..)")
+    }
 }
 
 impl KeyedHash {

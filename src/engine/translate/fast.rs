@@ -210,3 +210,75 @@ impl<S: EventSink> Engine<S> {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::net::SocketAddrV4;
+
+    use super::*;
+    use crate::config::Config;
+    use crate::engine::event::NullSink;
+    use crate::wire::build::{self, FrameSpec};
+    use crate::wire::checksum;
+
+    fn engine() -> Engine<NullSink> {
+        let cfg = Config::from_toml_str(
+            "[interfaces]\ninside = \"a\"\noutside = \"b\"\n\
+             [pool]\npublic = [\"203.0.113.0/30\"]\nsubscribers = [\"100.64.0.0/16\"]\n",
+        )
+        .unwrap();
+        Engine::for_all_workers(&cfg, 0, |_| NullSink).remove(0)
+    }
+
+    fn endpoints() -> (SocketAddrV4, SocketAddrV4) {
+        let src = SocketAddrV4::new(Ipv4Addr::new(100, 64, 0, 1), 1000);
+        (src, SocketAddrV4::new(Ipv4Addr::new(198, 51, 100, 1), 80))
+    }
+
+    fn fix_ip_checksum(frame: &mut [u8]) {
+        frame[L3 + 10..L3 + 12].fill(0);
+        let sum = checksum::checksum(&frame[L3..L4]);
+        frame[L3 + 10..L3 + 12].copy_from_slice(&sum.to_be_bytes());
+    }
+
+    /// Unusual but ordinary packets stay on the fast path; the proptest in
+    /// tests/fast_path.rs holds both paths to the same bytes on them and on the shapes
+    /// that must leave it.
+    #[test]
+    fn ordinary_shapes_take_the_fast_path_and_odd_ones_do_not() {
+        let engine = engine();
+        let (src, dst) = endpoints();
+        let classify = |frame: &[u8]| engine.classify(frame, frame.len(), Side::Inside).is_some();
+        let udp = build::pad(build::build(&FrameSpec::udp(src, dst)));
+        assert!(classify(&udp));
+        let ttl_2 = build::build(&FrameSpec::udp(src, dst).with_ttl(2));
+        assert!(classify(&ttl_2), "TTL 2 is forwarded as 1");
+        let df = build::build(&FrameSpec::udp(src, dst).with_dont_frag(true));
+        assert!(classify(&df));
+        let mut tos = udp.clone();
+        tos[L3 + 1] = 0xB8;
+        fix_ip_checksum(&mut tos);
+        assert!(classify(&tos));
+        let mut short_udp = build::build(&FrameSpec::udp(src, dst).with_payload(vec![7; 16]));
+        short_udp[L4 + 4..L4 + 6].copy_from_slice(&12u16.to_be_bytes());
+        assert!(classify(&short_udp), "a UDP length below the IP payload's");
+        let mut tcp_options =
+            build::build(&FrameSpec::tcp(src, dst, 0x10).with_payload(vec![0; 24]));
+        tcp_options[L4 + 12] = 0x60; // 24-byte header: 4 bytes of options, then payload
+        assert!(classify(&tcp_options));
+
+        let ttl_1 = build::build(&FrameSpec::udp(src, dst).with_ttl(1));
+        let vlan = build::build(&FrameSpec::udp(src, dst).with_vlan(7));
+        let mut fragment = udp.clone();
+        fragment[L3 + 6] |= 0x20;
+        fix_ip_checksum(&mut fragment);
+        let mut bad_checksum = udp.clone();
+        bad_checksum[L3 + 10] ^= 1;
+        let hairpin = build::build(&FrameSpec::udp(src, "203.0.113.1:5000".parse().unwrap()));
+        let echo = build::build(&FrameSpec::echo_request(*src.ip(), *dst.ip(), 9, 1));
+        for odd in [&ttl_1, &vlan, &fragment, &bad_checksum, &hairpin, &echo] {
+            assert!(!classify(odd), "{odd:02x?}");
+        }
+        assert!(!classify(&udp[..L4 + 7]), "cut short");
+    }
+}
