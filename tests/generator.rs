@@ -8,6 +8,9 @@
 //! afterwards (a drop guard). Tests take turns: they share the CPUs, and pacing and latency
 //! are measured.
 
+#[allow(unused_imports)] // the lab harness is all this file takes from common
+mod common;
+
 use std::net::{Ipv4Addr, SocketAddrV4};
 use std::path::PathBuf;
 use std::process::{Command, Stdio};
@@ -15,6 +18,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
+use common::lab::{exe, gen_send};
 use serde_json::Value;
 use tracenat::demo::{self, LabProcess, in_namespace};
 use tracenat::generator::frames::{Proto, SizeMix};
@@ -26,10 +30,6 @@ static TURN: Mutex<()> = Mutex::new(());
 
 fn turn() -> MutexGuard<'static, ()> {
     TURN.lock().unwrap_or_else(|e| e.into_inner())
-}
-
-fn exe() -> PathBuf {
-    PathBuf::from(env!("CARGO_BIN_EXE_tracenat"))
 }
 
 fn is_root() -> bool {
@@ -347,16 +347,8 @@ fn round_trips_through_the_nat_in_the_lab() {
         assert!(Instant::now() < deadline, "the sink did not come up");
         std::thread::sleep(Duration::from_millis(20));
     }
-    let send = Command::new("ip")
-        .args(["netns", "exec", topology::ACCESS_NS])
-        .arg(exe())
+    let send = gen_send()
         .args([
-            "gen",
-            "send",
-            "--interface",
-            topology::INSIDE_PEER_IF,
-            "--gateway",
-            topology::NAT_INSIDE_ADDRESS,
             "--dst",
             "198.51.100.10:7,198.51.100.20:9",
             "--subscribers",
