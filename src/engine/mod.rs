@@ -99,7 +99,6 @@ pub struct Settings {
     pub inside_address: Option<Ipv4Addr>,
     pub outside_address: Option<Ipv4Addr>,
     pub subscribers: Vec<Ipv4Prefix>,
-    pub public: Vec<Ipv4Prefix>,
     /// The lowest and highest address of the public pool, over all its prefixes.
     public_span: (u32, u32),
     /// The pool's prefixes as (network, mask), masks computed once.
@@ -123,7 +122,6 @@ impl Settings {
             inside_address: cfg.interfaces.inside_address,
             outside_address: cfg.interfaces.outside_address,
             subscribers: cfg.pool.subscribers.clone(),
-            public: cfg.pool.public.clone(),
             public_span: span(&cfg.pool.public),
             public_networks: cfg
                 .pool
@@ -392,7 +390,6 @@ mod tests {
             let mut settings = Settings::from_config(&cfg);
             settings.public_span = span(&pool);
             settings.public_networks = pool.iter().map(|p| (u32::from(p.addr), p.mask())).collect();
-            settings.public = pool.clone();
             for _ in 0..200 {
                 // Addresses at and around the prefixes' edges, and anywhere.
                 let near = pool.get(rng.below(pool.len().max(1) as u32) as usize);

@@ -65,32 +65,19 @@ impl<S: EventSink> Engine<S> {
         now: u64,
         fast: Option<&Established>,
     ) -> Verdict {
-        if let Some(f) = fast
-            && let Some(verdict) = self.established(buf, f, now)
-        {
-            self.counters.count(rx(from));
-            self.count_outcome(verdict);
-            return verdict;
-        }
-        // A classified frame whose flow the fast path missed needs no second probe.
-        self.process_general(buf, len, from, now, Probed(fast.is_some()))
-    }
-
-    /// Every frame the fast path did not translate: kept out of line, so that the fast
-    /// path's loop stays small.
-    #[inline(never)]
-    fn process_general(
-        &mut self,
-        buf: &mut [u8],
-        len: usize,
-        from: Side,
-        now: u64,
-        probed: Probed,
-    ) -> Verdict {
+        // A `match`, not `Option::and_then`: the closure would not be inlined.
+        let established = match fast {
+            Some(f) => self.established(buf, f, now),
+            None => None,
+        };
+        let verdict = match established {
+            Some(verdict) => verdict,
+            // A classified frame whose flow the fast path missed needs no second probe.
+            None => self
+                .translate_frame(buf, len, from, now, Probed(fast.is_some()))
+                .unwrap_or_else(Verdict::Drop),
+        };
         self.counters.count(rx(from));
-        let verdict = self
-            .translate_frame(buf, len, from, now, probed)
-            .unwrap_or_else(Verdict::Drop);
         self.count_outcome(verdict);
         verdict
     }
@@ -109,6 +96,9 @@ impl<S: EventSink> Engine<S> {
         }
     }
 
+    /// Every frame the fast path did not translate: kept out of line, so that the fast
+    /// path's loop stays small.
+    #[inline(never)]
     fn translate_frame(
         &mut self,
         buf: &mut [u8],
