@@ -618,3 +618,66 @@ impl Alongside {
         })
     }
 }
+
+/// A worker that falls behind (here: stopped outright, SIGSTOP) loses frames in the
+/// kernel, at its AF_XDP socket, before it can see them. They are counted there
+/// (`tracenat_socket_drops_total`), so every frame sent is either received or counted.
+#[test]
+fn frames_the_kernel_drops_at_a_stalled_worker_are_counted_not_silent() {
+    let Some(lab) = Lab::up("stall", 1, 1) else {
+        return;
+    };
+    let nat = lab.nat();
+    let pid = nat.pid().expect("tracenat runs") as libc::pid_t;
+    let at_sockets = |text: &str| counter(text, "socket_drops_total", "side=\"inside\"");
+    let received = |text: &str| counter(text, "rx_packets_total", "side=\"inside\"");
+    let before = counters();
+    // SAFETY: signals to our own child; SIGCONT below resumes it whatever happens between.
+    unsafe { libc::kill(pid, libc::SIGSTOP) };
+    let sent = sent_packets(
+        &generate(&[
+            "--dst",
+            "198.51.100.10:7",
+            "--subscribers",
+            "4",
+            "--flows",
+            "4",
+            "--rate",
+            "50k",
+            "--duration",
+            "300ms",
+            "--json",
+        ])
+        .stdout,
+    );
+    // SAFETY: as above.
+    unsafe { libc::kill(pid, libc::SIGCONT) };
+    assert!(sent > 10_000, "the generator sent {sent} frames");
+    // The worker drains its ring and publishes its counters every 100 ms.
+    let deadline = Instant::now() + Duration::from_secs(5);
+    let (lost, got) = loop {
+        let now = counters();
+        let lost = at_sockets(&now) - at_sockets(&before);
+        let got = received(&now) - received(&before);
+        if lost + got >= sent || Instant::now() > deadline {
+            break (lost, got);
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    assert!(
+        lost > 0,
+        "a stopped worker's ring cannot hold {sent} frames"
+    );
+    // None missing; a few more is the lab's own background traffic reaching the worker.
+    assert!(
+        (sent..=sent + 100).contains(&(lost + got)),
+        "{sent} frames sent: every one received ({got}) or counted at the socket ({lost})"
+    );
+    let output = nat.stop().expect("tracenat stops");
+    assert!(
+        output.contains(&format!(
+            "by the kernel at the sockets, before a worker saw them: {lost};"
+        )),
+        "{output}"
+    );
+}

@@ -126,8 +126,9 @@ fn print_report(r: &RunReport) {
         r.ended_at_stop
     );
     println!(
-        "dropped: {} (by reason in `tracenat stats` while running); handoffs: {}",
+        "dropped: {} (by reason in `tracenat stats` while running); by the kernel at the sockets, before a worker saw them: {}; handoffs: {}",
         t.engine.total_drops(),
+        t.socket_drops_total(),
         r.snapshot.handoffs.iter().map(|h| h.2).sum::<u64>()
     );
     println!(

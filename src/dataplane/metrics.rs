@@ -11,7 +11,7 @@ use std::thread::JoinHandle;
 use std::time::Duration;
 
 use super::handoff::Rings;
-use super::worker::WorkerStats;
+use super::worker::{SOCKET_DROP_REASONS, WorkerStats};
 use crate::engine::DropReason;
 use crate::engine::counters::{Activity, Counters};
 use crate::maplog::writer::LogStats;
@@ -36,7 +36,16 @@ pub struct WorkerSnapshot {
     pub idle_polls: u64,
     pub idle_poll_timeouts: u64,
     pub live_sessions: u64,
+    /// Per side, by [`SOCKET_DROP_REASONS`].
+    pub socket_drops: [[u64; SOCKET_DROP_REASONS.len()]; 2],
     pub engine: Counters,
+}
+
+impl WorkerSnapshot {
+    /// Frames the kernel dropped at the sockets, every side and reason.
+    pub fn socket_drops_total(&self) -> u64 {
+        self.socket_drops.iter().flatten().sum()
+    }
 }
 
 #[derive(Debug, Clone, Default)]
@@ -65,6 +74,10 @@ impl Snapshot {
                     idle_polls: get(&s.idle_polls),
                     idle_poll_timeouts: get(&s.idle_poll_timeouts),
                     live_sessions: get(&s.live_sessions),
+                    socket_drops: s
+                        .socket_drops
+                        .each_ref()
+                        .map(|side| side.each_ref().map(get)),
                     engine: s
                         .engine
                         .lock()
@@ -99,6 +112,11 @@ impl Snapshot {
             t.idle_polls += w.idle_polls;
             t.idle_poll_timeouts += w.idle_poll_timeouts;
             t.live_sessions += w.live_sessions;
+            for (total, side) in t.socket_drops.iter_mut().zip(&w.socket_drops) {
+                for (t, v) in total.iter_mut().zip(side) {
+                    *t += v;
+                }
+            }
             t.engine.merge(&w.engine);
         }
         t
@@ -187,6 +205,27 @@ impl Snapshot {
             "counter",
             "Frames for the kernel that reached the dataplane (dropped).",
             per_worker(&|s| s.not_for_dataplane),
+        );
+        let socket_drops = self
+            .workers
+            .iter()
+            .enumerate()
+            .flat_map(|(w, s)| {
+                ["inside", "outside"]
+                    .into_iter()
+                    .zip(s.socket_drops)
+                    .flat_map(move |(side, counts)| {
+                        SOCKET_DROP_REASONS.iter().zip(counts).map(move |(r, v)| {
+                            (format!("worker=\"{w}\",side=\"{side}\",reason=\"{r}\""), v)
+                        })
+                    })
+            })
+            .collect();
+        metric(
+            "socket_drops_total",
+            "counter",
+            "Frames the kernel dropped at a worker's AF_XDP socket before the worker saw them (XDP_STATISTICS).",
+            socket_drops,
         );
         metric(
             "handoff_received_total",

@@ -41,6 +41,9 @@ pub struct WorkerStats {
     pub idle_polls: AtomicU64,
     /// Sleeps that ended by the timeout rather than by traffic.
     pub idle_poll_timeouts: AtomicU64,
+    /// The kernel's drop counters of each side's socket, by [`SOCKET_DROP_REASONS`]:
+    /// frames that never reached the worker, so the engine cannot count them.
+    pub socket_drops: [[AtomicU64; SOCKET_DROP_REASONS.len()]; 2],
     /// The engine's counters as of the last publication.
     pub engine: Mutex<Option<Counters>>,
     /// Where every UMEM frame was when the worker stopped (all accounted for).
@@ -65,6 +68,11 @@ pub struct Worker {
     /// Timers run on engine time (monotonic); records are stamped on the wall clock.
     pub timeline: Timeline,
 }
+
+/// Why the kernel dropped frames at an AF_XDP socket (XDP_STATISTICS), in the order of
+/// [`WorkerStats::socket_drops`]: the rx ring was full (the worker fell behind); no frame
+/// was free on the fill ring (or the frame was too big); a descriptor was invalid.
+pub const SOCKET_DROP_REASONS: [&str; 3] = ["rx_ring_full", "rx_dropped", "invalid_descriptor"];
 
 /// Local counts, published to [`WorkerStats`] now and then (no atomics per packet).
 #[derive(Default)]
@@ -359,6 +367,19 @@ impl Worker {
             .store(local.idle_poll_timeouts, Ordering::Relaxed);
         s.live_sessions
             .store(self.engine.live_sessions() as u64, Ordering::Relaxed);
+        for (counts, socket) in s.socket_drops.iter().zip(&self.sockets) {
+            // One getsockopt per socket every PUBLISH_EVERY_NS: off the per-packet path.
+            if let Ok(k) = socket.kernel_stats() {
+                let now = [
+                    k.rx_ring_full,
+                    k.rx_dropped,
+                    k.rx_invalid_descs + k.tx_invalid_descs,
+                ];
+                for (count, v) in counts.iter().zip(now) {
+                    count.store(v, Ordering::Relaxed);
+                }
+            }
+        }
         // Readers hold this lock only to copy; the packet path never waits for them.
         let engine = if last {
             Some(s.engine.lock().unwrap_or_else(|e| e.into_inner()))
