@@ -123,6 +123,7 @@ impl Worker {
     /// Runs until `stop` is set, then drains: every frame sent or returned, the ledger
     /// recorded, the producer's last batch handed to the writer.
     pub fn run(mut self, stop: &AtomicBool) -> Engine<Producer> {
+        self.engine.commit_memory();
         let fill_target = (self.pool.total() / 4).max(self.burst);
         for side in [Side::Inside, Side::Outside] {
             self.sockets[side as usize].refill(&mut self.pool, fill_target);

@@ -50,6 +50,34 @@ impl<T: Copy> HugeArray<T> {
     pub fn bytes(&self) -> usize {
         self.bytes
     }
+
+    /// Backs every page with memory now, contents unchanged. A page's first write
+    /// otherwise faults on the packet path, and a huge page's fault zeroes 2 MiB: the first
+    /// new sessions after a start stalled a worker for tens of milliseconds. Committing up
+    /// front also means a box short of memory finds out at start, not under load.
+    pub fn commit(&mut self) {
+        // SAFETY: the range is this array's own mapping; MADV_POPULATE_WRITE (Linux 5.14+)
+        // only faults pages in, as writes would, without changing what they hold.
+        let populated = unsafe {
+            libc::madvise(
+                self.ptr.as_ptr().cast(),
+                self.bytes,
+                libc::MADV_POPULATE_WRITE,
+            )
+        } == 0;
+        if !populated {
+            // Older kernels: a write to each small page, of the byte already there.
+            let base = self.ptr.as_ptr().cast::<u8>();
+            for offset in (0..self.bytes).step_by(PAGE) {
+                // SAFETY: `offset` lies inside the mapping; the byte is rewritten unchanged
+                // and `&mut self` makes the access exclusive.
+                unsafe {
+                    let byte = base.add(offset);
+                    byte.write_volatile(byte.read_volatile());
+                }
+            }
+        }
+    }
 }
 
 /// Maps `bytes` of fresh zeroed memory; whole 2 MiB pages at a 2 MiB boundary, advised onto
@@ -139,5 +167,38 @@ mod tests {
         // SAFETY: as above.
         let small: HugeArray<u64> = unsafe { HugeArray::zeroed(10) };
         assert_eq!((small.len(), small.bytes()), (10, PAGE));
+    }
+
+    /// Small pages of `a` that are backed by memory now (mincore).
+    fn resident<T: Copy>(a: &HugeArray<T>) -> usize {
+        let mut flags = vec![0u8; a.bytes().div_ceil(PAGE)];
+        // SAFETY: the range is `a`'s own mapping and `flags` has a byte per page of it.
+        let rc = unsafe { libc::mincore(a.ptr.as_ptr().cast(), a.bytes(), flags.as_mut_ptr()) };
+        assert_eq!(rc, 0, "mincore: {}", std::io::Error::last_os_error());
+        flags.iter().filter(|f| *f & 1 == 1).count()
+    }
+
+    #[test]
+    fn commit_backs_every_page_before_any_write() {
+        // SAFETY: zero is a valid u64.
+        let mut a: HugeArray<u64> = unsafe { HugeArray::zeroed(600_000) };
+        assert_eq!(
+            resident(&a),
+            0,
+            "a fresh table costs no memory until committed"
+        );
+        a.commit();
+        assert_eq!(resident(&a), a.bytes() / PAGE);
+    }
+
+    #[test]
+    fn commit_keeps_the_contents() {
+        // SAFETY: zero is a valid u64.
+        let mut a: HugeArray<u64> = unsafe { HugeArray::zeroed(300_000) };
+        a[5] = 11;
+        a[299_999] = 13;
+        a.commit();
+        assert_eq!((a[5], a[299_999]), (11, 13));
+        assert_eq!(a.iter().filter(|&&v| v != 0).count(), 2);
     }
 }

@@ -273,6 +273,12 @@ impl<S: EventSink> Engine<S> {
     pub fn live_sessions(&self) -> usize {
         self.state.live_sessions()
     }
+    /// Backs the state tables with memory now, so no page is first touched (and zeroed)
+    /// on the packet path. The dataplane calls it on each worker's own thread, before
+    /// traffic, so the pages are also local to the worker's core.
+    pub fn commit_memory(&mut self) {
+        self.state.commit_memory();
+    }
     pub fn live_mappings(&self) -> usize {
         self.state.live_mappings()
     }

@@ -275,6 +275,9 @@ impl<T: Vacancy> Slab<T> {
     fn bytes(&self) -> usize {
         self.items.bytes()
     }
+    fn commit(&mut self) {
+        self.items.commit();
+    }
 }
 
 fn endpoint_key(proto: Proto, ip: u32, port: u16) -> u64 {
@@ -506,6 +509,16 @@ impl NatState {
     pub fn heap_bytes(&self) -> usize {
         self.mapped_bytes()
             + self.subscribers.capacity() * (std::mem::size_of::<(u32, Subscriber)>() + 1)
+    }
+
+    /// Backs every table with memory now ([`HugeArray::commit`]): no page faults on the
+    /// packet path later.
+    pub fn commit_memory(&mut self) {
+        self.mappings.commit();
+        self.sessions.commit();
+        self.by_inside.commit();
+        self.by_public.commit();
+        self.flows.commit();
     }
 
     /// Bytes of the tables mapped outside the heap (records and indexes, all reserved up

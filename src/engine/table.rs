@@ -159,6 +159,11 @@ impl TagTable {
         self.len
     }
 
+    /// Backs the buckets with memory now (see [`HugeArray::commit`]).
+    pub fn commit(&mut self) {
+        self.buckets.commit();
+    }
+
     pub fn is_empty(&self) -> bool {
         self.len == 0
     }
