@@ -4,7 +4,14 @@
 # generator, in one run.
 #
 #   scripts/bench-e2e.sh [--workers N] [--duration 3s] [--rate 50k] [--new-flows 1M]
-#                        [--new-duration 1s] [--tcp-time 3] [--out DIR] [--spin]
+#                        [--new-duration 1s] [--tcp-time 3] [--out DIR] [--spin] [--isolate]
+#
+# --isolate: the NAT gets the machine's last WORKERS CPUs to itself and the traffic's
+# endpoints (generator, sink, iperf3) the others, as on a box whose NAT cores carry
+# nothing else. tracenat's and the ceiling's workers are pinned there (workers.cores);
+# the kernel's NAT runs in softirq, so RPS on tn-in and tn-out steers its receive
+# processing there. Without it everything shares every CPU (tracenat's worker w is
+# pinned to CPU w, the default) and the kernel's NAT runs in the generator's own send.
 #
 # Root. Builds tracenat (release, in $CARGO_TARGET_DIR if set) if needed, brings the lab up
 # in DIR/lab (`tracenat lab up --dir`), and always takes it down again (trap EXIT). For
@@ -23,7 +30,9 @@
 #      sessions_created counter from `tracenat stats`);
 #   4. memory per session: kernel: the nf_conntrack slab object size (/proc/slabinfo) and
 #      the growth of Slab in /proc/meminfo over phase 3 divided by the sessions created;
-#      tracenat: the growth of its VmRSS over phase 3 divided by the sessions created.
+#      tracenat: its VmRSS after phase 3 divided by the sessions it can hold (workers x
+#      limits.max-sessions): it commits every table at start, so what a session costs is
+#      fixed then, not grown into.
 # Phases 3 and 4 are meaningless for the ceiling (it keeps no sessions): "—" there.
 # Writes DIR/results.md (the table, with tracenat/kernel and tracenat/ceiling ratios),
 # DIR/results.json, the HdrHistogram logs DIR/rtt-{kernel,ceiling,tracenat}.hlog (and one-way DIR/oneway-*.hlog), the
@@ -57,6 +66,7 @@ while (($#)); do
     --tcp-time) TCP_TIME=$2; shift 2 ;;
     --out) OUT=$2; shift 2 ;;
     --spin) SPIN=1; shift ;;
+    --isolate) ISOLATE=1; shift ;;
     -h|--help) usage ;;
     *) echo "bench-e2e: unknown argument $1" >&2; usage ;;
   esac
@@ -86,6 +96,17 @@ print("%d" % (float(t[:-1])*m[t[-1]] if t[-1] in m else float(t)))' "$NEW_FLOWS"
 SINK_FOR=$(python3 -c "print('%gs' % ($DUR_S + 2.5))")
 SINK_NEW_FOR=$(python3 -c "print('%gs' % ($NEW_S + 2.5))")
 
+# The NAT's CPUs and the endpoints' (--isolate); empty: no placement.
+NAT_CPUS=; EP=
+if [[ ${ISOLATE:-0} == 1 ]]; then
+  NCPU=$(nproc)
+  ((NCPU > WORKERS)) || { echo "bench-e2e: --isolate needs more CPUs ($NCPU) than workers" >&2; exit 2; }
+  NAT_CPUS=$(seq -s, $((NCPU - WORKERS)) $((NCPU - 1)))
+  EP="taskset -c 0-$((NCPU - WORKERS - 1))"
+fi
+# RPS mask (hex) of the NAT's CPUs, for the kernel's receive processing.
+rps_mask() { python3 -c 'import sys; print("%x" % sum(1 << int(c) for c in sys.argv[1].split(",") if c))' "$NAT_CPUS"; }
+
 mkdir -p "$OUT"; OUT=$(cd "$OUT" && pwd)
 LAB=$OUT/lab
 rm -rf "$LAB" "$OUT"/*.json "$OUT"/*.hlog "$OUT"/*.txt "$OUT"/*.err
@@ -98,6 +119,7 @@ cleanup() {
   if ip netns list 2>/dev/null | grep -qw tn-nat; then
     ip netns exec tn-nat nft delete table ip tnbench 2>/dev/null
     ip netns exec tn-nat sysctl -qw net.ipv4.ip_forward=0
+    set_rps 0
   fi
   "$B" lab down --dir "$LAB" >/dev/null 2>&1
   echo "bench-e2e: lab removed"
@@ -110,12 +132,25 @@ if ! "$B" lab up --workers "$WORKERS" --subscribers 1 --dir "$LAB" >"$OUT/lab-up
   LAB=/nonexistent-not-ours; trap - EXIT; exit 1
 fi
 CONF=$LAB/tracenat.toml
+# Sessions each worker's tables hold (limits.max-sessions; the default when unset).
+MAX_SESSIONS=$(awk -F= '/^max-sessions *=/{gsub(/[ _]/, "", $2); print $2}' "$CONF")
+MAX_SESSIONS=${MAX_SESSIONS:-1048576}
 # --spin: tracenat's workers never sleep in poll(2) when idle (dataplane.idle-backoff = false).
 [[ ${SPIN:-0} == 1 ]] && sed -i '/^\[dataplane\]/a idle-backoff = false' "$CONF"
+[[ -n $NAT_CPUS ]] && sed -i "/^\[workers\]/a cores = [$NAT_CPUS]" "$CONF"
 innat() { ip netns exec tn-nat "$@"; }
+# RPS mask $1 on every rx queue of the NAT's two interfaces (sysfs as tn-nat sees it).
+set_rps() {
+  innat sh -c "for q in /sys/class/net/tn-in/queues/rx-* /sys/class/net/tn-out/queues/rx-*; do echo $1 > \$q/rps_cpus; done"
+}
 
 # CPU counters: the whole machine's softirq and busy jiffies (/proc/stat, USER_HZ).
-cpu_sample() { awk '/^cpu /{print $2+$3+$4+$7+$8, $8}' /proc/stat; }
+# Third figure: the busy jiffies of the NAT's CPUs (--isolate), else 0.
+cpu_sample() {
+  awk -v cpus=",$NAT_CPUS," '/^cpu /{b=$2+$3+$4+$7+$8; s=$8}
+    /^cpu[0-9]/{if (index(cpus, "," substr($1, 4) ",")) n+=$2+$3+$4+$7+$8}
+    END {print b, s, n+0}' /proc/stat
+}
 proc_cpu() { [[ -n ${1:-} ]] && awk '{print $14+$15}' "/proc/$1/stat" 2>/dev/null || echo 0; }
 
 TCP_SERVER=198.51.100.10
@@ -147,11 +182,11 @@ phase_idle() {
 # One-way forwarding at max rate. $1: system name.
 phase_max() {
   local s=$1 c0 c1 p0 p1 S
-  ip netns exec tn-inet "$B" gen sink --interface tn-out-peer --duration "$SINK_FOR" --json \
+  ip netns exec tn-inet $EP "$B" gen sink --interface tn-out-peer --duration "$SINK_FOR" --json \
     >"$OUT/$s-max-sink.json" 2>"$OUT/$s-max-sink.err" & S=$!
   sleep 0.7
   c0=$(cpu_sample); p0=$(proc_cpu "$NAT")
-  ip netns exec tn-access "$B" gen send $SEND $FLOWS --rate max --duration "$DURATION" \
+  ip netns exec tn-access $EP "$B" gen send $SEND $FLOWS --rate max --duration "$DURATION" \
     >"$OUT/$s-max-send.json"
   c1=$(cpu_sample); p1=$(proc_cpu "$NAT")
   kill -TERM $S 2>/dev/null; wait $S || true
@@ -161,11 +196,11 @@ phase_max() {
 # Round trips at a fixed offered rate.
 phase_latency() {
   local s=$1 S c0 c1 p0 p1
-  ip netns exec tn-inet "$B" gen sink --interface tn-out-peer --duration "$SINK_FOR" --reflect \
+  ip netns exec tn-inet $EP "$B" gen sink --interface tn-out-peer --duration "$SINK_FOR" --reflect \
     --hist-out "$OUT/oneway-$s.hlog" --json >"$OUT/$s-lat-sink.json" 2>"$OUT/$s-lat-sink.err" & S=$!
   sleep 0.7
   c0=$(cpu_sample); p0=$(proc_cpu "$NAT")
-  ip netns exec tn-access "$B" gen send $SEND $FLOWS --rate "$RATE" --duration "$DURATION" \
+  ip netns exec tn-access $EP "$B" gen send $SEND $FLOWS --rate "$RATE" --duration "$DURATION" \
     --expect-replies --hist-out "$OUT/rtt-$s.hlog" >"$OUT/$s-lat-send.json"
   c1=$(cpu_sample); p1=$(proc_cpu "$NAT")
   kill -TERM $S 2>/dev/null; wait $S || true
@@ -179,12 +214,12 @@ rx_counts() { innat cat "/sys/class/net/$1/statistics/rx_packets" "/sys/class/ne
 # One bulk TCP stream each way between the subscriber tn-sub-1 and 198.51.100.10.
 phase_tcp() {
   local s=$1 dir c0 c1 p0 p1 ifc r0 r1
-  ip netns exec tn-inet iperf3 -s -B "$TCP_SERVER" >"$OUT/$s-iperf3-server.txt" 2>&1 & IPERF=$!
+  ip netns exec tn-inet $EP iperf3 -s -B "$TCP_SERVER" >"$OUT/$s-iperf3-server.txt" 2>&1 & IPERF=$!
   sleep 0.5
   for dir in up down; do
     ifc=tn-in; [[ $dir == down ]] && ifc=tn-out
     c0=$(cpu_sample); p0=$(proc_cpu "$NAT"); r0=$(rx_counts $ifc)
-    ip netns exec tn-sub-1 iperf3 -c "$TCP_SERVER" -t "$TCP_TIME" -J $([[ $dir == down ]] && echo -R) \
+    ip netns exec tn-sub-1 $EP iperf3 -c "$TCP_SERVER" -t "$TCP_TIME" -J $([[ $dir == down ]] && echo -R) \
       >"$OUT/$s-tcp-$dir.json" 2>"$OUT/$s-tcp-$dir.err" || true
     c1=$(cpu_sample); p1=$(proc_cpu "$NAT"); r1=$(rx_counts $ifc)
     echo "$c0 $c1 $p0 $p1 $TCP_TIME" >"$OUT/$s-tcp-$dir-cpu.txt"
@@ -213,13 +248,13 @@ phase_new() {
     innat sh -c 'while :; do echo "$(date +%s.%N) $(cat /proc/sys/net/netfilter/nf_conntrack_count)"; sleep 0.05; done' \
       >"$OUT/kernel-conntrack-count.txt" & SAMPLER=$!
   fi
-  ip netns exec tn-inet "$B" gen sink --interface tn-out-peer --duration "$SINK_NEW_FOR" --json \
+  ip netns exec tn-inet $EP "$B" gen sink --interface tn-out-peer --duration "$SINK_NEW_FOR" --json \
     >"$OUT/$s-new-sink.json" 2>"$OUT/$s-new-sink.err" & S=$!
   sleep 0.7
   n0=$(sessions_now "$s")
   if [[ $s == kernel ]]; then m0=$(slab_kb); else m0=$(rss_kb "$NAT"); fi
   t0=$(date +%s.%N)
-  ip netns exec tn-access "$B" gen send $SEND --subscribers 1024 --flows 4 --rate max \
+  ip netns exec tn-access $EP "$B" gen send $SEND --subscribers 1024 --flows 4 --rate max \
     --new-flows-per-sec "$NEW_FLOWS_N" --duration "$NEW_DURATION" >"$OUT/$s-new-send.json"
   t1=$(date +%s.%N)
   sleep 0.3
@@ -244,6 +279,7 @@ table ip tnbench {
 }
 EOF
 innat nft list table ip tnbench >"$OUT/kernel-ruleset.txt"
+[[ -n $NAT_CPUS ]] && set_rps "$(rps_mask)"
 CT_MAX=$(innat cat /proc/sys/net/netfilter/nf_conntrack_max)
 phase_max kernel
 innat conntrack -F >/dev/null 2>&1 || true
@@ -255,6 +291,7 @@ grep -E '^nf_conntrack ' /proc/slabinfo >"$OUT/kernel-slabinfo.txt" || true
 innat conntrack -F >/dev/null 2>&1 || true
 innat nft delete table ip tnbench
 innat sysctl -qw net.ipv4.ip_forward=0
+set_rps 0
 
 echo "== (b) the ceiling: tracenat run --bench-ceiling in tn-nat (AF_XDP, no NAT), ip_forward=0"
 start_nat ceiling --bench-ceiling
@@ -279,9 +316,10 @@ python3 "$ROOT/scripts/plot-latency.py" --out "$OUT/latency.svg" --csv "$OUT/lat
   "kernel (nftables snat)=$OUT/rtt-kernel.hlog" "ceiling (no NAT, $WORKERS worker(s))=$OUT/rtt-ceiling.hlog" \
   "tracenat ($WORKERS worker(s))=$OUT/rtt-tracenat.hlog" >"$OUT/latency.txt"
 
-python3 - "$OUT" "$WORKERS" "$RATE" "$CT_MAX" <<'PY'
+python3 - "$OUT" "$WORKERS" "$RATE" "$CT_MAX" "$NAT_CPUS" "$MAX_SESSIONS" <<'PY'
 import csv, json, sys
-out, workers, rate, ct_max = sys.argv[1], int(sys.argv[2]), sys.argv[3], int(sys.argv[4])
+out, workers, rate, ct_max, nat_cpus = sys.argv[1], int(sys.argv[2]), sys.argv[3], int(sys.argv[4]), sys.argv[5]
+capacity = workers * int(sys.argv[6])
 HZ = 100.0
 SYSTEMS = ("kernel", "ceiling", "tracenat")
 
@@ -291,8 +329,12 @@ def j(name):
 
 def cpu(name):
     """Busy and softirq cores of the machine, and the NAT process's cores, over a phase."""
-    c0b, c0s, c1b, c1s, p0, p1, d = map(float, open(f"{out}/{name}").read().split())
-    return (c1b - c0b) / HZ / d, (c1s - c0s) / HZ / d, (p1 - p0) / HZ / d
+    return cpu4(name)[:3]
+
+def cpu4(name):
+    """cpu(), and the busy cores of the NAT's own CPUs (--isolate)."""
+    c0b, c0s, c0n, c1b, c1s, c1n, p0, p1, d = map(float, open(f"{out}/{name}").read().split())
+    return (c1b - c0b) / HZ / d, (c1s - c0s) / HZ / d, (p1 - p0) / HZ / d, (c1n - c0n) / HZ / d
 
 def tcp(s, direction):
     r = j(f"{s}-tcp-{direction}.json")
@@ -323,8 +365,8 @@ def new_sessions(s, r):
     r["sessions_created"] = created
     rate_ = created / ns["duration_s"]
     r["capped"] = False
-    r["bytes_per_session"] = (m1 - m0) * 1024 / created if created > 0 else None
     if s == "kernel":
+        r["bytes_per_session"] = (m1 - m0) * 1024 / created if created > 0 else None
         # When the table filled up (nf_conntrack_max), the slope before it is the rate.
         pts = [tuple(map(float, l.split())) for l in open(f"{out}/kernel-conntrack-count.txt") if len(l.split()) == 2]
         if n1 >= 0.95 * ct_max and pts:
@@ -337,7 +379,8 @@ def new_sessions(s, r):
         r["conntrack_objsize"] = int(slab[3]) if len(slab) > 3 else None
         r["memory_how"] = "Slab growth (/proc/meminfo) / conntrack entries; slab object %s B" % r["conntrack_objsize"]
     else:
-        r["memory_how"] = "VmRSS growth of tracenat / sessions created"
+        r["bytes_per_session"] = m1 * 1024 / capacity
+        r["memory_how"] = "VmRSS of tracenat (every table committed at start) / the %d sessions it can hold" % capacity
     r["new_sessions_per_s"] = rate_
 
 lat = {r["system"].split(" ")[0]: r for r in csv.DictReader(open(f"{out}/latency.csv"))}
@@ -348,11 +391,11 @@ for s in SYSTEMS:
     r["offered_pps"] = ms["pps"]
     r["forwarded_pps"] = mk["stamped"] / ms["duration_s"]
     r["max_loss"] = 1 - mk["stamped"] / max(ms["sent"], 1)
-    r["machine_busy_cores"], r["softirq_cores"], r["nat_process_cores"] = cpu(f"{s}-max-cpu.txt")
+    r["machine_busy_cores"], r["softirq_cores"], r["nat_process_cores"], r["nat_cpus_busy_cores"] = cpu4(f"{s}-max-cpu.txt")
     ls = j(f"{s}-lat-send.json")
     r["lat_offered_pps"] = ls["pps"]
     r["lat_loss"] = ls["replies"]["loss_ratio"]
-    r["lat_machine_busy_cores"], r["lat_softirq_cores"], r["lat_nat_process_cores"] = cpu(f"{s}-lat-cpu.txt")
+    r["lat_machine_busy_cores"], r["lat_softirq_cores"], r["lat_nat_process_cores"], r["lat_nat_cpus_busy_cores"] = cpu4(f"{s}-lat-cpu.txt")
     for k in ("p50", "p90", "p99", "p99.9", "p99.99", "max"):
         r[f"rtt_{k}_us"] = float(lat[s][f"{k}_us"])
     if s != "kernel":
@@ -362,6 +405,7 @@ for s in SYSTEMS:
         r["tcp"] = {d: tcp(s, d) for d in ("up", "down")}
         new_sessions(s, r)
     res[s] = r
+res["layout"] = {"nat_cpus": nat_cpus or None}
 json.dump(res, open(f"{out}/results.json", "w"), indent=2)
 
 def ratio(a, b):
@@ -406,6 +450,7 @@ rows = [
     row("  machine CPU busy during max (cores of 2)", lambda r: r["machine_busy_cores"], "%.2f", False),
     row("  softirq CPU during max (cores)", lambda r: r["softirq_cores"], "%.2f", False),
     row("  NAT process CPU during max (cores)", lambda r: r["nat_process_cores"] if "idle_nat_process_cores" in r else None, "%.2f", False),
+] + ([row(f"  the NAT's own CPU(s) {nat_cpus} busy during max (cores)", lambda r: r["nat_cpus_busy_cores"], "%.2f", False)] if nat_cpus else []) + [
     row(f"round-trip loss at {rate} pps offered", lambda r: 100 * r["lat_loss"], "%.4f %%", False),
 ]
 for p in ("p50", "p90", "p99", "p99.9", "p99.99"):
@@ -414,6 +459,7 @@ rows += [
     row(f"  machine CPU busy at {rate} pps (cores of 2)", lambda r: r["lat_machine_busy_cores"], "%.2f", False),
     row(f"  softirq CPU at {rate} pps (cores)", lambda r: r["lat_softirq_cores"], "%.2f", False),
     row(f"  NAT process CPU at {rate} pps (cores)", lambda r: r["lat_nat_process_cores"] if "idle_nat_process_cores" in r else None, "%.2f", False),
+] + ([row(f"  the NAT's own CPU(s) {nat_cpus} busy at {rate} pps (cores)", lambda r: r["lat_nat_cpus_busy_cores"], "%.2f", False)] if nat_cpus else []) + [
     row("  NAT process CPU idle, no traffic (cores)", lambda r: r["idle_nat_process_cores"], "%.3f", False),
     row("one TCP stream up, subscriber → server (Gbit/s, iperf3)", lambda r: gbit(r, "up"), "%.2f"),
     row("  retransmits up", lambda r: r["tcp"]["up"]["retransmits"], "%d", False),
@@ -432,6 +478,9 @@ rows += [
 lines = [f"| {workers} queue(s)/worker(s) | kernel (nftables snat) | ceiling (no NAT) | tracenat | tracenat/kernel | tracenat/ceiling |",
          "|---|---:|---:|---:|---:|---:|"]
 lines += rows
+layout = (f"isolated: the NAT on CPU(s) {nat_cpus} (tracenat's workers pinned there, the kernel's receive processing steered there by RPS), the generator, sink and iperf3 on the others"
+          if nat_cpus else "shared: generator, sink, iperf3 and NAT on every CPU (tracenat's worker w pinned to CPU w)")
+lines += ["", "layout: " + layout]
 lines += ["", "machine load average (1, 5, 15 min): " + "; ".join(l.strip() for l in open(f"{out}/load.txt"))]
 lines += ["", "memory: kernel — %s; tracenat — %s." % (res["kernel"]["memory_how"], res["tracenat"]["memory_how"])]
 for s in ("kernel", "tracenat"):
