@@ -1,12 +1,14 @@
 //! Memory per live session: heap bytes counted by a wrapping allocator, for an engine sized
 //! for and filled with 1 M and with 16.5 M sessions (CSIT's scheme: 262,144 hosts × 63
-//! ports). Every table, list and record counts. `cargo bench --bench memory`
+//! ports). Every table, list and record counts. Also the time a worker takes at start to
+//! commit its tables' memory (`Engine::commit_memory`). `cargo bench --bench memory`
 //! (`TRACENAT_BENCH_ONLY=1M` or `16.5M` for one).
 
 mod common;
 
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Instant;
 
 use tracenat::engine::event::NullSink;
 
@@ -38,10 +40,15 @@ fn measure(n: usize) {
     let before_engine = heap();
     // The empty engine with its pool structures (free port lists of 512 addresses) and
     // tables reserved for `n`: counted, as the table space is per session.
-    let empty = common::engine(&cfg, NullSink);
+    let mut empty = common::engine(&cfg, NullSink);
     // The big tables are mapped outside the heap (huge pages): counted separately.
     let reserved = heap() - before_engine + empty.state_mapped_bytes();
+    let mapped = empty.state_mapped_bytes();
+    let start = Instant::now();
+    empty.commit_memory();
+    let commit = start.elapsed().as_secs_f64();
     drop(empty);
+    let mib = |b: usize| b as f64 / (1 << 20) as f64;
     let before = heap();
     let mut engine = common::engine(&cfg, NullSink);
     let publics = common::open_all(&mut engine, &flows, 1);
@@ -49,12 +56,16 @@ fn measure(n: usize) {
     let total = heap() - before + engine.state_mapped_bytes();
     let sessions = engine.live_sessions();
     assert_eq!(sessions, n);
-    let mib = |b: usize| b as f64 / (1 << 20) as f64;
     println!("live sessions:                 {sessions}");
     println!("engine heap, total:            {:.1} MiB", mib(total));
     println!(
         "  of which the empty engine:   {:.1} MiB (tables mapped for {n}, pool free lists)",
         mib(reserved)
+    );
+    println!(
+        "committing the tables at start: {:.0} ms for {:.1} MiB",
+        commit * 1e3,
+        mib(mapped)
     );
     println!(
         "bytes per live session, all:   {:.1}",
