@@ -97,12 +97,9 @@ fn a_subscriber_flooding_new_sessions_is_held_to_its_limit_and_costs_the_log_lit
     let Some(lab) = Lab::up("flood", 1, 4) else {
         return;
     };
-    let config = lab.dir.join("tracenat.toml");
-    let mut toml = std::fs::read_to_string(&config).unwrap();
-    toml.push_str(&format!(
-        "\n[limits]\nsessions-per-subscriber = {SESSION_LIMIT}\n"
+    lab.add_config(&format!(
+        "[limits]\nsessions-per-subscriber = {SESSION_LIMIT}\n"
     ));
-    std::fs::write(&config, toml).unwrap();
     let _servers = demo::start_servers(&exe(), &lab.dir).unwrap();
     let nat = lab.nat();
 

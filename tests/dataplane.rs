@@ -10,7 +10,7 @@ use std::net::{Ipv4Addr, SocketAddrV4, UdpSocket};
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use common::lab::{Lab, exe, records, reported};
+use common::lab::{Lab, counter, counters, exe, records, reported};
 
 use tracenat::demo::{self, echo_server, http_get, http_server, in_namespace, ping};
 use tracenat::lab::topology;
@@ -127,6 +127,36 @@ fn tcp_udp_and_icmp_cross_one_worker_and_trace_back() {
 #[test]
 fn tcp_udp_and_icmp_cross_two_workers_and_trace_back() {
     tcp_udp_icmp_through(2);
+}
+
+/// Once the metrics endpoint answers (the sign of life supervisors and the lab wait for),
+/// the very first datagram is translated: the workers have committed their tables and
+/// stocked their fill rings by then. With room for 4 M sessions committing takes a good
+/// part of a second, so a NAT that answered early would drop it (or hold it past the
+/// timeout) and the exchange would fail; nothing here retries.
+#[test]
+fn the_first_datagram_after_start_up_is_translated() {
+    let Some(lab) = Lab::up("first", 1, 1) else {
+        return;
+    };
+    lab.add_config("[limits]\nmax-sessions = 4194304\n");
+    let _servers = demo::start_servers(&exe(), &lab.dir).unwrap();
+    let nat = lab.nat();
+    let answered = in_namespace(&topology::subscriber_ns(1), || {
+        let socket = UdpSocket::bind((Ipv4Addr::UNSPECIFIED, 0))?;
+        socket.set_read_timeout(Some(Duration::from_secs(2)))?;
+        socket.send_to(b"first", echo_server())?;
+        let mut buf = [0u8; 16];
+        Ok(socket.recv_from(&mut buf).is_ok())
+    })
+    .unwrap();
+    // The workers publish the sockets' kernel counters every 100 ms.
+    std::thread::sleep(Duration::from_millis(300));
+    let dropped = counter(&counters(), "socket_drops_total", "");
+    let output = nat.stop().unwrap();
+    assert!(answered, "the first datagram got no answer\n{output}");
+    assert_eq!(dropped, 0, "frames dropped at the sockets\n{output}");
+    assert_eq!(reported(&output, "UMEM frames unaccounted for at exit:"), 0);
 }
 
 #[test]
@@ -328,10 +358,7 @@ fn restarts_after_sigterm_and_sigkill_keep_every_request_traced_to_its_sender() 
     let Some(lab) = Lab::up("restarts", 2, 8) else {
         return;
     };
-    let config = lab.dir.join("tracenat.toml");
-    let mut text = std::fs::read_to_string(&config).unwrap();
-    text.push_str("\n[allocation]\nseed = 0\n");
-    std::fs::write(&config, text).unwrap();
+    lab.add_config("[allocation]\nseed = 0\n");
     let access_log = lab.dir.join("access.log");
     let _nginx = Nginx::start(&lab.dir, &access_log);
     let _lab_servers = match &_nginx {
@@ -446,12 +473,9 @@ fn live_export_reaches_nfcapd_and_rsyslogd_with_every_logged_event() {
     let Some(lab) = Lab::up("export", 1, 2) else {
         return;
     };
-    let config = lab.dir.join("tracenat.toml");
-    let mut toml = std::fs::read_to_string(&config).unwrap();
-    toml.push_str(&format!(
-        "\n[export]\nipfix = [\"127.0.0.1:{IPFIX_PORT}\"]\nsyslog = [\"tcp://127.0.0.1:{SYSLOG_PORT}\"]\nhostname = \"lab-nat\"\n"
+    lab.add_config(&format!(
+        "[export]\nipfix = [\"127.0.0.1:{IPFIX_PORT}\"]\nsyslog = [\"tcp://127.0.0.1:{SYSLOG_PORT}\"]\nhostname = \"lab-nat\"\n"
     ));
-    std::fs::write(&config, toml).unwrap();
     let nfcapd_dir = lab.dir.join("nfcapd");
     std::fs::create_dir_all(&nfcapd_dir).unwrap();
     let nfcapd = Collector::start(

@@ -32,10 +32,7 @@ fn after_start_up_every_thread_is_an_unprivileged_user_without_capabilities() {
     let Some(lab) = Lab::up("privileges", 1, 1) else {
         return;
     };
-    let config = lab.dir.join("tracenat.toml");
-    let mut toml = std::fs::read_to_string(&config).unwrap();
-    toml.push_str("\n[process]\nuser = \"nobody\"\n");
-    std::fs::write(&config, toml).unwrap();
+    lab.add_config("[process]\nuser = \"nobody\"\n");
     let _servers = demo::start_servers(&common::lab::exe(), &lab.dir).unwrap();
     let nat = lab.nat();
     let pid = nat.pid().unwrap();

@@ -382,6 +382,7 @@ fn start(
     let mut threads = Vec::new();
     let mut all_stats = Vec::new();
     let cores = core_affinity::get_core_ids().unwrap_or_default();
+    let (ready_tx, ready_rx) = std::sync::mpsc::channel::<()>();
     for ((w, (umem, sockets)), producer) in (0..workers).zip(sockets).zip(producers) {
         let stats = Arc::new(WorkerStats::default());
         all_stats.push(stats.clone());
@@ -416,6 +417,7 @@ fn start(
             None => cores.get(w as usize % cores.len().max(1)).copied(),
         };
         let stop = stop.clone();
+        let ready = ready_tx.clone();
         let thread = std::thread::Builder::new()
             .name(format!("worker-{w}"))
             .spawn(move || {
@@ -423,11 +425,15 @@ fn start(
                     core_affinity::set_for_current(core);
                 }
                 let _ = ask_for_short_slice();
-                worker.run(&stop)
+                worker.run(&stop, move || {
+                    let _ = ready.send(());
+                })
             })
             .map_err(|e| setup(format!("starting worker {w}: {e}")))?;
         threads.push(thread);
     }
+    drop(ready_tx);
+    wait_until_ready(&ready_rx, workers, stop)?;
     let started = Started {
         xdp_modes: [steering.links[0].mode(), steering.links[1].mode()],
         bind,
@@ -444,6 +450,26 @@ fn start(
         },
         steering,
     ))
+}
+
+/// Waits until every worker has committed its tables and stocked its fill rings, so that
+/// the metrics endpoint (which supervisors and the lab take as the sign of life) answers
+/// only once a frame sent will be translated. Committing takes about 0.1 s per million
+/// sessions of capacity.
+fn wait_until_ready(
+    ready: &std::sync::mpsc::Receiver<()>,
+    workers: u16,
+    stop: &AtomicBool,
+) -> Result<(), RunError> {
+    for done in 0..workers {
+        if ready.recv().is_err() {
+            stop.store(true, Ordering::Relaxed);
+            return Err(setup(format!(
+                "a worker stopped before it was ready ({done} of {workers} were)"
+            )));
+        }
+    }
+    Ok(())
 }
 
 /// The shortest time slice the scheduler grants (EEVDF custom slices, Linux 6.12+).

@@ -121,13 +121,16 @@ const SLEEP_MS: i32 = 1;
 
 impl Worker {
     /// Runs until `stop` is set, then drains: every frame sent or returned, the ledger
-    /// recorded, the producer's last batch handed to the writer.
-    pub fn run(mut self, stop: &AtomicBool) -> Engine<Producer> {
+    /// recorded, the producer's last batch handed to the writer. `ready` is called once the
+    /// tables are committed and the fill rings stocked: from then on a frame that arrives is
+    /// translated, not dropped for want of a frame or delayed by page faults.
+    pub fn run(mut self, stop: &AtomicBool, ready: impl FnOnce()) -> Engine<Producer> {
         self.engine.commit_memory();
         let fill_target = (self.pool.total() / 4).max(self.burst);
         for side in [Side::Inside, Side::Outside] {
             self.sockets[side as usize].refill(&mut self.pool, fill_target);
         }
+        ready();
         let mut local = Local::default();
         let mut rx = vec![Desc::default(); self.burst];
         let mut verdicts = vec![Verdict::ToKernel; self.burst];

@@ -53,6 +53,15 @@ impl Lab {
         Some(Lab { dir, _turn: turn })
     }
 
+    /// Appends `toml` (whole tables) to the NAT's config before it starts.
+    pub fn add_config(&self, toml: &str) {
+        let config = self.dir.join("tracenat.toml");
+        let mut text = std::fs::read_to_string(&config).unwrap();
+        text.push('\n');
+        text.push_str(toml);
+        std::fs::write(&config, text).unwrap();
+    }
+
     pub fn nat(&self) -> LabProcess {
         demo::start_nat(&exe(), &self.dir).expect("tracenat run comes up")
     }

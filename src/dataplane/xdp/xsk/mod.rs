@@ -15,11 +15,19 @@
 use std::io;
 use std::mem::size_of;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
-use std::ptr::NonNull;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU32, Ordering, fence};
+use std::time::{Duration, Instant};
 
 use super::bpf;
+
+mod ring;
+mod umem;
+
+use ring::Ring;
+pub use umem::{FramePool, Umem};
+
+/// How long a bind waits for a queue a dead process's socket still holds.
+const BUSY_QUEUE_WAIT: Duration = Duration::from_secs(3);
 
 /// One rx/tx descriptor (struct xdp_desc): `addr` is a UMEM offset.
 #[repr(C)]
@@ -62,201 +70,6 @@ fn check(rc: libc::c_int, what: &'static str) -> Result<libc::c_int, XskError> {
         Err(sys(what)(io::Error::last_os_error()))
     } else {
         Ok(rc)
-    }
-}
-
-/// A memory mapping, unmapped on drop.
-#[derive(Debug)]
-struct Mapping {
-    ptr: NonNull<u8>,
-    len: usize,
-}
-
-// SAFETY: the mapping is plain memory; access is governed by the owners' &/&mut methods.
-unsafe impl Send for Mapping {}
-// SAFETY: as above; shared access only goes through atomics or `unsafe` accessors.
-unsafe impl Sync for Mapping {}
-
-impl Mapping {
-    fn new(len: usize, fd: RawFd, offset: u64, what: &'static str) -> Result<Self, XskError> {
-        let anon = fd < 0;
-        let flags = libc::MAP_POPULATE
-            | if anon {
-                libc::MAP_PRIVATE | libc::MAP_ANONYMOUS
-            } else {
-                libc::MAP_SHARED
-            };
-        // SAFETY: a fresh mapping chosen by the kernel; no existing memory is affected.
-        let ptr = unsafe {
-            libc::mmap(
-                std::ptr::null_mut(),
-                len,
-                libc::PROT_READ | libc::PROT_WRITE,
-                flags,
-                fd,
-                offset as libc::off_t,
-            )
-        };
-        if ptr == libc::MAP_FAILED {
-            return Err(sys(what)(io::Error::last_os_error()));
-        }
-        let ptr = NonNull::new(ptr.cast()).ok_or(XskError::Config("mmap returned NULL"))?;
-        Ok(Mapping { ptr, len })
-    }
-}
-
-impl Drop for Mapping {
-    fn drop(&mut self) {
-        // SAFETY: `ptr`/`len` describe a mapping we created and nobody uses after drop.
-        unsafe { libc::munmap(self.ptr.as_ptr().cast(), self.len) };
-    }
-}
-
-/// The packet buffer area shared by the kernel and every socket bound to it.
-#[derive(Debug)]
-pub struct Umem {
-    area: Mapping,
-    frame_size: u32,
-    frame_count: u32,
-}
-
-impl Umem {
-    /// `frame_count` frames of `frame_size` bytes (2048 or 4096), page-aligned.
-    pub fn new(frame_count: u32, frame_size: u32) -> Result<Arc<Self>, XskError> {
-        if !(frame_size == 2048 || frame_size == 4096) {
-            return Err(XskError::Config("frame size must be 2048 or 4096"));
-        }
-        if frame_count == 0 {
-            return Err(XskError::Config("frame count must be positive"));
-        }
-        let len = frame_count as usize * frame_size as usize;
-        let area = Mapping::new(len, -1, 0, "mmap UMEM")?;
-        Ok(Arc::new(Umem {
-            area,
-            frame_size,
-            frame_count,
-        }))
-    }
-
-    pub fn frame_size(&self) -> u32 {
-        self.frame_size
-    }
-
-    pub fn frame_count(&self) -> u32 {
-        self.frame_count
-    }
-
-    /// The start of the frame that holds UMEM offset `addr`.
-    pub fn frame_base(&self, addr: u64) -> u64 {
-        addr & !(u64::from(self.frame_size) - 1)
-    }
-
-    /// The bytes of `desc`.
-    ///
-    /// # Safety
-    /// The caller must own the frame (received by `rx_batch` and not yet handed to a tx or
-    /// fill ring) and must not hold another reference to the same bytes.
-    #[allow(clippy::mut_from_ref)]
-    pub unsafe fn packet_mut(&self, desc: &Desc) -> &mut [u8] {
-        let start = desc.addr as usize;
-        let end = start + desc.len as usize;
-        assert!(
-            end <= self.area.len && self.frame_base(desc.addr) == self.frame_base(end as u64 - 1),
-            "descriptor {desc:?} outside its frame"
-        );
-        // SAFETY: in bounds (checked above); exclusivity is the caller's contract.
-        unsafe {
-            std::slice::from_raw_parts_mut(self.area.ptr.as_ptr().add(start), desc.len as usize)
-        }
-    }
-
-    /// The bytes from `addr` to the end of its frame: a received packet and the room after
-    /// it, for a reply that is longer than the packet.
-    ///
-    /// # Safety
-    /// As for [`Umem::packet_mut`]: the caller owns the frame and holds no other reference.
-    #[allow(clippy::mut_from_ref)]
-    pub unsafe fn frame_mut(&self, addr: u64) -> &mut [u8] {
-        let start = addr as usize;
-        let end = (self.frame_base(addr) + u64::from(self.frame_size)) as usize;
-        assert!(end <= self.area.len, "address {addr:#x} outside the UMEM");
-        // SAFETY: in bounds (checked above); exclusivity is the caller's contract.
-        unsafe { std::slice::from_raw_parts_mut(self.area.ptr.as_ptr().add(start), end - start) }
-    }
-
-    fn register(&self, fd: RawFd) -> Result<(), XskError> {
-        let reg = libc::xdp_umem_reg {
-            addr: self.area.ptr.as_ptr() as u64,
-            len: self.area.len as u64,
-            chunk_size: self.frame_size,
-            headroom: 0,
-            flags: 0,
-            tx_metadata_len: 0,
-        };
-        setsockopt(fd, libc::XDP_UMEM_REG, &reg, "XDP_UMEM_REG")
-    }
-}
-
-/// The free list of UMEM frames, with double-free and range checks.
-#[derive(Debug)]
-pub struct FramePool {
-    free: Vec<u64>,
-    is_free: Vec<bool>,
-    frame_size: u64,
-}
-
-impl FramePool {
-    /// Every frame of `umem`, all free.
-    pub fn new(umem: &Umem) -> Self {
-        let fs = u64::from(umem.frame_size);
-        let n = umem.frame_count as usize;
-        FramePool {
-            free: (0..n as u64).rev().map(|i| i * fs).collect(),
-            is_free: vec![true; n],
-            frame_size: fs,
-        }
-    }
-
-    pub fn total(&self) -> usize {
-        self.is_free.len()
-    }
-
-    pub fn free_count(&self) -> usize {
-        self.free.len()
-    }
-
-    /// Takes one frame (its base address).
-    pub fn alloc(&mut self) -> Option<u64> {
-        let addr = self.free.pop()?;
-        self.is_free[(addr / self.frame_size) as usize] = false;
-        Some(addr)
-    }
-
-    /// Returns the frame that holds `addr` (any offset inside it).
-    pub fn release(&mut self, addr: u64) -> Result<(), FrameError> {
-        let idx = (addr / self.frame_size) as usize;
-        let slot = self
-            .is_free
-            .get_mut(idx)
-            .ok_or(FrameError::OutOfRange(addr))?;
-        if *slot {
-            return Err(FrameError::DoubleFree(addr));
-        }
-        *slot = true;
-        self.free.push(idx as u64 * self.frame_size);
-        Ok(())
-    }
-
-    pub fn release_all(&mut self, addrs: &[u64]) -> Result<(), FrameError> {
-        addrs.iter().try_for_each(|&a| self.release(a))
-    }
-
-    /// Whether the frame holding `addr` is on the free list.
-    pub fn is_free(&self, addr: u64) -> bool {
-        self.is_free
-            .get((addr / self.frame_size) as usize)
-            .copied()
-            .unwrap_or(false)
     }
 }
 
@@ -338,153 +151,6 @@ pub struct BindInfo {
     pub shared_umem: bool,
     /// Why zero-copy was not used, if it was tried and refused.
     pub zero_copy_error: Option<i32>,
-}
-
-/// A single-producer/single-consumer ring shared with the kernel.
-#[derive(Debug)]
-struct Ring<T> {
-    _map: Mapping,
-    producer: NonNull<AtomicU32>,
-    consumer: NonNull<AtomicU32>,
-    flags: NonNull<AtomicU32>,
-    entries: NonNull<T>,
-    mask: u32,
-    size: u32,
-    /// Our copy of the index we own, and the last seen value (+ size, for producer
-    /// rings) of the one the kernel owns.
-    cached_prod: u32,
-    cached_cons: u32,
-}
-
-// SAFETY: the ring memory is only touched through &mut self (our side) and atomics.
-unsafe impl<T: Send> Send for Ring<T> {}
-
-impl<T: Copy> Ring<T> {
-    fn map(
-        fd: RawFd,
-        off: &libc::xdp_ring_offset,
-        size: u32,
-        pgoff: u64,
-        producer_side: bool,
-        what: &'static str,
-    ) -> Result<Self, XskError> {
-        let len = off.desc as usize + size as usize * size_of::<T>();
-        let map = Mapping::new(len, fd, pgoff, what)?;
-        let at = |o: u64| {
-            // SAFETY: the kernel's offsets lie inside the mapping it sized.
-            unsafe { NonNull::new_unchecked(map.ptr.as_ptr().add(o as usize)) }
-        };
-        let producer: NonNull<AtomicU32> = at(off.producer).cast();
-        let consumer: NonNull<AtomicU32> = at(off.consumer).cast();
-        // SAFETY: the index words are valid, aligned u32s for the mapping's life.
-        let (prod, cons) = unsafe {
-            (
-                producer.as_ref().load(Ordering::Relaxed),
-                consumer.as_ref().load(Ordering::Relaxed),
-            )
-        };
-        Ok(Ring {
-            producer,
-            consumer,
-            flags: at(off.flags).cast(),
-            entries: at(off.desc).cast(),
-            mask: size - 1,
-            size,
-            cached_prod: prod,
-            cached_cons: if producer_side { cons + size } else { cons },
-            _map: map,
-        })
-    }
-
-    fn producer(&self) -> &AtomicU32 {
-        // SAFETY: valid and aligned for the mapping's life, which `self` owns.
-        unsafe { self.producer.as_ref() }
-    }
-
-    fn consumer(&self) -> &AtomicU32 {
-        // SAFETY: as for `producer`.
-        unsafe { self.consumer.as_ref() }
-    }
-
-    fn needs_wakeup(&self) -> bool {
-        // Order our index store before the flag load (pairs with the kernel's barrier
-        // between setting the flag and re-checking the ring), so no wakeup is lost.
-        fence(Ordering::SeqCst);
-        // SAFETY: as for `producer`.
-        let flags = unsafe { self.flags.as_ref() }.load(Ordering::Relaxed);
-        flags & libc::XDP_RING_NEED_WAKEUP != 0
-    }
-
-    fn slot(&self, idx: u32) -> *mut T {
-        // SAFETY: masked index is within the `size` entries of the mapping.
-        unsafe { self.entries.as_ptr().add((idx & self.mask) as usize) }
-    }
-
-    // --- producer side (fill, tx) ---
-
-    /// Free slots, up to `want`.
-    fn free(&mut self, want: u32) -> u32 {
-        let mut free = self.cached_cons.wrapping_sub(self.cached_prod);
-        if free < want {
-            self.cached_cons = self
-                .consumer()
-                .load(Ordering::Acquire)
-                .wrapping_add(self.size);
-            free = self.cached_cons.wrapping_sub(self.cached_prod);
-        }
-        free.min(want)
-    }
-
-    fn write(&mut self, i: u32, v: T) {
-        // SAFETY: slot `cached_prod + i` was reserved by `free` and is ours until submit.
-        unsafe {
-            self.slot(self.cached_prod.wrapping_add(i))
-                .write_volatile(v)
-        };
-    }
-
-    fn submit(&mut self, n: u32) {
-        self.cached_prod = self.cached_prod.wrapping_add(n);
-        self.producer().store(self.cached_prod, Ordering::Release);
-    }
-
-    // --- consumer side (rx, completion) ---
-
-    /// Filled slots, up to `want`.
-    fn available(&mut self, want: u32) -> u32 {
-        let mut avail = self.cached_prod.wrapping_sub(self.cached_cons);
-        if avail < want {
-            self.cached_prod = self.producer().load(Ordering::Acquire);
-            avail = self.cached_prod.wrapping_sub(self.cached_cons);
-        }
-        avail.min(want)
-    }
-
-    fn read(&self, i: u32) -> T {
-        // SAFETY: slot `cached_cons + i` was published by the kernel (see `available`).
-        unsafe { self.slot(self.cached_cons.wrapping_add(i)).read_volatile() }
-    }
-
-    fn release(&mut self, n: u32) {
-        self.cached_cons = self.cached_cons.wrapping_add(n);
-        self.consumer().store(self.cached_cons, Ordering::Release);
-    }
-
-    /// How many entries we produced that the kernel has not consumed yet.
-    fn backlog(&self) -> u32 {
-        self.cached_prod
-            .wrapping_sub(self.consumer().load(Ordering::Acquire))
-    }
-
-    /// Entries between the kernel's consumer and our producer (a producer ring's backlog).
-    fn pending(&self) -> Vec<T> {
-        let cons = self.consumer().load(Ordering::Acquire);
-        let n = self.cached_prod.wrapping_sub(cons);
-        // SAFETY: those slots hold values we wrote and the kernel has not consumed yet.
-        (0..n)
-            .map(|i| unsafe { self.slot(cons.wrapping_add(i)).read_volatile() })
-            .collect()
-    }
 }
 
 impl XskSocket {
@@ -654,7 +320,23 @@ impl Unbound {
         })
     }
 
+    /// Binds to `queue`. A queue whose previous socket belonged to a process that just died
+    /// (a crash, kill -9, a quick restart) reads busy until the kernel's deferred release of
+    /// that socket's pool has run, a moment later; a bind that finds it busy is tried again
+    /// for up to [`BUSY_QUEUE_WAIT`] before the error stands.
     fn bind(&self, ifindex: u32, queue: u32, flags: u16, shared_fd: RawFd) -> io::Result<()> {
+        let deadline = Instant::now() + BUSY_QUEUE_WAIT;
+        loop {
+            match self.bind_once(ifindex, queue, flags, shared_fd) {
+                Err(e) if e.raw_os_error() == Some(libc::EBUSY) && Instant::now() < deadline => {
+                    std::thread::sleep(Duration::from_millis(20));
+                }
+                other => return other,
+            }
+        }
+    }
+
+    fn bind_once(&self, ifindex: u32, queue: u32, flags: u16, shared_fd: RawFd) -> io::Result<()> {
         let addr = libc::sockaddr_xdp {
             sxdp_family: libc::AF_XDP as u16,
             sxdp_flags: flags,
