@@ -26,6 +26,18 @@ mod umem;
 use ring::Ring;
 pub use umem::{FramePool, Umem};
 
+/// `Ok(true)` (a syscall was made) for a nudge that returned `rc`, unless it failed with an
+/// error other than the `passing` ones, which the next nudge retries.
+fn made(rc: isize, passing: &[libc::c_int]) -> io::Result<bool> {
+    if rc < 0 {
+        let e = io::Error::last_os_error();
+        if !e.raw_os_error().is_some_and(|code| passing.contains(&code)) {
+            return Err(e);
+        }
+    }
+    Ok(true)
+}
+
 /// How long a bind waits for a queue a dead process's socket still holds.
 const BUSY_QUEUE_WAIT: Duration = Duration::from_secs(3);
 
@@ -481,11 +493,7 @@ impl XskSocket {
 
     /// Received frames, now owned by the caller.
     pub fn rx_batch(&mut self, out: &mut [Desc]) -> usize {
-        let n = self.rx.available(out.len() as u32);
-        for (i, d) in out[..n as usize].iter_mut().enumerate() {
-            *d = self.rx.read(i as u32);
-        }
-        self.rx.release(n);
+        let n = self.rx.consume(out);
         self.counters.received += u64::from(n);
         n as usize
     }
@@ -493,22 +501,14 @@ impl XskSocket {
     /// Queues frames for sending; returns how many the tx ring took (the rest stay the
     /// caller's). Call [`XskSocket::kick_tx`] afterwards.
     pub fn tx_batch(&mut self, descs: &[Desc]) -> usize {
-        let n = self.tx.free(descs.len() as u32);
-        for (i, &d) in descs[..n as usize].iter().enumerate() {
-            self.tx.write(i as u32, d);
-        }
-        self.tx.submit(n);
+        let n = self.tx.produce(descs);
         self.counters.sent += u64::from(n);
         n as usize
     }
 
     /// Reaps sent frames (UMEM addresses as given to `tx_batch`), now owned by the caller.
     pub fn complete(&mut self, out: &mut [u64]) -> usize {
-        let n = self.comp.available(out.len() as u32);
-        for (i, a) in out[..n as usize].iter_mut().enumerate() {
-            *a = self.comp.read(i as u32);
-        }
-        self.comp.release(n);
+        let n = self.comp.consume(out);
         self.counters.completed += u64::from(n);
         n as usize
     }
@@ -529,15 +529,11 @@ impl XskSocket {
                 0,
             )
         };
-        if rc < 0 {
-            let e = io::Error::last_os_error();
-            // Busy or out of buffers: the kernel will get to it; try again next batch.
-            match e.raw_os_error() {
-                Some(libc::EAGAIN | libc::EBUSY | libc::ENOBUFS | libc::ENETDOWN) => {}
-                _ => return Err(e),
-            }
-        }
-        Ok(true)
+        // Down, busy or out of buffers: the kernel will get to it; try again next batch.
+        made(
+            rc,
+            &[libc::EAGAIN, libc::EBUSY, libc::ENOBUFS, libc::ENETDOWN],
+        )
     }
 
     /// Frames on the tx ring that the kernel has not taken yet.
@@ -578,16 +574,7 @@ impl XskSocket {
                 std::ptr::null_mut(),
             )
         };
-        if rc < 0 {
-            let e = io::Error::last_os_error();
-            if !matches!(
-                e.raw_os_error(),
-                Some(libc::EAGAIN | libc::EBUSY | libc::ENOBUFS)
-            ) {
-                return Err(e);
-            }
-        }
-        Ok(true)
+        made(rc, &[libc::EAGAIN, libc::EBUSY, libc::ENOBUFS])
     }
 
     /// Frames on the fill ring that the kernel has not taken yet (diagnostics and tests).

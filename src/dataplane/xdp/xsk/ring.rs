@@ -139,6 +139,28 @@ impl<T: Copy> Ring<T> {
         self.consumer().store(self.cached_cons, Ordering::Release);
     }
 
+    /// Writes as many of `items` as there is room for and hands them to the kernel; how
+    /// many it took.
+    pub(super) fn produce(&mut self, items: &[T]) -> u32 {
+        let n = self.free(items.len() as u32);
+        for (i, &v) in items[..n as usize].iter().enumerate() {
+            self.write(i as u32, v);
+        }
+        self.submit(n);
+        n
+    }
+
+    /// Reads up to `out.len()` entries the kernel published into `out` and gives their
+    /// slots back; how many.
+    pub(super) fn consume(&mut self, out: &mut [T]) -> u32 {
+        let n = self.available(out.len() as u32);
+        for (i, slot) in out[..n as usize].iter_mut().enumerate() {
+            *slot = self.read(i as u32);
+        }
+        self.release(n);
+        n
+    }
+
     /// How many entries we produced that the kernel has not consumed yet.
     pub(super) fn backlog(&self) -> u32 {
         self.cached_prod
