@@ -132,8 +132,11 @@ fn tcp_udp_and_icmp_cross_two_workers_and_trace_back() {
 /// Once the metrics endpoint answers (the sign of life supervisors and the lab wait for),
 /// the very first datagram is translated: the workers have committed their tables and
 /// stocked their fill rings by then. With room for 4 M sessions committing takes a good
-/// part of a second, so a NAT that answered early would drop it (or hold it past the
-/// timeout) and the exchange would fail; nothing here retries.
+/// part of a second; a datagram that reached a worker before its fill ring was stocked
+/// would be dropped and the exchange would fail, as nothing here retries. (On this VM the
+/// endpoint's own start tended to wait behind the commit anyway, so before the fix the
+/// race was narrow: this test guards the order, which the CI failure of 2026-12-01 showed
+/// was not guaranteed.)
 #[test]
 fn the_first_datagram_after_start_up_is_translated() {
     let Some(lab) = Lab::up("first", 1, 1) else {

@@ -400,6 +400,11 @@ impl XskSocket {
                     };
                     return Ok(Self::from_parts(s, umem, info, ifname, queue));
                 }
+                // Still busy after the wait: copy mode would find the same queue busy and
+                // wait as long again.
+                Err(e) if e.raw_os_error() == Some(libc::EBUSY) => {
+                    return Err(sys("bind AF_XDP (zero-copy)")(e));
+                }
                 // A fresh socket for the retry: a failed bind may leave state behind.
                 Err(e) => zero_copy_error = e.raw_os_error(),
             }
