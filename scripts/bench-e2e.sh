@@ -81,8 +81,9 @@ for t in nft ip python3 iperf3; do
 done
 
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
-B=${CARGO_TARGET_DIR:-$ROOT/target}/release/tracenat
-if command -v cargo >/dev/null; then
+# TRACENAT_BIN: a tracenat already built (the test that runs this script gives its own).
+B=${TRACENAT_BIN:-${CARGO_TARGET_DIR:-$ROOT/target}/release/tracenat}
+if [[ -z ${TRACENAT_BIN:-} ]] && command -v cargo >/dev/null; then
   (cd "$ROOT" && cargo build --release --quiet)
 fi
 [[ -x $B ]] || { echo "bench-e2e: $B not built" >&2; exit 1; }
