@@ -12,6 +12,9 @@
 # the kernel's NAT runs in softirq, so RPS on tn-in and tn-out steers its receive
 # processing there. Without it everything shares every CPU (tracenat's worker w is
 # pinned to CPU w, the default) and the kernel's NAT runs in the generator's own send.
+# --spin: tracenat's and the ceiling's workers never sleep (dataplane.idle-backoff = false).
+# With --isolate that is what the default, "auto", chooses on a CPU the kernel was booted
+# to keep for it (isolcpus=, nohz_full=), which the lab cannot arrange at run time.
 #
 # Root. Builds tracenat (release, in $CARGO_TARGET_DIR if set) if needed, brings the lab up
 # in DIR/lab (`tracenat lab up --dir`), and always takes it down again (trap EXIT). For

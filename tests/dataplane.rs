@@ -66,6 +66,7 @@ fn tcp_udp_icmp_through(workers: u16) {
         0,
         "{output}"
     );
+    assert_idle_choice_reported(&output, workers);
     // Sessions: 12 TCP, 4 UDP, 4 ICMP echo, all logged.
     assert_eq!(reported(&output, "sessions:"), 20, "{output}");
     assert_eq!(
@@ -90,6 +91,26 @@ fn tcp_udp_icmp_through(workers: u16) {
 
 /// `attribute --json` of the web server's access log against the mapping log (server
 /// 198.51.100.10:80, skew 2 s): the summary, the whole report, and one object per request.
+/// `run` says at start what each worker does when idle. With the default ("auto") a worker
+/// spins only on a CPU the kernel keeps for chosen tasks; with none kept, all sleep.
+fn assert_idle_choice_reported(output: &str, workers: u16) {
+    let line = output
+        .lines()
+        .find(|l| l.starts_with("tracenat: when idle, workers spin: "))
+        .unwrap_or_else(|| panic!("no idle line in:\n{output}"));
+    assert!(line.contains("dataplane.idle-backoff = \"auto\""), "{line}");
+    if tracenat::dataplane::idle::kept_cpus().is_empty() {
+        let sleeping = line.split("sleep in poll(2): ").nth(1).unwrap_or("");
+        assert!(line.contains("spin: none;"), "{line}");
+        for w in 0..workers {
+            assert!(
+                sleeping.contains(&format!("{w} (CPU ")),
+                "worker {w}: {line}"
+            );
+        }
+    }
+}
+
 fn attribute_web_log(
     log_dir: &Path,
     access_log: &Path,

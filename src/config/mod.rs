@@ -102,6 +102,20 @@ pub struct Interfaces {
     pub outside_gateway_mac: Option<[u8; 6]>,
 }
 
+/// What an idle worker does (`dataplane.idle-backoff`): spinning gives the lowest latency
+/// but takes a whole core, which on a core shared with other work costs more latency than
+/// it saves (docs/dataplane.md, "Idle workers").
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum IdleBackoff {
+    /// `true`: sleep in poll(2) once `idle-spin` has passed without traffic.
+    Sleep,
+    /// `false`: never sleep.
+    Spin,
+    /// `"auto"`, the default: spin on a CPU the kernel keeps for it (`isolcpus=` or
+    /// `nohz_full=`), sleep on any other.
+    Auto,
+}
+
 /// The AF_XDP packet path (`tracenat run`).
 #[derive(Debug, Clone, PartialEq)]
 pub struct Dataplane {
@@ -111,9 +125,9 @@ pub struct Dataplane {
     pub frames: u32,
     /// Ask for zero-copy sockets (the driver may refuse; copy mode is then used).
     pub zero_copy: bool,
-    /// Sleep in poll(2) when idle instead of spinning.
-    pub idle_backoff: bool,
-    /// With `idle_backoff`: how long a worker keeps polling after its last packet before
+    /// What a worker does when no frame is waiting.
+    pub idle_backoff: IdleBackoff,
+    /// When a worker sleeps: how long a worker keeps polling after its last packet before
     /// it sleeps. Zero by default: spinning pays only on cores of its own
     /// (docs/dataplane.md, "Idle workers").
     pub idle_spin: Duration,

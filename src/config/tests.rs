@@ -206,6 +206,11 @@ fn each_section_rule_names_its_key() {
             "[dataplane]\nidle-backoff = false\nidle-spin = \"50us\"",
             "dataplane.idle-spin",
         ),
+        (
+            "[dataplane]\nidle-backoff = \"sometimes\"",
+            "dataplane.idle-backoff",
+        ),
+        ("[dataplane]\nidle-backoff = 1", "dataplane.idle-backoff"),
     ];
     for (extra, key) in cases {
         assert_eq!(rejected_key(&minimal_with(extra)), *key, "for {extra:?}");
@@ -414,9 +419,22 @@ fn durations_parse() {
 }
 
 #[test]
-fn idle_spin_defaults_and_reads() {
+fn idle_backoff_and_spin_default_and_read() {
     let config = Config::from_toml_str(&minimal_with("")).unwrap();
-    assert!(config.dataplane.idle_backoff);
+    assert_eq!(config.dataplane.idle_backoff, IdleBackoff::Auto);
+    for (written, read) in [
+        ("true", IdleBackoff::Sleep),
+        ("false", IdleBackoff::Spin),
+        ("\"auto\"", IdleBackoff::Auto),
+    ] {
+        let extra = format!("[dataplane]\nidle-backoff = {written}");
+        let config = Config::from_toml_str(&minimal_with(&extra)).unwrap();
+        assert_eq!(config.dataplane.idle_backoff, read, "{written}");
+    }
+    let extra = "[dataplane]\nidle-backoff = \"auto\"\nidle-spin = \"20us\"";
+    let config = Config::from_toml_str(&minimal_with(extra)).unwrap();
+    assert_eq!(config.dataplane.idle_spin, Duration::from_micros(20));
+    let config = Config::from_toml_str(&minimal_with("")).unwrap();
     assert_eq!(config.dataplane.idle_spin, Duration::ZERO);
     let config = Config::from_toml_str(&minimal_with("[dataplane]\nidle-spin = \"1ms\"")).unwrap();
     assert_eq!(config.dataplane.idle_spin, Duration::from_millis(1));

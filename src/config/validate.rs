@@ -174,7 +174,7 @@ pub(super) fn dataplane(raw: raw::Dataplane) -> Result<Dataplane, ConfigError> {
             ),
         ));
     }
-    let idle_backoff = raw.idle_backoff.unwrap_or(true);
+    let idle_backoff = idle_backoff(raw.idle_backoff)?;
     Ok(Dataplane {
         rss_profile,
         burst,
@@ -186,10 +186,27 @@ pub(super) fn dataplane(raw: raw::Dataplane) -> Result<Dataplane, ConfigError> {
     })
 }
 
-/// How long a worker polls after its last packet before sleeping; only with idle-backoff.
-fn idle_spin(raw: Option<raw::DurationValue>, idle_backoff: bool) -> Result<Duration, ConfigError> {
+fn idle_backoff(raw: Option<raw::Switch>) -> Result<IdleBackoff, ConfigError> {
+    match raw {
+        None => Ok(IdleBackoff::Auto),
+        Some(raw::Switch::Bool(true)) => Ok(IdleBackoff::Sleep),
+        Some(raw::Switch::Bool(false)) => Ok(IdleBackoff::Spin),
+        Some(raw::Switch::Word(word)) if word == "auto" => Ok(IdleBackoff::Auto),
+        Some(raw::Switch::Word(word)) => Err(invalid(
+            "dataplane.idle-backoff",
+            format!("{word:?} is not true, false or \"auto\""),
+        )),
+    }
+}
+
+/// How long a worker polls after its last packet before sleeping; not with a worker that
+/// never sleeps.
+fn idle_spin(
+    raw: Option<raw::DurationValue>,
+    idle_backoff: IdleBackoff,
+) -> Result<Duration, ConfigError> {
     const KEY: &str = "dataplane.idle-spin";
-    if raw.is_some() && !idle_backoff {
+    if raw.is_some() && idle_backoff == IdleBackoff::Spin {
         return Err(invalid(
             KEY,
             "has no effect with dataplane.idle-backoff = false (the workers never sleep); remove one of them",

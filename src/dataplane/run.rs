@@ -15,10 +15,11 @@ use std::time::{Duration, Instant};
 
 use super::handoff::Rings;
 use super::identity_sources::{IdentityReport, IdentitySources};
+use super::idle;
 use super::metrics::{self, Snapshot};
 use super::neigh::{self, SharedMac};
 use super::privileges;
-use super::worker::{Forwarding, Idle, Link, Worker, WorkerStats};
+use super::worker::{Forwarding, Link, Worker, WorkerStats};
 use super::xdp::bpf::{XdpLink, XdpMode, XdpProgram, XskMap};
 use super::xdp::xsk::{BindInfo, FramePool, Umem, XskConfig, XskSocket};
 use crate::config::Config;
@@ -382,10 +383,24 @@ fn start(
     let mut threads = Vec::new();
     let mut all_stats = Vec::new();
     let cores = core_affinity::get_core_ids().unwrap_or_default();
+    let kept_cpus = idle::kept_cpus();
+    let mut placements = Vec::new();
     let (ready_tx, ready_rx) = std::sync::mpsc::channel::<()>();
     for ((w, (umem, sockets)), producer) in (0..workers).zip(sockets).zip(producers) {
         let stats = Arc::new(WorkerStats::default());
         all_stats.push(stats.clone());
+        let core = match config.workers.cores.get(w as usize) {
+            Some(&id) => Some(core_affinity::CoreId { id }),
+            None => cores.get(w as usize % cores.len().max(1)).copied(),
+        };
+        let dataplane = &config.dataplane;
+        let idle = idle::policy(
+            dataplane.idle_backoff,
+            dataplane.idle_spin,
+            core.map(|c| c.id),
+            &kept_cpus,
+        );
+        placements.push((core.map(|c| c.id), idle));
         let mut engine = Engine::new(config, w, ownership.clone(), producer, now);
         engine.rest_ports(&resting.ranges, resting.until_ns);
         let worker = Worker {
@@ -407,14 +422,10 @@ fn start(
             handoff: rings.ends(w),
             stats,
             burst: config.dataplane.burst as usize,
-            idle: idle_policy(&config.dataplane),
+            idle,
             forwarding: options.forwarding,
             arrived: Vec::with_capacity(config.dataplane.burst as usize),
             timeline,
-        };
-        let core = match config.workers.cores.get(w as usize) {
-            Some(&id) => Some(core_affinity::CoreId { id }),
-            None => cores.get(w as usize % cores.len().max(1)).copied(),
         };
         let stop = stop.clone();
         let ready = ready_tx.clone();
@@ -434,6 +445,10 @@ fn start(
     }
     drop(ready_tx);
     wait_until_ready(&ready_rx, workers, stop)?;
+    println!(
+        "tracenat: {}",
+        idle::describe(config.dataplane.idle_backoff, &placements, &kept_cpus)
+    );
     let started = Started {
         xdp_modes: [steering.links[0].mode(), steering.links[1].mode()],
         bind,
@@ -515,14 +530,6 @@ fn ask_for_short_slice() -> std::io::Result<()> {
         Ok(())
     } else {
         Err(std::io::Error::last_os_error())
-    }
-}
-
-fn idle_policy(dataplane: &crate::config::Dataplane) -> Idle {
-    if dataplane.idle_backoff {
-        Idle::SleepAfterNs(u64::try_from(dataplane.idle_spin.as_nanos()).unwrap_or(u64::MAX))
-    } else {
-        Idle::Spin
     }
 }
 

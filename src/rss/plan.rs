@@ -324,6 +324,7 @@ pub fn plan_design(
         let _ = writeln!(w, "echo 2 > /sys/class/net/{dev}/napi_defer_hard_irqs");
         let _ = writeln!(w, "echo 200000 > /sys/class/net/{dev}/gro_flush_timeout");
     }
+    dedicated_cores(w, first_core, last_core);
     if !profile.af_xdp_zero_copy {
         let _ = writeln!(
             w,
@@ -332,6 +333,20 @@ pub fn plan_design(
         );
     }
     s
+}
+
+/// How to give each worker its core: with the cores isolated, `dataplane.idle-backoff =
+/// "auto"` (the default) makes the workers spin there instead of sleeping between frames.
+fn dedicated_cores(w: &mut String, first_core: usize, last_core: usize) {
+    let cores: Vec<String> = (first_core..=last_core).map(|c| c.to_string()).collect();
+    let _ = writeln!(
+        w,
+        "\n# 8. optional, the lowest latency: a core of its own per worker. Boot with\n\
+         #   isolcpus={first_core}-{last_core} nohz_full={first_core}-{last_core}\n\
+         # and set workers.cores = [{}]: with dataplane.idle-backoff = \"auto\" (the default)\n\
+         # the workers then spin on those cores instead of sleeping between frames.",
+        cores.join(", ")
+    );
 }
 
 /// The shell loop that pins queue `q`'s interrupt of `dev` to core `first_core + q`: IRQ
@@ -472,6 +487,7 @@ mod tests {
         assert!(plan.contains("mlx5_comp([0-9]+)@pci:$pci"), "{plan}");
         assert!(plan.contains("smp_affinity_list"));
         assert!(plan.contains("echo $((2 + q))"));
+        assert!(plan.contains("#   isolcpus=2-5 nohz_full=2-5"), "{plan}");
         assert!(plan.contains("[ \"$q\" -lt 4 ]; then"));
 
         // The printed keys, parsed back, are the engineered keys, and they align.
