@@ -36,7 +36,8 @@ pub struct Dataplane {
     pub burst: Option<i64>,
     pub frames: Option<i64>,
     pub zero_copy: Option<bool>,
-    pub idle_backoff: Option<Switch>,
+    /// `true`, `false` or `"auto"`; checked in validation, which can name the key.
+    pub idle_backoff: Option<toml::Value>,
     pub idle_spin: Option<DurationValue>,
     pub metrics: Option<String>,
     pub metrics_remote: Option<bool>,
@@ -139,37 +140,6 @@ pub struct Logging {
     pub direct_io: Option<bool>,
     pub box_name: Option<String>,
     pub refusal_interval: Option<DurationValue>,
-}
-
-/// A key that is `true`, `false` or a word such as `"auto"`, as written.
-#[derive(Debug)]
-pub enum Switch {
-    Bool(bool),
-    Word(String),
-}
-
-impl<'de> Deserialize<'de> for Switch {
-    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        deserializer.deserialize_any(SwitchVisitor)
-    }
-}
-
-struct SwitchVisitor;
-
-impl Visitor<'_> for SwitchVisitor {
-    type Value = Switch;
-
-    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("true, false or \"auto\"")
-    }
-
-    fn visit_bool<E: de::Error>(self, on: bool) -> Result<Switch, E> {
-        Ok(Switch::Bool(on))
-    }
-
-    fn visit_str<E: de::Error>(self, word: &str) -> Result<Switch, E> {
-        Ok(Switch::Word(word.to_owned()))
-    }
 }
 
 /// A duration as written: text such as "2h4m", or a bare integer meaning seconds.

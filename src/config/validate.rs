@@ -186,15 +186,15 @@ pub(super) fn dataplane(raw: raw::Dataplane) -> Result<Dataplane, ConfigError> {
     })
 }
 
-fn idle_backoff(raw: Option<raw::Switch>) -> Result<IdleBackoff, ConfigError> {
+fn idle_backoff(raw: Option<toml::Value>) -> Result<IdleBackoff, ConfigError> {
     match raw {
         None => Ok(IdleBackoff::Auto),
-        Some(raw::Switch::Bool(true)) => Ok(IdleBackoff::Sleep),
-        Some(raw::Switch::Bool(false)) => Ok(IdleBackoff::Spin),
-        Some(raw::Switch::Word(word)) if word == "auto" => Ok(IdleBackoff::Auto),
-        Some(raw::Switch::Word(word)) => Err(invalid(
+        Some(toml::Value::Boolean(true)) => Ok(IdleBackoff::Sleep),
+        Some(toml::Value::Boolean(false)) => Ok(IdleBackoff::Spin),
+        Some(toml::Value::String(word)) if word == "auto" => Ok(IdleBackoff::Auto),
+        Some(other) => Err(invalid(
             "dataplane.idle-backoff",
-            format!("{word:?} is not true, false or \"auto\""),
+            format!("{other} is not true, false or \"auto\""),
         )),
     }
 }
