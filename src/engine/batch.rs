@@ -6,7 +6,6 @@
 //! warm-up reads only: the verdicts are exactly those of processing the frames one by one.
 
 use super::event::EventSink;
-use super::translate::Established;
 use super::{Engine, Side, Verdict};
 
 /// Most frames classified at once.
@@ -56,23 +55,23 @@ impl<S: EventSink> Engine<S> {
             // is processed and its session AHEAD frames before, so about 2 × AHEAD misses are
             // in flight at once — what the core can track; prefetching a whole batch at once
             // issued more than that, and the surplus came back late or not at all.
-            let slot = |i: usize| batch.get(i).and_then(Option::as_ref).map(Established::slot);
+            let at = |i: usize| batch.get(i).and_then(Option::as_ref);
             for i in 0..2 * AHEAD {
-                if let Some(s) = slot(i) {
-                    self.state.prefetch_flow_bucket(s);
+                if let Some(e) = at(i) {
+                    self.state.prefetch_flow_bucket(e.slot());
                 }
             }
             for i in 0..AHEAD {
-                if let Some(s) = slot(i) {
-                    self.state.prefetch_flow_sessions(s);
+                if let Some(e) = at(i) {
+                    self.state.prefetch_flow_sessions(e.slot(), e.key());
                 }
             }
             for (i, classified) in batch.iter().enumerate() {
-                if let Some(s) = slot(i + 2 * AHEAD) {
-                    self.state.prefetch_flow_bucket(s);
+                if let Some(e) = at(i + 2 * AHEAD) {
+                    self.state.prefetch_flow_bucket(e.slot());
                 }
-                if let Some(s) = slot(i + AHEAD) {
-                    self.state.prefetch_flow_sessions(s);
+                if let Some(e) = at(i + AHEAD) {
+                    self.state.prefetch_flow_sessions(e.slot(), e.key());
                 }
                 let (buf, len) = frames.frame(start + i);
                 let len = len.min(buf.len());

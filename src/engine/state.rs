@@ -391,16 +391,28 @@ impl NatState {
         self.flows.prefetch(slot);
     }
 
-    /// Starts loading the sessions whose tags match at `slot`'s home bucket: after this and
-    /// [`NatState::prefetch_flow_bucket`], `find_flow_at` runs from cache.
+    /// Starts loading the sessions whose tags match at `slot`'s home bucket (`slot` being
+    /// `flow_slot(key)`): after this and [`NatState::prefetch_flow_bucket`], `find_flow_at`
+    /// runs from cache. With no match the frame most likely opens a session, whose first
+    /// step probes the mapping index of its side (its inside endpoint's mapping, or the
+    /// public endpoint it is addressed to): that bucket is loaded instead.
     #[inline]
-    pub fn prefetch_flow_sessions(&self, slot: Slot) {
+    pub fn prefetch_flow_sessions(&self, slot: Slot, key: &FlowKey) {
         let items = &self.sessions.items;
+        let mut candidates = false;
         self.flows.for_each_candidate(slot, |v| {
+            candidates = true;
             if let Some(s) = items.get((v & !(1 << 31)) as usize) {
                 table::prefetch(s);
             }
         });
+        if !candidates {
+            let index = match key.from {
+                Side::Inside => &self.by_inside,
+                Side::Outside => &self.by_public,
+            };
+            index.prefetch(self.endpoint_slot(index, key.proto, key.local_ip, key.local_port));
+        }
     }
 
     /// The session of mapping `m` toward (`remote_ip`, `remote_port`): the flow of the

@@ -36,6 +36,10 @@ impl Established {
     pub(in crate::engine) fn slot(&self) -> Slot {
         self.slot
     }
+
+    pub(in crate::engine) fn key(&self) -> &FlowKey {
+        &self.key
+    }
 }
 
 #[inline(always)]
