@@ -393,20 +393,20 @@ impl NatState {
 
     /// Starts loading the sessions whose tags match at `slot`'s home bucket (`slot` being
     /// `flow_slot(key)`): after this and [`NatState::prefetch_flow_bucket`], `find_flow_at`
-    /// runs from cache. With no match the frame most likely opens a session, whose first
+    /// runs from cache. A frame whose flow is surely absent opens a session, whose first
     /// step probes the mapping index of its side (its inside endpoint's mapping, or the
-    /// public endpoint it is addressed to): that bucket is loaded instead.
+    /// public endpoint it is addressed to): that bucket is loaded instead. (Not merely
+    /// without a match at home: an established flow placed in a later bucket would then
+    /// cost a needless line from memory.)
     #[inline]
     pub fn prefetch_flow_sessions(&self, slot: Slot, key: &FlowKey) {
         let items = &self.sessions.items;
-        let mut candidates = false;
-        self.flows.for_each_candidate(slot, |v| {
-            candidates = true;
+        let absent = self.flows.for_each_candidate(slot, |v| {
             if let Some(s) = items.get((v & !(1 << 31)) as usize) {
                 table::prefetch(s);
             }
         });
-        if !candidates {
+        if absent {
             let index = match key.from {
                 Side::Inside => &self.by_inside,
                 Side::Outside => &self.by_public,

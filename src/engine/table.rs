@@ -190,14 +190,18 @@ impl TagTable {
 
     /// Calls `f` with each value of `slot`'s home bucket whose tag matches: the records worth
     /// prefetching before the lookup proper (the bucket itself should be in cache by now).
+    /// True when the key is surely absent: no tag matched and no entry ever passed the home
+    /// bucket, so no lookup would look further.
     #[inline]
-    pub fn for_each_candidate(&self, slot: Slot, mut f: impl FnMut(u32)) {
+    pub fn for_each_candidate(&self, slot: Slot, mut f: impl FnMut(u32)) -> bool {
         let bucket = &self.buckets[slot.home as usize];
         let mut hits = bucket.matches(slot.tag);
+        let absent = hits == 0 && bucket.overflow == 0;
         while hits != 0 {
             f(bucket.values[hits.trailing_zeros() as usize]);
             hits &= hits - 1;
         }
+        absent
     }
 
     /// The value at `slot` for which `is_key(value)` holds.
@@ -372,6 +376,8 @@ mod tests {
             if step.is_multiple_of(97) {
                 for &(h, value) in &model {
                     assert_eq!(table.find(table.slot(h), |v| v == value), Some(value));
+                    let absent = table.for_each_candidate(table.slot(h), |_| {});
+                    assert!(!absent, "a present key is never called surely absent");
                 }
                 assert_eq!(
                     table.find(table.slot(hash_of(step + 1)), |v| v == u32::MAX),
@@ -386,6 +392,24 @@ mod tests {
         }
         assert!(table.is_empty());
         assert!(table.buckets.iter().all(|b| b.overflow == 0));
+    }
+
+    /// "Surely absent" is said of most keys not in a lightly loaded table, and of none in it
+    /// (the model test above checks the latter under heavy load).
+    #[test]
+    fn keys_not_in_a_light_table_are_mostly_surely_absent() {
+        let mut rng = SplitMix64::new(11);
+        let mut table = TagTable::with_capacity(12_000);
+        for v in 0..3_000u32 {
+            table.insert(table.slot(rng.next_u64()), v).unwrap();
+        }
+        let absent = (0..10_000)
+            .filter(|_| table.for_each_candidate(table.slot(rng.next_u64()), |_| {}))
+            .count();
+        assert!(
+            absent > 9_000,
+            "{absent} of 10 000 unknown keys called surely absent"
+        );
     }
 
     #[test]
