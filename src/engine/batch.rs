@@ -2,8 +2,10 @@
 //! session it leads to. Classifying and hashing the whole batch first and prefetching every
 //! frame's bucket, then prefetching the sessions those buckets point at, lets the CPU
 //! overlap the misses of different frames (VPP's multi-packet loops work the same way); the
-//! processing that follows finds everything in cache and reuses what classifying read. The
-//! warm-up reads only: the verdicts are exactly those of processing the frames one by one.
+//! processing that follows finds everything in cache and reuses what classifying read. A
+//! frame whose flow is surely absent will open a session, so the mapping-index bucket that
+//! opening probes first is prefetched in its session's place. The warm-up reads only: the
+//! verdicts are exactly those of processing the frames one by one.
 
 use super::event::EventSink;
 use super::{Engine, Side, Verdict};
