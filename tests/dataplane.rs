@@ -60,13 +60,14 @@ fn tcp_udp_icmp_through(workers: u16) {
             "ping from subscriber {i}"
         );
     }
+    let metrics = counters();
     let output = nat.stop().unwrap();
     assert_eq!(
         reported(&output, "UMEM frames unaccounted for at exit:"),
         0,
         "{output}"
     );
-    assert_idle_choice_reported(&output, workers);
+    assert_idle_choice_reported(&output, &metrics, workers);
     // Sessions: 12 TCP, 4 UDP, 4 ICMP echo, all logged.
     assert_eq!(reported(&output, "sessions:"), 20, "{output}");
     assert_eq!(
@@ -91,9 +92,10 @@ fn tcp_udp_icmp_through(workers: u16) {
 
 /// `attribute --json` of the web server's access log against the mapping log (server
 /// 198.51.100.10:80, skew 2 s): the summary, the whole report, and one object per request.
-/// `run` says at start what each worker does when idle. With the default ("auto") a worker
-/// spins only on a CPU the kernel keeps for chosen tasks; with none kept, all sleep.
-fn assert_idle_choice_reported(output: &str, workers: u16) {
+/// `run` says at start what each worker does when idle, and exports it per worker. With the
+/// default ("auto") a worker spins only on a CPU the kernel keeps for chosen tasks; with
+/// none kept, all sleep.
+fn assert_idle_choice_reported(output: &str, metrics: &str, workers: u16) {
     let line = output
         .lines()
         .find(|l| l.starts_with("tracenat: when idle, workers spin: "))
@@ -106,6 +108,11 @@ fn assert_idle_choice_reported(output: &str, workers: u16) {
             assert!(
                 sleeping.contains(&format!("{w} (CPU ")),
                 "worker {w}: {line}"
+            );
+            let gauge = format!("tracenat_worker_spins_when_idle{{worker=\"{w}\"}} 0");
+            assert!(
+                metrics.lines().any(|l| l == gauge),
+                "no {gauge:?} in:\n{metrics}"
             );
         }
     }

@@ -35,6 +35,7 @@ pub struct WorkerSnapshot {
     pub handoff_received: u64,
     pub idle_polls: u64,
     pub idle_poll_timeouts: u64,
+    pub spins_when_idle: u64,
     pub live_sessions: u64,
     /// Per side, by [`SOCKET_DROP_REASONS`].
     pub socket_drops: [[u64; SOCKET_DROP_REASONS.len()]; 2],
@@ -73,6 +74,7 @@ impl Snapshot {
                     handoff_received: get(&s.handoff_received),
                     idle_polls: get(&s.idle_polls),
                     idle_poll_timeouts: get(&s.idle_poll_timeouts),
+                    spins_when_idle: get(&s.spins_when_idle),
                     live_sessions: get(&s.live_sessions),
                     socket_drops: s
                         .socket_drops
@@ -244,6 +246,12 @@ impl Snapshot {
             "counter",
             "Sleeps in poll(2) that ended by the timeout, not by traffic.",
             per_worker(&|s| s.idle_poll_timeouts),
+        );
+        metric(
+            "worker_spins_when_idle",
+            "gauge",
+            "1 if the worker spins between frames, 0 if it sleeps in poll(2) (dataplane.idle-backoff).",
+            per_worker(&|s| s.spins_when_idle),
         );
         let events = self
             .workers

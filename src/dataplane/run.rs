@@ -19,7 +19,7 @@ use super::idle;
 use super::metrics::{self, Snapshot};
 use super::neigh::{self, SharedMac};
 use super::privileges;
-use super::worker::{Forwarding, Link, Worker, WorkerStats};
+use super::worker::{Forwarding, Idle, Link, Worker, WorkerStats};
 use super::xdp::bpf::{XdpLink, XdpMode, XdpProgram, XskMap};
 use super::xdp::xsk::{BindInfo, FramePool, Umem, XskConfig, XskSocket};
 use crate::config::Config;
@@ -401,6 +401,9 @@ fn start(
             &kept_cpus,
         );
         placements.push((core.map(|c| c.id), idle));
+        stats
+            .spins_when_idle
+            .store(u64::from(idle == Idle::Spin), Ordering::Relaxed);
         let mut engine = Engine::new(config, w, ownership.clone(), producer, now);
         engine.rest_ports(&resting.ranges, resting.until_ns);
         let worker = Worker {

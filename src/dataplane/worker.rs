@@ -41,6 +41,8 @@ pub struct WorkerStats {
     pub idle_polls: AtomicU64,
     /// Sleeps that ended by the timeout rather than by traffic.
     pub idle_poll_timeouts: AtomicU64,
+    /// 1 when the worker spins between frames, 0 when it sleeps (set once, at start).
+    pub spins_when_idle: AtomicU64,
     /// The kernel's drop counters of each side's socket, by [`SOCKET_DROP_REASONS`]:
     /// frames that never reached the worker, so the engine cannot count them.
     pub socket_drops: [[AtomicU64; SOCKET_DROP_REASONS.len()]; 2],
