@@ -80,41 +80,39 @@ pub fn describe(
     kept: &BTreeSet<usize>,
 ) -> String {
     let list = |spins: bool| {
-        let named: Vec<String> = workers
+        let named = workers
             .iter()
             .enumerate()
             .filter(|(_, (_, idle))| (*idle == Idle::Spin) == spins)
             .map(|(w, (cpu, _))| match cpu {
                 Some(cpu) => format!("{w} (CPU {cpu})"),
                 None => format!("{w} (not pinned)"),
-            })
-            .collect();
-        if named.is_empty() {
-            "none".to_owned()
-        } else {
-            named.join(", ")
-        }
+            });
+        or_none(named, ", ")
     };
     let why = match backoff {
         IdleBackoff::Sleep => "dataplane.idle-backoff = true".to_owned(),
         IdleBackoff::Spin => "dataplane.idle-backoff = false".to_owned(),
-        IdleBackoff::Auto => {
-            let kept: Vec<String> = kept.iter().map(usize::to_string).collect();
-            format!(
-                "dataplane.idle-backoff = \"auto\": spin on CPUs the kernel keeps for chosen tasks (isolcpus=, nohz_full=), here {}",
-                if kept.is_empty() {
-                    "none".to_owned()
-                } else {
-                    kept.join(",")
-                }
-            )
-        }
+        IdleBackoff::Auto => format!(
+            "dataplane.idle-backoff = \"auto\": spin on CPUs the kernel keeps for chosen tasks (isolcpus=, nohz_full=), here {}",
+            or_none(kept.iter().map(usize::to_string), ",")
+        ),
     };
     format!(
         "when idle, workers spin: {}; sleep in poll(2): {} ({why})",
         list(true),
         list(false)
     )
+}
+
+/// `items` joined by `separator`, or "none".
+fn or_none(items: impl Iterator<Item = String>, separator: &str) -> String {
+    let items: Vec<String> = items.collect();
+    if items.is_empty() {
+        "none".to_owned()
+    } else {
+        items.join(separator)
+    }
 }
 
 #[cfg(test)]
