@@ -31,6 +31,26 @@ pub struct Mapping {
     pub sessions: u32,
 }
 
+impl Mapping {
+    /// The flow key, seen from `from`, of a session of this mapping toward `remote`: what
+    /// [`Session::flow_key`] gives for it.
+    #[inline]
+    pub fn flow_key(&self, from: Side, remote: (u32, u16)) -> FlowKey {
+        let local = match from {
+            Side::Inside => (self.inside_ip, self.inside_port),
+            Side::Outside => (self.public_ip, self.public_port),
+        };
+        FlowKey {
+            proto: self.proto,
+            from,
+            local_ip: local.0,
+            local_port: local.1,
+            remote_ip: remote.0,
+            remote_port: remote.1,
+        }
+    }
+}
+
 /// TCP state bits kept per session (RFC 7857 §2 / RFC 5382 REQ-5 timers).
 pub mod tcp_state {
     pub const SYN_OUT: u8 = 1;
@@ -98,6 +118,7 @@ impl Session {
     }
 
     /// The mapping this session was made on, from its own copy (no session count).
+    #[inline]
     pub fn mapping(&self) -> Mapping {
         Mapping {
             inside_ip: self.inside_ip,
@@ -116,24 +137,8 @@ impl Session {
     /// The key of this session's flow seen from `from`.
     #[inline]
     pub fn flow_key(&self, from: Side) -> FlowKey {
-        match from {
-            Side::Inside => FlowKey {
-                proto: self.proto,
-                from,
-                local_ip: self.inside_ip,
-                local_port: self.inside_port,
-                remote_ip: self.remote_ip,
-                remote_port: self.remote_port,
-            },
-            Side::Outside => FlowKey {
-                proto: self.proto,
-                from,
-                local_ip: self.public_ip,
-                local_port: self.public_port,
-                remote_ip: self.remote_ip,
-                remote_port: self.remote_port,
-            },
-        }
+        self.mapping()
+            .flow_key(from, (self.remote_ip, self.remote_port))
     }
 }
 
@@ -415,6 +420,26 @@ impl NatState {
         }
     }
 
+    /// Starts loading the flow table buckets a new session of mapping `m` toward `remote`
+    /// will be inserted into. The batch prefetched only the bucket of the frame's own flow;
+    /// at scale the other one misses. Issued as soon as the mapping is known (for a new
+    /// mapping, once its port is chosen), the load overlaps the work before the insert.
+    #[inline]
+    pub fn prefetch_session_flows(&self, m: &Mapping, remote: (u32, u16)) {
+        for from in [Side::Inside, Side::Outside] {
+            self.flows
+                .prefetch(self.flow_slot(&m.flow_key(from, remote)));
+        }
+    }
+
+    /// Starts loading the public index's bucket of a new mapping: known only once its port
+    /// is chosen, and a miss at scale.
+    #[inline]
+    pub fn prefetch_public_endpoint(&self, m: &Mapping) {
+        let index = &self.by_public;
+        index.prefetch(self.endpoint_slot(index, m.proto, m.public_ip, m.public_port));
+    }
+
     /// The session of mapping `m` toward (`remote_ip`, `remote_port`): the flow of the
     /// mapping's inside endpoint to that remote.
     pub fn find_session(&self, m: u32, remote_ip: u32, remote_port: u16) -> Option<u32> {
@@ -577,6 +602,13 @@ mod tests {
         assert_eq!(st.find_by_public(Proto::Udp, 2, 4), Some(m));
         assert_eq!(st.find_session(m, 9, 53), Some(s));
         assert_eq!(st.find_session(m, 9, 54), None);
+        // What a new session's prefetch loads is where its flows were put.
+        let key = |from| st.mapping(m).flow_key(from, (9, 53));
+        assert_eq!((key(Side::Inside).local_ip, key(Side::Inside).local_port), (1, 3));
+        assert_eq!((key(Side::Outside).local_ip, key(Side::Outside).local_port), (2, 4));
+        for from in [Side::Inside, Side::Outside] {
+            assert_eq!(st.find_flow(&key(from)), Some(s), "{from:?}");
+        }
         let (_, mapping) = st.remove_session(s);
         assert_eq!(mapping, Some((m, true)));
         assert_eq!(st.find_session(m, 9, 53), None);

@@ -271,6 +271,8 @@ impl<S: EventSink> Engine<S> {
             inside_port: m.inside_port,
             dest_port: flow.src_port,
         };
+        let remote = (ip.src, remote_port(m.proto, flow.src_port));
+        self.state.prefetch_session_flows(&m, remote);
         self.check_can_open(&owner, flow, ip.src, now)?;
         self.open_session(mapping, ip.src, flow.src_port, flow, Side::Outside, now)
     }
@@ -326,6 +328,8 @@ impl<S: EventSink> Engine<S> {
                 self.touch(session, flow, Side::Inside, now);
                 return Ok(session);
             }
+            let m = self.state.mapping(mapping);
+            self.state.prefetch_session_flows(m, (ip.dst, remote));
             self.check_can_open(&owner, flow, ip.dst, now)?;
             return self.open_session(mapping, ip.dst, dport, flow, Side::Inside, now);
         }
@@ -445,19 +449,23 @@ impl<S: EventSink> Engine<S> {
                 });
             }
         };
+        let mapping = Mapping {
+            inside_ip: ip,
+            public_ip: u32::from(self.ports.address(sub.pairing.pool)),
+            inside_port: owner.inside_port,
+            public_port: port,
+            proto,
+            sessions: 0,
+        };
+        self.state.prefetch_public_endpoint(&mapping);
+        let session_remote = (remote, remote_port(proto, owner.dest_port));
+        self.state.prefetch_session_flows(&mapping, session_remote);
         sub.mappings[proto as usize] += 1;
         self.state.subscribers.insert(ip, sub);
         self.counters.count(Activity::MappingsCreated);
         // `check_can_open` made sure of room, so this refusal cannot happen.
         self.state
-            .insert_mapping(Mapping {
-                inside_ip: ip,
-                public_ip: u32::from(self.ports.address(sub.pairing.pool)),
-                inside_port: owner.inside_port,
-                public_port: port,
-                proto,
-                sessions: 0,
-            })
+            .insert_mapping(mapping)
             .ok_or(DropReason::SessionTableFull)
     }
 
