@@ -130,15 +130,22 @@ fn transport_checksum(proto: Proto, old: u16, change: Delta) -> Option<u16> {
     }
 }
 
-/// A rewrite known in advance: the new address and port of one endpoint, and the folded
-/// checksum changes ([`Delta::folded`]) of the address words (IP header) and of the port
-/// word with the pseudo-header's address words (transport). What a session precomputes.
+/// A rewrite known in advance: the new address and port of one endpoint, and the checksum
+/// changes of the address words (IP header) and of the port word with the pseudo-header's
+/// address words (transport). What a session precomputes, folded ([`Delta::folded`]).
 #[derive(Debug, Clone, Copy)]
 pub struct Rewrite {
     pub addr: u32,
     pub port: u16,
-    pub ip_delta: u16,
-    pub l4_delta: u16,
+    pub ip_change: Delta,
+    pub l4_change: Delta,
+}
+
+/// The header checksum's change when the TTL drops by one: the word holding it goes from w
+/// to w - 0x0100, and !w + (w - 0x0100) = 0xFEFF whatever w is (for any TTL above 0).
+#[inline(always)]
+fn ttl_decrement() -> Delta {
+    Delta::from_folded(0xFEFF)
 }
 
 /// [`rewrite_endpoint`] with the checksum changes known in advance, so the packet path
@@ -155,29 +162,111 @@ pub fn rewrite_endpoint_with(
 ) {
     let at = addr_offset(which);
     pkt[at..at + 4].copy_from_slice(&r.addr.to_be_bytes());
-    let ip_checksum = Delta::from_folded(r.ip_delta).apply(get16(pkt, IP_CHECKSUM));
-    set16(pkt, IP_CHECKSUM, ip_checksum);
+    set16(pkt, IP_CHECKSUM, r.ip_change.apply(get16(pkt, IP_CHECKSUM)));
     let l4 = &mut pkt[ihl..];
     set16(l4, port_offset(proto, which), r.port);
     let at = checksum_offset(proto);
-    if let Some(new) = transport_checksum(proto, get16(l4, at), Delta::from_folded(r.l4_delta)) {
+    if let Some(new) = transport_checksum(proto, get16(l4, at), r.l4_change) {
         set16(l4, at, new);
     }
+}
+
+/// [`rewrite_endpoint_with`] and then [`decrement_ttl`], the same bytes with one update of
+/// the header checksum for both changes (the forwarding fast path). Caller checked TTL > 1.
+#[inline(always)]
+pub fn rewrite_endpoint_and_hop(
+    pkt: &mut [u8],
+    ihl: usize,
+    proto: Proto,
+    which: Endpoint,
+    mut r: Rewrite,
+) {
+    pkt[IP_TTL] -= 1;
+    r.ip_change.merge(ttl_decrement());
+    rewrite_endpoint_with(pkt, ihl, proto, which, r);
 }
 
 /// Decrements the TTL, keeping the header checksum right. Caller checked TTL > 1.
 #[inline(always)]
 pub fn decrement_ttl(ip: &mut [u8]) {
-    let word = get16(ip, IP_TTL);
-    let mut change = Delta::default();
-    change.word(word, word - 0x0100);
-    set16(ip, IP_TTL, word - 0x0100);
-    let old = get16(ip, IP_CHECKSUM);
-    set16(ip, IP_CHECKSUM, change.apply(old));
+    ip[IP_TTL] -= 1;
+    set16(
+        ip,
+        IP_CHECKSUM,
+        ttl_decrement().apply(get16(ip, IP_CHECKSUM)),
+    );
 }
 
 /// Applies the change of an embedded packet to the enclosing ICMP message's checksum.
 pub fn fix_icmp_checksum(icmp: &mut [u8], embedded_change: Delta) {
     let old = get16(icmp, 2);
     set16(icmp, 2, embedded_change.apply(old));
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::rng::SplitMix64;
+    use crate::wire::checksum::checksum;
+
+    /// A UDP packet with a valid header checksum and the given TTL.
+    fn packet(rng: &mut SplitMix64, ttl: u8) -> Vec<u8> {
+        let mut pkt: Vec<u8> = (0..28).map(|_| rng.next_u64() as u8).collect();
+        pkt[0] = 0x45;
+        pkt[IP_TTL] = ttl;
+        pkt[9] = 17;
+        pkt[IP_CHECKSUM..IP_CHECKSUM + 2].fill(0);
+        let sum = checksum(&pkt[..20]);
+        set16(&mut pkt, IP_CHECKSUM, sum);
+        pkt
+    }
+
+    #[test]
+    fn a_decremented_ttl_keeps_the_header_checksum_right() {
+        let mut rng = SplitMix64::new(7);
+        for ttl in 1..=255u8 {
+            let mut pkt = packet(&mut rng, ttl);
+            decrement_ttl(&mut pkt);
+            assert_eq!(pkt[IP_TTL], ttl - 1);
+            assert_eq!(checksum(&pkt[..20]), 0, "TTL {ttl}");
+        }
+    }
+
+    #[test]
+    fn rewrite_and_hop_in_one_gives_the_bytes_of_the_two_steps() {
+        let mut rng = SplitMix64::new(8);
+        for i in 0..2000 {
+            let ttl = 2 + (i % 254) as u8;
+            let pkt = packet(&mut rng, ttl);
+            let which = if i % 2 == 0 {
+                Endpoint::Source
+            } else {
+                Endpoint::Destination
+            };
+            let (addr, port) = (rng.next_u64() as u32, rng.next_u64() as u16);
+            // The rewrite as a session precomputes it, from the packet's own endpoint.
+            let mut reference = pkt.clone();
+            rewrite_endpoint(&mut reference, 20, Proto::Udp, which, addr, port);
+            let old = get32(&pkt, addr_offset(which));
+            let mut ip_change = Delta::default();
+            ip_change.dword(old, addr);
+            let mut l4 = Delta::default();
+            l4.word(get16(&pkt, 20 + port_offset(Proto::Udp, which)), port);
+            l4.merge(ip_change);
+            let r = Rewrite {
+                addr,
+                port,
+                ip_change: Delta::from_folded(ip_change.folded()),
+                l4_change: Delta::from_folded(l4.folded()),
+            };
+            let mut two_steps = pkt.clone();
+            rewrite_endpoint_with(&mut two_steps, 20, Proto::Udp, which, r);
+            assert_eq!(two_steps, reference, "precomputed against summed, case {i}");
+            decrement_ttl(&mut two_steps);
+            let mut one = pkt.clone();
+            rewrite_endpoint_and_hop(&mut one, 20, Proto::Udp, which, r);
+            assert_eq!(one, two_steps, "case {i}");
+            assert_eq!(checksum(&one[..20]), 0, "case {i}");
+        }
+    }
 }

@@ -604,8 +604,14 @@ mod tests {
         assert_eq!(st.find_session(m, 9, 54), None);
         // What a new session's prefetch loads is where its flows were put.
         let key = |from| st.mapping(m).flow_key(from, (9, 53));
-        assert_eq!((key(Side::Inside).local_ip, key(Side::Inside).local_port), (1, 3));
-        assert_eq!((key(Side::Outside).local_ip, key(Side::Outside).local_port), (2, 4));
+        assert_eq!(
+            (key(Side::Inside).local_ip, key(Side::Inside).local_port),
+            (1, 3)
+        );
+        assert_eq!(
+            (key(Side::Outside).local_ip, key(Side::Outside).local_port),
+            (2, 4)
+        );
         for from in [Side::Inside, Side::Outside] {
             assert_eq!(st.find_flow(&key(from)), Some(s), "{from:?}");
         }

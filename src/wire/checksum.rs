@@ -131,6 +131,7 @@ impl Delta {
     }
 
     /// Adds the changes recorded in `other`.
+    #[inline]
     pub fn merge(&mut self, other: Delta) {
         self.0 += other.0;
     }

@@ -7,7 +7,7 @@ use super::parse::{Flow, flow_key};
 use crate::engine::event::EventSink;
 use crate::engine::ports::Proto;
 use crate::engine::rewrite::{
-    Endpoint, Rewrite, decrement_ttl, rewrite_endpoint, rewrite_endpoint_with,
+    Endpoint, Rewrite, rewrite_endpoint, rewrite_endpoint_and_hop, rewrite_endpoint_with,
 };
 use crate::engine::state::{FlowKey, Session};
 use crate::engine::table::Slot;
@@ -94,6 +94,32 @@ fn fast_transport(frame: &[u8], protocol: u8, ip_total: usize) -> Option<Flow> {
     })
 }
 
+/// The precomputed rewrite of a packet of session `s` received from `from`: its source
+/// becomes the public endpoint going out, its destination the inside endpoint coming in.
+#[inline(always)]
+fn session_rewrite(s: &Session, from: Side) -> (Endpoint, Rewrite) {
+    match from {
+        Side::Inside => (
+            Endpoint::Source,
+            Rewrite {
+                addr: s.public_ip,
+                port: s.public_port,
+                ip_change: Delta::from_folded(s.ip_delta),
+                l4_change: Delta::from_folded(s.l4_delta),
+            },
+        ),
+        Side::Outside => (
+            Endpoint::Destination,
+            Rewrite {
+                addr: s.inside_ip,
+                port: s.inside_port,
+                ip_change: Delta::from_folded(Delta::undo_folded(s.ip_delta)),
+                l4_change: Delta::from_folded(Delta::undo_folded(s.l4_delta)),
+            },
+        ),
+    }
+}
+
 impl<S: EventSink> Engine<S> {
     /// Whether a frame may take the fast path: untagged, IPv4 without options, unfragmented,
     /// a checksum that verifies, TCP or UDP, not to the NAT itself, not hairpinned, not about
@@ -163,8 +189,8 @@ impl<S: EventSink> Engine<S> {
         self.touch(session, e.flow, e.key.from, now);
         let s = *self.state.session(session);
         let pkt = &mut buf[L3..L3 + usize::from(e.ip_total)];
-        self.rewrite(pkt, ipv4::HEADER_LEN, &s, e.key.from);
-        decrement_ttl(pkt);
+        let (which, r) = session_rewrite(&s, e.key.from);
+        rewrite_endpoint_and_hop(pkt, ipv4::HEADER_LEN, s.proto, which, r);
         Some(Verdict::Forward(match e.key.from {
             Side::Inside => Side::Outside,
             Side::Outside => Side::Inside,
@@ -172,29 +198,11 @@ impl<S: EventSink> Engine<S> {
     }
 
     /// Rewrites the subscriber-side endpoint of a packet of session `s` received from
-    /// `from`: the precomputed rewrite on the fast path, the reference's from the mapping.
+    /// `from` (the general path; the TTL is the caller's): the session's precomputed
+    /// rewrite, or with the two-lookup reference, the mapping's endpoint and summed changes.
     #[inline]
     pub(super) fn rewrite(&self, pkt: &mut [u8], ihl: usize, s: &Session, from: Side) {
-        let (which, r) = match from {
-            Side::Inside => (
-                Endpoint::Source,
-                Rewrite {
-                    addr: s.public_ip,
-                    port: s.public_port,
-                    ip_delta: s.ip_delta,
-                    l4_delta: s.l4_delta,
-                },
-            ),
-            Side::Outside => (
-                Endpoint::Destination,
-                Rewrite {
-                    addr: s.inside_ip,
-                    port: s.inside_port,
-                    ip_delta: Delta::undo_folded(s.ip_delta),
-                    l4_delta: Delta::undo_folded(s.l4_delta),
-                },
-            ),
-        };
+        let (which, r) = session_rewrite(s, from);
         match self.lookup {
             Lookup::OneProbe => rewrite_endpoint_with(pkt, ihl, s.proto, which, r),
             Lookup::MappingThenSession => {
