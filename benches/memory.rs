@@ -1,7 +1,8 @@
 //! Memory per live session: heap bytes counted by a wrapping allocator, for an engine sized
 //! for and filled with 1 M and with 16.5 M sessions (CSIT's scheme: 262,144 hosts × 63
 //! ports). Every table, list and record counts. Also the time a worker takes at start to
-//! commit its tables' memory (`Engine::commit_memory`). `cargo bench --bench memory`
+//! commit its tables' memory (`Engine::commit_memory`), and, outside the engine, the mapping
+//! log writer's live set for the same mappings. `cargo bench --bench memory`
 //! (`TRACENAT_BENCH_ONLY=1M` or `16.5M` for one).
 
 mod common;
@@ -11,6 +12,8 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Instant;
 
 use tracenat::engine::event::NullSink;
+use tracenat::maplog::live::LiveSet;
+use tracenat::maplog::record::{Record, RecordKind};
 
 struct Counting;
 static LIVE_BYTES: AtomicUsize = AtomicUsize::new(0);
@@ -54,8 +57,9 @@ fn measure(n: usize) {
     let before = heap();
     let mut engine = common::engine(&cfg, NullSink);
     let publics = common::open_all(&mut engine, &flows, 1);
-    drop(publics);
-    let total = heap() - before + engine.state_mapped_bytes();
+    // The public endpoints are kept for the live set below, not counted as the engine's.
+    let kept = publics.capacity() * std::mem::size_of::<(u32, u16)>();
+    let total = heap() - before - kept + engine.state_mapped_bytes();
     let sessions = engine.live_sessions();
     assert_eq!(sessions, n);
     println!("live sessions:                 {sessions}");
@@ -78,9 +82,43 @@ fn measure(n: usize) {
         total as f64 / sessions as f64
     );
     println!(
-        "state structures per session:  {:.1} (sessions, mappings, flow and mapping tables, subscribers, timers)\n",
+        "state structures per session:  {:.1} (sessions, mappings, flow and mapping tables, subscribers, timers)",
         engine.state_heap_bytes() as f64 / sessions as f64
     );
+    drop(engine);
+    let live = live_set_bytes(&flows, &publics);
+    println!(
+        "mapping log's live set:        {:.1} B per live mapping ({:.1} MiB; the log writer's, not the engine's)\n",
+        live as f64 / flows.len() as f64,
+        mib(live)
+    );
+}
+
+/// Heap of the mapping log writer's live set holding one live mapping per flow (in CSIT's
+/// scheme every session has its own mapping), fed as the writer feeds it: creation records
+/// in blocks.
+fn live_set_bytes(flows: &[common::Flow], publics: &[(u32, u16)]) -> usize {
+    let before = heap();
+    let mut live = LiveSet::default();
+    for (flows, publics) in flows.chunks(8192).zip(publics.chunks(8192)) {
+        let created: Vec<Record> = flows
+            .iter()
+            .zip(publics)
+            .map(|(flow, public)| Record {
+                protocol: 17,
+                inside_ip: flow.inside.0,
+                inside_port: flow.inside.1,
+                public_ip: public.0,
+                public_port: public.1,
+                dest_ip: flow.remote.0,
+                dest_port: flow.remote.1,
+                ..Record::new(RecordKind::SessionCreated, 1)
+            })
+            .collect();
+        live.apply(&created);
+    }
+    assert_eq!(live.len(), flows.len());
+    heap() - before
 }
 
 fn main() {
