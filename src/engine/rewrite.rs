@@ -181,14 +181,17 @@ pub fn rewrite_endpoint_and_hop(
     which: Endpoint,
     mut r: Rewrite,
 ) {
+    debug_assert!(pkt[IP_TTL] > 0, "a TTL of 0 is never forwarded");
     pkt[IP_TTL] -= 1;
     r.ip_change.merge(ttl_decrement());
     rewrite_endpoint_with(pkt, ihl, proto, which, r);
 }
 
-/// Decrements the TTL, keeping the header checksum right. Caller checked TTL > 1.
+/// Decrements the TTL, keeping the header checksum right. Caller checked TTL > 1 (the
+/// checksum change below holds for any TTL above 0).
 #[inline(always)]
 pub fn decrement_ttl(ip: &mut [u8]) {
+    debug_assert!(ip[IP_TTL] > 0, "a TTL of 0 is never forwarded");
     ip[IP_TTL] -= 1;
     set16(
         ip,

@@ -420,16 +420,15 @@ impl NatState {
         }
     }
 
-    /// Starts loading the flow table buckets a new session of mapping `m` toward `remote`
-    /// will be inserted into. The batch prefetched only the bucket of the frame's own flow;
-    /// at scale the other one misses. Issued as soon as the mapping is known (for a new
-    /// mapping, once its port is chosen), the load overlaps the work before the insert.
+    /// Starts loading the flow table bucket where a new session of mapping `m` toward
+    /// `remote` will put its flow seen from `from`. The batch prefetched only the bucket of
+    /// the frame's own flow; at scale the other side's misses. Issued as soon as the mapping
+    /// is known (for a new mapping, once its port is chosen), the load overlaps the work
+    /// before the insert.
     #[inline]
-    pub fn prefetch_session_flows(&self, m: &Mapping, remote: (u32, u16)) {
-        for from in [Side::Inside, Side::Outside] {
-            self.flows
-                .prefetch(self.flow_slot(&m.flow_key(from, remote)));
-        }
+    pub fn prefetch_session_flow(&self, m: &Mapping, from: Side, remote: (u32, u16)) {
+        self.flows
+            .prefetch(self.flow_slot(&m.flow_key(from, remote)));
     }
 
     /// Starts loading the public index's bucket of a new mapping: known only once its port

@@ -272,7 +272,7 @@ impl<S: EventSink> Engine<S> {
             dest_port: flow.src_port,
         };
         let remote = (ip.src, remote_port(m.proto, flow.src_port));
-        self.state.prefetch_session_flows(&m, remote);
+        self.state.prefetch_session_flow(&m, Side::Inside, remote);
         self.check_can_open(&owner, flow, ip.src, now)?;
         self.open_session(mapping, ip.src, flow.src_port, flow, Side::Outside, now)
     }
@@ -329,7 +329,8 @@ impl<S: EventSink> Engine<S> {
                 return Ok(session);
             }
             let m = self.state.mapping(mapping);
-            self.state.prefetch_session_flows(m, (ip.dst, remote));
+            self.state
+                .prefetch_session_flow(m, Side::Outside, (ip.dst, remote));
             self.check_can_open(&owner, flow, ip.dst, now)?;
             return self.open_session(mapping, ip.dst, dport, flow, Side::Inside, now);
         }
@@ -459,7 +460,8 @@ impl<S: EventSink> Engine<S> {
         };
         self.state.prefetch_public_endpoint(&mapping);
         let session_remote = (remote, remote_port(proto, owner.dest_port));
-        self.state.prefetch_session_flows(&mapping, session_remote);
+        self.state
+            .prefetch_session_flow(&mapping, Side::Outside, session_remote);
         sub.mappings[proto as usize] += 1;
         self.state.subscribers.insert(ip, sub);
         self.counters.count(Activity::MappingsCreated);
