@@ -141,10 +141,13 @@ pub struct Rewrite {
     pub l4_change: Delta,
 }
 
-/// The header checksum's change when the TTL drops by one: the word holding it goes from w
-/// to w - 0x0100, and !w + (w - 0x0100) = 0xFEFF whatever w is (for any TTL above 0).
+/// Decrements the TTL byte and gives the header checksum's change for it, to be applied
+/// alone or with others: the word holding the TTL goes from w to w - 0x0100, and
+/// !w + (w - 0x0100) = 0xFEFF whatever w is (for any TTL above 0).
 #[inline(always)]
-fn ttl_decrement() -> Delta {
+fn take_one_hop(ip: &mut [u8]) -> Delta {
+    debug_assert!(ip[IP_TTL] > 0, "a TTL of 0 is never forwarded");
+    ip[IP_TTL] -= 1;
     Delta::from_folded(0xFEFF)
 }
 
@@ -181,9 +184,7 @@ pub fn rewrite_endpoint_and_hop(
     which: Endpoint,
     mut r: Rewrite,
 ) {
-    debug_assert!(pkt[IP_TTL] > 0, "a TTL of 0 is never forwarded");
-    pkt[IP_TTL] -= 1;
-    r.ip_change.merge(ttl_decrement());
+    r.ip_change.merge(take_one_hop(pkt));
     rewrite_endpoint_with(pkt, ihl, proto, which, r);
 }
 
@@ -191,13 +192,8 @@ pub fn rewrite_endpoint_and_hop(
 /// checksum change below holds for any TTL above 0).
 #[inline(always)]
 pub fn decrement_ttl(ip: &mut [u8]) {
-    debug_assert!(ip[IP_TTL] > 0, "a TTL of 0 is never forwarded");
-    ip[IP_TTL] -= 1;
-    set16(
-        ip,
-        IP_CHECKSUM,
-        ttl_decrement().apply(get16(ip, IP_CHECKSUM)),
-    );
+    let change = take_one_hop(ip);
+    set16(ip, IP_CHECKSUM, change.apply(get16(ip, IP_CHECKSUM)));
 }
 
 /// Applies the change of an embedded packet to the enclosing ICMP message's checksum.
