@@ -2,7 +2,9 @@
 //! checksums computed from the packet): random mixes of new, established, expiring,
 //! hairpinned and ICMP-error traffic, from both sides, go through an engine of each kind
 //! (the fast one in batches, the reference one frame by frame), and every verdict, every
-//! translated byte, every event and every counter must agree.
+//! translated byte, every event and every counter must agree. Batches run past the
+//! batch's prefetch distance and its 64-frame chunks; frames go to the NAT's own addresses,
+//! broadcast and multicast too; with two workers, to subscribers the other worker owns.
 
 use std::net::{Ipv4Addr, SocketAddrV4};
 
@@ -11,13 +13,19 @@ use tracenat::config::Config;
 use tracenat::engine::event::VecSink;
 use tracenat::engine::{Engine, Lookup, Side, Verdict};
 use tracenat::wire::build::{self, FrameSpec};
-use tracenat::wire::{checksum, icmp, tcp};
+use tracenat::wire::{checksum, icmp};
 
 const SEC: u64 = 1_000_000_000;
 
-fn config(filtering: &str) -> Config {
+/// The NAT's own addresses on each side: frames to them belong to the host.
+const INSIDE_ADDRESS: Ipv4Addr = Ipv4Addr::new(100, 64, 0, 100);
+const OUTSIDE_ADDRESS: Ipv4Addr = Ipv4Addr::new(192, 0, 2, 1);
+
+fn config(filtering: &str, workers: u32) -> Config {
     Config::from_toml_str(&format!(
         "[interfaces]\ninside = \"in0\"\noutside = \"out0\"\n\
+         inside-address = \"{INSIDE_ADDRESS}\"\noutside-address = \"{OUTSIDE_ADDRESS}\"\n\
+         [workers]\ncount = {workers}\n\
          [pool]\npublic = [\"203.0.113.0/30\"]\nsubscribers = [\"100.64.0.0/16\"]\n\
          [filtering]\nmode = \"{filtering}\"\nhairpinning = true\n\
          [limits]\nmax-sessions = 64\n"
@@ -42,6 +50,8 @@ struct Packet {
     icmp_error: bool,
     /// An unusual or broken header ([`mutate`]; 0: none).
     odd_shape: u8,
+    /// A destination other than the flow's ([`odd_destination`]; 0: none).
+    odd_destination: u8,
 }
 
 #[derive(Debug, Clone)]
@@ -56,9 +66,15 @@ fn packet() -> impl Strategy<Value = Packet> {
         (0u8..3, 0u8..4, 0u8..3, 0u8..3),
         (any::<u8>(), 0u8..8, any::<u8>(), any::<bool>(), 0u8..16),
         prop_oneof![4 => Just(0u8), 1 => 1u8..=ODD_SHAPES],
+        prop_oneof![12 => Just(0u8), 1 => 1u8..=ODD_DESTINATIONS],
     )
         .prop_map(
-            |((proto, subscriber, port, remote), (public, hairpin, flags, z, e), odd_shape)| {
+            |(
+                (proto, subscriber, port, remote),
+                (public, hairpin, tcp_flags, z, e),
+                odd_shape,
+                odd_destination,
+            )| {
                 Packet {
                     proto,
                     subscriber,
@@ -66,10 +82,11 @@ fn packet() -> impl Strategy<Value = Packet> {
                     remote,
                     public,
                     hairpin: hairpin == 0,
-                    tcp_flags: flags & (tcp::SYN | tcp::ACK | tcp::FIN | tcp::RST),
+                    tcp_flags, // all eight: CWR, ECE, URG and PSH too
                     zero_udp_checksum: z,
                     icmp_error: e == 0,
                     odd_shape,
+                    odd_destination,
                 }
             },
         )
@@ -87,6 +104,7 @@ fn opening_packet(subscriber: u8) -> Packet {
         zero_udp_checksum: false,
         icmp_error: false,
         odd_shape: 0,
+        odd_destination: 0,
     }
 }
 
@@ -94,7 +112,11 @@ fn rounds() -> impl Strategy<Value = Vec<Round>> {
     let round = (
         prop_oneof![3 => Just(0u64), 2 => 1u64..30, 1 => 100u64..400],
         any::<bool>(),
-        prop::collection::vec(packet(), 1..12),
+        // Mostly short; some past the prefetch distance (16) and the 64-frame chunks.
+        prop_oneof![
+            6 => prop::collection::vec(packet(), 1..12),
+            1 => prop::collection::vec(packet(), 12..150),
+        ],
     )
         .prop_map(|(advance_s, from_outside, packets)| Round {
             advance_s,
@@ -118,11 +140,14 @@ fn frame(p: &Packet, side: Side, publics: &[SocketAddrV4]) -> Option<Vec<u8>> {
         .get(p.public as usize % publics.len().max(1))
         .copied();
     let inside = SocketAddrV4::new(subscriber(p.subscriber), 1000 + p.port as u16);
-    let (src, dst) = match (side, p.hairpin) {
+    let (src, mut dst) = match (side, p.hairpin) {
         (Side::Inside, false) => (inside, remote(p.remote)),
         (Side::Inside, true) => (inside, public?),
         (Side::Outside, _) => (remote(p.remote), public?),
     };
+    if let Some(ip) = odd_destination(p.odd_destination) {
+        dst.set_ip(ip);
+    }
     let spec = match p.proto {
         0 => FrameSpec::tcp(src, dst, p.tcp_flags),
         1 if p.zero_udp_checksum => FrameSpec::udp(src, dst).with_zero_udp_checksum(),
@@ -145,7 +170,20 @@ fn frame(p: &Packet, side: Side, publics: &[SocketAddrV4]) -> Option<Vec<u8>> {
     ))
 }
 
-const ODD_SHAPES: u8 = 16;
+const ODD_DESTINATIONS: u8 = 4;
+
+/// Destinations that are not a flow's: the NAT's own addresses, broadcast, multicast.
+fn odd_destination(which: u8) -> Option<Ipv4Addr> {
+    match which {
+        0 => None,
+        1 => Some(INSIDE_ADDRESS),
+        2 => Some(OUTSIDE_ADDRESS),
+        3 => Some(Ipv4Addr::BROADCAST),
+        _ => Some(Ipv4Addr::new(224, 0, 0, 251)),
+    }
+}
+
+const ODD_SHAPES: u8 = 18;
 const IP: usize = 14;
 const L4: usize = IP + 20;
 
@@ -185,6 +223,19 @@ fn mutate(frame: &mut Vec<u8>, odd_shape: u8) {
         13 => frame.truncate(L4 + 4),   // cut short
         14 => frame[IP] = 0x55,         // IP version 5
         15 => frame[IP + 8] = 2,        // TTL 2: forwarded with TTL 1
+        16 => frame[IP + 8] = 255,      // the highest TTL
+        17 => {
+            // A payload, then an Ethernet trailer the IP packet does not cover: the
+            // trailer must come out untouched.
+            let payload_at = L4 + if tcp { 20 } else { 8 };
+            frame.truncate(IP + usize::from(total));
+            frame.splice(payload_at..payload_at, [0x5Au8; 24]);
+            set16(frame, IP + 2, total + 24);
+            if frame[IP + 9] == 17 {
+                set16(frame, L4 + 4, total + 24 - 20); // the UDP length
+            }
+            frame.extend_from_slice(&[0xA5; 6]);
+        }
         _ => {
             frame[IP + 1] = 0xB8; // a TOS byte (DSCP EF)
             frame[IP + 6] |= 0x40; // don't fragment
@@ -208,8 +259,8 @@ fn publics_seen(events: &[tracenat::engine::event::Event], into: &mut Vec<Socket
     }
 }
 
-fn compare(filtering: &str, rounds: &[Round]) -> Result<(), TestCaseError> {
-    let cfg = config(filtering);
+fn compare(filtering: &str, workers: u32, rounds: &[Round]) -> Result<(), TestCaseError> {
+    let cfg = config(filtering, workers);
     let mut fast = Engine::for_all_workers(&cfg, 0, |_| VecSink::default()).remove(0);
     let mut reference = Engine::for_all_workers(&cfg, 0, |_| VecSink::default()).remove(0);
     reference.set_lookup(Lookup::MappingThenSession);
@@ -263,10 +314,16 @@ fn compare(filtering: &str, rounds: &[Round]) -> Result<(), TestCaseError> {
         prop_assert!(bufs == expected_bufs, "translated bytes differ");
         forwarded += expected
             .iter()
-            .filter(|v| matches!(v, Verdict::Forward(_)))
+            .filter(|v| matches!(v, Verdict::Forward(_) | Verdict::Handoff { .. }))
             .count();
         publics_seen(&reference.sink().events, &mut publics);
     }
+    // Past every timeout: each session ends, and its end event carries the last activity
+    // both engines derive from the session's deadline and TCP state.
+    now += 3 * 3600 * SEC;
+    fast.advance(now);
+    reference.advance(now);
+    prop_assert_eq!(fast.live_sessions(), 0);
     prop_assert_eq!(&fast.sink().events, &reference.sink().events);
     prop_assert_eq!(
         format!("{:?}", fast.counters()),
@@ -275,7 +332,7 @@ fn compare(filtering: &str, rounds: &[Round]) -> Result<(), TestCaseError> {
     prop_assert_eq!(fast.live_sessions(), reference.live_sessions());
     prop_assert!(
         forwarded >= opening.packets.len(),
-        "the opening round was translated"
+        "the opening round was translated or handed to its worker"
     );
     Ok(())
 }
@@ -285,11 +342,16 @@ proptest! {
 
     #[test]
     fn fast_path_agrees_with_the_reference_endpoint_independent(rounds in rounds()) {
-        compare("endpoint-independent", &rounds)?;
+        compare("endpoint-independent", 1, &rounds)?;
     }
 
     #[test]
     fn fast_path_agrees_with_the_reference_address_and_port_dependent(rounds in rounds()) {
-        compare("address-and-port-dependent", &rounds)?;
+        compare("address-and-port-dependent", 1, &rounds)?;
+    }
+
+    #[test]
+    fn fast_path_agrees_with_the_reference_on_one_of_two_workers(rounds in rounds()) {
+        compare("endpoint-independent", 2, &rounds)?;
     }
 }

@@ -61,8 +61,10 @@ impl TimerWheel {
     /// The first tick at or after `ns`: a deadline is reached once that tick is processed.
     #[inline]
     pub fn deadline_tick(&self, ns: u64) -> u32 {
-        ns.saturating_sub(self.epoch_ns)
-            .div_ceil(TICK_NS)
+        // Rounding up by adding first: one multiply, where `div_ceil` also tests the
+        // remainder (every established packet computes this). Saturating only changes
+        // times that are clamped to the last tick anyway.
+        (ns.saturating_sub(self.epoch_ns).saturating_add(TICK_NS - 1) / TICK_NS)
             .min(u32::MAX as u64) as u32
     }
 
@@ -158,6 +160,34 @@ mod tests {
                     Due::Reschedule(deadline[i])
                 }
             });
+        }
+    }
+
+    #[test]
+    fn deadline_tick_is_the_first_tick_at_or_after_the_time() {
+        let wheel = TimerWheel::new(1_000);
+        let mut rng = crate::rng::SplitMix64::new(9);
+        let edges = [
+            0,
+            1,
+            999,
+            1_000,
+            1_001,
+            TICK_NS,
+            TICK_NS + 1_000,
+            TICK_NS + 1_001,
+        ];
+        let random = (0..10_000).map(|i| rng.next_u64() >> (i % 64));
+        for ns in edges
+            .into_iter()
+            .chain(random)
+            .chain([u64::MAX - 1, u64::MAX])
+        {
+            let exact = ns
+                .saturating_sub(1_000)
+                .div_ceil(TICK_NS)
+                .min(u32::MAX as u64) as u32;
+            assert_eq!(wheel.deadline_tick(ns), exact, "{ns}");
         }
     }
 
