@@ -169,6 +169,67 @@ fn icmp_error_from_subscriber_about_inbound_udp_is_translated_out() {
     assert_eq!(o.counter("icmp_errors_translated"), 1);
 }
 
+/// A subscriber's flow, a reply delivered to it, and then a Destination Unreachable about
+/// that reply from `router`, a router in front of the subscriber; returns the outcome, the
+/// subscriber's public endpoint and the remote.
+fn error_from_router_case(
+    cfg: &Cfg,
+    a: SocketAddrV4,
+    router: Ipv4Addr,
+) -> (Outcome, SocketAddrV4, SocketAddrV4) {
+    let r = ep("198.51.100.10:53");
+    let mut pk = vec![ins(at(0, 0), udp(a, r))];
+    let public = parse(only(&replay(cfg, &pk).to_outside)).src_ep();
+    pk.push(outs(at(0, 10), udp(r, public)));
+    let delivered = only(&replay(cfg, &pk).to_inside).clone();
+    pk.push(ins(
+        at(0, 20),
+        build::icmp_error_for(&delivered, icmp::DST_UNREACHABLE, 1, router),
+    ));
+    (replay(cfg, &pk), public, r)
+}
+
+/// The error goes out as if the subscriber had sent it: from its public endpoint's
+/// address, quoting the reply as the remote sent it.
+fn assert_error_translated_out(o: &Outcome, public: SocketAddrV4, r: SocketAddrV4) {
+    assert_eq!(o.to_outside.len(), 2, "the error was not sent out");
+    let f = &o.to_outside[1].1;
+    assert_checksums_valid(f);
+    let p = parse(f);
+    assert_eq!((p.src, p.dst), (*public.ip(), *r.ip()));
+    assert_eq!((p.icmp_type, p.icmp_code), (Some(3), Some(1)));
+    let q = p.quoted.expect("quote");
+    assert_eq!((q.src_ep(), q.dst_ep()), (r, public));
+    assert_eq!(o.counter("icmp_errors_translated"), 1);
+}
+
+/// RFC 5508 REQ-5: an error from a router between the NAT and the subscriber, whose address
+/// is not a subscriber's, is about the subscriber's session all the same.
+#[test]
+fn icmp_error_from_a_router_in_front_of_the_subscriber_is_translated_out() {
+    let cfg = Cfg::new();
+    let router = ip("100.65.0.1"); // outside pool.subscribers (100.64.0.0/16)
+    let (o, public, r) = error_from_router_case(&cfg, ep("100.64.1.10:5000"), router);
+    assert_eq!(o.counter("drop_source_not_subscriber"), 0);
+    assert_error_translated_out(&o, public, r);
+}
+
+/// With two workers the error belongs to the worker of the subscriber it is about, not to
+/// the worker of the router that sent it.
+#[test]
+fn icmp_error_from_a_router_goes_to_the_worker_of_the_subscriber_it_is_about() {
+    let cfg = Cfg::new().with("workers.count", "2");
+    let config = cfg.config();
+    let own = Ownership::new(&config, ports::partitions(&config));
+    let router = ip("100.64.0.254"); // inside pool.subscribers
+    let a = (1..=50u8)
+        .map(|i| Ipv4Addr::new(100, 64, 1, i))
+        .find(|a| own.owner_of_subscriber(*a) != own.owner_of_subscriber(router))
+        .expect("a subscriber of the other worker");
+    let (o, public, r) = error_from_router_case(&cfg, sock(a, 5000), router);
+    assert_error_translated_out(&o, public, r);
+}
+
 // ===========================================================================
 // 8. Hairpinning
 

@@ -25,7 +25,7 @@ use events::FlowOwner;
 pub(super) use fast::Established;
 use parse::{
     Flow, IpInfo, Step, Transport, flow_key, in_prefixes, next_tcp_state, parse_ip,
-    parse_transport, remote_port,
+    parse_transport, quoted_destination, remote_port,
 };
 
 fn rx(from: Side) -> Activity {
@@ -131,11 +131,11 @@ impl<S: EventSink> Engine<S> {
     }
 
     fn outbound(&mut self, buf: &mut [u8], ip: IpInfo, now: u64, probed: Probed) -> Step {
-        let src = Ipv4Addr::from(ip.src);
-        if !in_prefixes(&self.settings.subscribers, src) {
+        let subscriber = self.inside_subscriber(buf, &ip);
+        if !in_prefixes(&self.settings.subscribers, subscriber) {
             return Err(DropReason::SourceNotSubscriber);
         }
-        if let Some(worker) = self.other_owner_of_subscriber(src) {
+        if let Some(worker) = self.other_owner_of_subscriber(subscriber) {
             return Ok(Verdict::Handoff {
                 worker,
                 from: Side::Inside,
@@ -171,6 +171,17 @@ impl<S: EventSink> Engine<S> {
         }
         decrement_ttl(pkt);
         Ok(Verdict::Forward(Side::Outside))
+    }
+
+    /// The subscriber a packet from the inside belongs to, which decides whether it is
+    /// translated and by which worker: its source, except for an ICMP error about a packet
+    /// the NAT delivered to a subscriber, which belongs to that subscriber (the quoted
+    /// destination) — it may come from a router in front of the subscriber (RFC 5508
+    /// REQ-5), whose own address says nothing of whose it is.
+    fn inside_subscriber(&self, buf: &[u8], ip: &IpInfo) -> Ipv4Addr {
+        quoted_destination(buf, ip)
+            .filter(|&quoted| in_prefixes(&self.settings.subscribers, quoted))
+            .unwrap_or(Ipv4Addr::from(ip.src))
     }
 
     /// `hairpin`: the packet came from a subscriber and was just translated outbound; its

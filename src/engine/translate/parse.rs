@@ -154,6 +154,20 @@ pub(super) fn parse_transport(
     Ok(Transport::Flow(flow))
 }
 
+/// The destination of the packet an ICMP error quotes; `None` if the frame is not an ICMP
+/// error (or a later fragment of one) with a quote [`parse_quoted`] accepts.
+pub(super) fn quoted_destination(frame: &[u8], ip: &IpInfo) -> Option<Ipv4Addr> {
+    if ip.protocol != ipv4::protocol::ICMP || ip.frag_offset > 0 {
+        return None;
+    }
+    let l4 = frame.get(ip.l4_start()..ip.packet_end())?;
+    if icmp::Packet::new_checked(l4).ok()?.kind() != icmp::Kind::Error {
+        return None;
+    }
+    let quoted = parse_quoted(l4.get(8..)?).ok()?;
+    Some(Ipv4Addr::from(quoted.dst))
+}
+
 /// Parses the packet quoted by an ICMP error: its IP header and at least 8 transport bytes.
 pub(super) fn parse_quoted(q: &[u8]) -> Result<Quoted, DropReason> {
     // The quote is usually cut short of the original total length: that is accepted.
