@@ -84,11 +84,17 @@ fn assert_ended_near(o: &Outcome, inside: SocketAddrV4, protocol: u64, deadline:
 /// Subscriber `b` opens a flow, then `a` sends to the public endpoint `b` got; returns the
 /// outcome and that endpoint.
 fn hairpin_case(cfg: &Cfg, a: SocketAddrV4, b: SocketAddrV4) -> (Outcome, SocketAddrV4) {
+    let (pk, pb) = hairpin_inputs(cfg, a, b);
+    (replay(cfg, &pk), pb)
+}
+
+/// The packets of [`hairpin_case`], and the public endpoint of `b`.
+fn hairpin_inputs(cfg: &Cfg, a: SocketAddrV4, b: SocketAddrV4) -> (Vec<Input>, SocketAddrV4) {
     let r = ep("198.51.100.10:53");
     let mut pk = vec![ins(at(0, 0), udp(b, r))];
     let pb = parse(only(&replay(cfg, &pk).to_outside)).src_ep();
     pk.push(ins(at(0, 10), udp_payload(a, pb, b"hairpin".to_vec())));
-    (replay(cfg, &pk), pb)
+    (pk, pb)
 }
 
 #[path = "behaviour/fragments_ttl.rs"]

@@ -230,6 +230,61 @@ fn icmp_error_from_a_router_goes_to_the_worker_of_the_subscriber_it_is_about() {
     assert_error_translated_out(&o, public, r);
 }
 
+/// `b` answers the packet `a` hairpinned to it with Port Unreachable.
+fn hairpinned_error_case(cfg: &Cfg, a: SocketAddrV4, b: SocketAddrV4) -> (Outcome, SocketAddrV4) {
+    let (mut pk, pb) = hairpin_inputs(cfg, a, b);
+    let delivered = only(&replay(cfg, &pk).to_inside).clone();
+    pk.push(ins(
+        at(0, 20),
+        build::icmp_error_for(&delivered, icmp::DST_UNREACHABLE, 3, *b.ip()),
+    ));
+    (replay(cfg, &pk), pb)
+}
+
+/// RFC 5508 REQ-7: the error is turned around inside the NAT and reaches `a` as if `b`'s
+/// public endpoint had sent it, quoting what `a` sent, one hop later.
+fn assert_hairpinned_error_reaches_the_sender(o: &Outcome, a: SocketAddrV4, pb: SocketAddrV4) {
+    assert_eq!(o.to_outside.len(), 1, "the error leaked outside");
+    assert_eq!(o.to_inside.len(), 2, "the error did not come back inside");
+    let f = &o.to_inside[1].1;
+    assert_checksums_valid(f);
+    let p = parse(f);
+    assert_eq!((p.src, p.dst), (*pb.ip(), *a.ip()));
+    assert_eq!((p.icmp_type, p.icmp_code), (Some(3), Some(3)));
+    assert_eq!(p.ttl, 63, "the NAT is one hop");
+    let q = p.quoted.expect("quote");
+    assert_eq!((q.src_ep(), q.dst_ep()), (a, pb));
+    assert_eq!(o.counter("icmp_errors_translated"), 1);
+    assert_eq!(o.counter("hairpinned"), 2, "the packet and its error");
+}
+
+#[test]
+fn icmp_error_about_a_hairpinned_packet_is_turned_around() {
+    let cfg = Cfg::new();
+    let (a, b) = (ep("100.64.1.10:5000"), ep("100.64.1.20:6000"));
+    let (o, pb) = hairpinned_error_case(&cfg, a, b);
+    assert_hairpinned_error_reaches_the_sender(&o, a, pb);
+}
+
+#[test]
+fn icmp_error_about_a_packet_hairpinned_across_workers_is_turned_around() {
+    let cfg = Cfg::new().with("workers.count", "2");
+    let config = cfg.config();
+    let own = Ownership::new(&config, ports::partitions(&config));
+    let a = ip("100.64.1.10");
+    let b = (20..=80u8)
+        .map(|i| Ipv4Addr::new(100, 64, 1, i))
+        .find(|b| own.owner_of_subscriber(*b) != own.owner_of_subscriber(a))
+        .expect("a subscriber of the other worker");
+    let (a, b) = (sock(a, 5000), sock(b, 6000));
+    let (o, pb) = hairpinned_error_case(&cfg, a, b);
+    assert_hairpinned_error_reaches_the_sender(&o, a, pb);
+    assert!(
+        o.counter("handed_off") >= 1,
+        "a and b live on different workers"
+    );
+}
+
 // ===========================================================================
 // 8. Hairpinning
 

@@ -4,6 +4,7 @@
 
 use std::net::Ipv4Addr;
 
+use super::Pass;
 use super::parse::{IpInfo, Step, parse_quoted, remote_port};
 use crate::config::TtlExpiredAction;
 use crate::engine::counters::Activity;
@@ -53,7 +54,13 @@ impl<S: EventSink> Engine<S> {
 
     /// Translates an ICMP error about a packet of a live session: the outer header and the
     /// quoted packet, with every checksum (RFC 5508 REQ-3/4). Errors refresh no timer.
-    pub(super) fn translate_icmp_error(&mut self, buf: &mut [u8], ip: IpInfo, from: Side) -> Step {
+    pub(super) fn translate_icmp_error(
+        &mut self,
+        buf: &mut [u8],
+        ip: IpInfo,
+        from: Side,
+        pass: Pass,
+    ) -> Step {
         let icmp_start = ip.l4_start();
         let end = ip.packet_end();
         let quote_start = icmp_start + 8;
@@ -105,8 +112,10 @@ impl<S: EventSink> Engine<S> {
         fix_icmp_checksum(&mut buf[icmp_start..end], quote_change);
         let pkt = &mut buf[ip.l3..end];
         rewrite_address(&mut pkt[..ip.ihl], outer, addr);
-        decrement_ttl(pkt);
-        self.counters.count(Activity::IcmpErrorsTranslated);
+        if pass == Pass::Whole {
+            decrement_ttl(pkt);
+            self.counters.count(Activity::IcmpErrorsTranslated);
+        }
         Ok(Verdict::Forward(to))
     }
 

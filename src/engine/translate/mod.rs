@@ -46,6 +46,14 @@ fn tx(to: Side) -> Activity {
 #[derive(Debug, Clone, Copy)]
 struct Probed(bool);
 
+/// Whether a translation is all the NAT does to a packet, or the outbound half of a
+/// hairpin: the inbound half takes the hop (the TTL) and counts the packet.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Pass {
+    Whole,
+    HairpinOutbound,
+}
+
 impl<S: EventSink> Engine<S> {
     /// Translates one Ethernet frame of `len` bytes, in place, received from `from` at
     /// `now_ns`. `buf` may be longer than the frame: a generated reply may use the room.
@@ -153,7 +161,14 @@ impl<S: EventSink> Engine<S> {
         }
         let flow = match parse_transport(buf, &ip, Side::Inside)? {
             Transport::Flow(flow) => flow,
-            Transport::IcmpError => return self.translate_icmp_error(buf, ip, Side::Inside),
+            Transport::IcmpError if hairpin => {
+                // About a packet another subscriber hairpinned here (RFC 5508 REQ-7).
+                self.translate_icmp_error(buf, ip, Side::Inside, Pass::HairpinOutbound)?;
+                return self.turn_around(buf, ip, now);
+            }
+            Transport::IcmpError => {
+                return self.translate_icmp_error(buf, ip, Side::Inside, Pass::Whole);
+            }
         };
         let session = self.outbound_session(&ip, flow, now, probed)?;
         let s = *self.state.session(session);
@@ -163,14 +178,19 @@ impl<S: EventSink> Engine<S> {
         let pkt = &mut buf[ip.l3..ip.packet_end()];
         self.rewrite(pkt, ip.ihl, &s, Side::Inside);
         if hairpin {
-            // The NAT is one hop for a hairpinned packet: the inbound half decrements the
-            // TTL, here or on the worker that owns the peer's mapping.
-            self.counters.count(Activity::Hairpinned);
-            let turned = parse_ip(buf, ip.l3)?;
-            return self.inbound(buf, turned, now, true, Probed(false));
+            return self.turn_around(buf, ip, now);
         }
         decrement_ttl(pkt);
         Ok(Verdict::Forward(Side::Outside))
+    }
+
+    /// The inbound half of a hairpinned packet whose outbound half was just translated.
+    /// The NAT is one hop for it: the inbound half decrements the TTL, here or on the
+    /// worker that owns the peer's mapping.
+    fn turn_around(&mut self, buf: &mut [u8], ip: IpInfo, now: u64) -> Step {
+        self.counters.count(Activity::Hairpinned);
+        let turned = parse_ip(buf, ip.l3)?;
+        self.inbound(buf, turned, now, true, Probed(false))
     }
 
     /// The subscriber a packet from the inside belongs to, which decides whether it is
@@ -205,7 +225,9 @@ impl<S: EventSink> Engine<S> {
         }
         let flow = match parse_transport(buf, &ip, Side::Outside)? {
             Transport::Flow(flow) => flow,
-            Transport::IcmpError => return self.translate_icmp_error(buf, ip, Side::Outside),
+            Transport::IcmpError => {
+                return self.translate_icmp_error(buf, ip, Side::Outside, Pass::Whole);
+            }
         };
         let Some(session) = self.inbound_session(&ip, flow, now, probed)? else {
             return self.owned_elsewhere_or(ip.dst, flow.dst_port, DropReason::NoMapping);
