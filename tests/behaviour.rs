@@ -109,5 +109,16 @@ mod malformed;
 mod modes_workers;
 #[path = "behaviour/timers.rs"]
 mod timers;
+/// A subscriber address in 100.64.`net`.0/24 that another worker owns than the one owning
+/// `of` (the config has several workers).
+fn subscriber_of_another_worker(cfg: &Cfg, of: Ipv4Addr, net: u8) -> Ipv4Addr {
+    let config = cfg.config();
+    let own = Ownership::new(&config, ports::partitions(&config));
+    (1..=250u8)
+        .map(|i| Ipv4Addr::new(100, 64, net, i))
+        .find(|s| own.owner_of_subscriber(*s) != own.owner_of_subscriber(of))
+        .expect("a subscriber of another worker")
+}
+
 #[path = "behaviour/translation.rs"]
 mod translation;

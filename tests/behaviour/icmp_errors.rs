@@ -219,13 +219,8 @@ fn icmp_error_from_a_router_in_front_of_the_subscriber_is_translated_out() {
 #[test]
 fn icmp_error_from_a_router_goes_to_the_worker_of_the_subscriber_it_is_about() {
     let cfg = Cfg::new().with("workers.count", "2");
-    let config = cfg.config();
-    let own = Ownership::new(&config, ports::partitions(&config));
     let router = ip("100.64.0.254"); // inside pool.subscribers
-    let a = (1..=50u8)
-        .map(|i| Ipv4Addr::new(100, 64, 1, i))
-        .find(|a| own.owner_of_subscriber(*a) != own.owner_of_subscriber(router))
-        .expect("a subscriber of the other worker");
+    let a = subscriber_of_another_worker(&cfg, router, 1);
     let (o, public, r) = error_from_router_case(&cfg, sock(a, 5000), router);
     assert_error_translated_out(&o, public, r);
 }
@@ -269,13 +264,8 @@ fn icmp_error_about_a_hairpinned_packet_is_turned_around() {
 #[test]
 fn icmp_error_about_a_packet_hairpinned_across_workers_is_turned_around() {
     let cfg = Cfg::new().with("workers.count", "2");
-    let config = cfg.config();
-    let own = Ownership::new(&config, ports::partitions(&config));
     let a = ip("100.64.1.10");
-    let b = (20..=80u8)
-        .map(|i| Ipv4Addr::new(100, 64, 1, i))
-        .find(|b| own.owner_of_subscriber(*b) != own.owner_of_subscriber(a))
-        .expect("a subscriber of the other worker");
+    let b = subscriber_of_another_worker(&cfg, a, 2);
     let (a, b) = (sock(a, 5000), sock(b, 6000));
     let (o, pb) = hairpinned_error_case(&cfg, a, b);
     assert_hairpinned_error_reaches_the_sender(&o, a, pb);

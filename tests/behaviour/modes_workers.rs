@@ -207,14 +207,8 @@ fn two_workers_share_the_load_with_disjoint_ports() {
 #[test]
 fn hairpin_across_workers_works_like_on_one_worker() {
     let cfg = Cfg::new().with("workers.count", "2");
-    let config = cfg.config();
-    let own = Ownership::new(&config, ports::partitions(&config));
-    let cands: Vec<Ipv4Addr> = (1..=50u8).map(|i| Ipv4Addr::new(100, 64, 6, i)).collect();
-    let a = cands[0];
-    let b = *cands
-        .iter()
-        .find(|c| own.owner_of_subscriber(**c) != own.owner_of_subscriber(a))
-        .expect("a subscriber of the other worker");
+    let a = Ipv4Addr::new(100, 64, 6, 1);
+    let b = subscriber_of_another_worker(&cfg, a, 6);
     let a = sock(a, 5000);
     let b = sock(b, 6000);
     let (o, pb) = hairpin_case(&cfg, a, b);
