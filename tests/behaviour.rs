@@ -81,6 +81,13 @@ fn assert_ended_near(o: &Outcome, inside: SocketAddrV4, protocol: u64, deadline:
     );
 }
 
+/// `a` sends one UDP packet to `r`: the packets so far, and the public endpoint `a` got.
+fn open_udp(cfg: &Cfg, a: SocketAddrV4, r: SocketAddrV4) -> (Vec<Input>, SocketAddrV4) {
+    let pk = vec![ins(at(0, 0), udp(a, r))];
+    let public = parse(only(&replay(cfg, &pk).to_outside)).src_ep();
+    (pk, public)
+}
+
 /// Subscriber `b` opens a flow, then `a` sends to the public endpoint `b` got; returns the
 /// outcome and that endpoint.
 fn hairpin_case(cfg: &Cfg, a: SocketAddrV4, b: SocketAddrV4) -> (Outcome, SocketAddrV4) {
@@ -90,9 +97,7 @@ fn hairpin_case(cfg: &Cfg, a: SocketAddrV4, b: SocketAddrV4) -> (Outcome, Socket
 
 /// The packets of [`hairpin_case`], and the public endpoint of `b`.
 fn hairpin_inputs(cfg: &Cfg, a: SocketAddrV4, b: SocketAddrV4) -> (Vec<Input>, SocketAddrV4) {
-    let r = ep("198.51.100.10:53");
-    let mut pk = vec![ins(at(0, 0), udp(b, r))];
-    let pb = parse(only(&replay(cfg, &pk).to_outside)).src_ep();
+    let (mut pk, pb) = open_udp(cfg, b, ep("198.51.100.10:53"));
     pk.push(ins(at(0, 10), udp_payload(a, pb, b"hairpin".to_vec())));
     (pk, pb)
 }

@@ -106,6 +106,13 @@ impl FragmentTable {
         Ok(())
     }
 
+    /// Whether [`FragmentTable::remember`] would take `key` now: checked before a first
+    /// fragment opens a session, so that one the table cannot note changes nothing.
+    pub fn has_room_for(&mut self, key: &FragmentKey, now_ns: u64) -> bool {
+        self.expire(now_ns);
+        self.notes.len() < self.capacity || self.lookup(key, now_ns).is_some()
+    }
+
     /// The rewrite for a later fragment, if its first fragment was seen and is still recent.
     pub fn lookup(&self, key: &FragmentKey, now_ns: u64) -> Option<u32> {
         let popped = self.popped;

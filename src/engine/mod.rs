@@ -178,11 +178,22 @@ impl TokenBucket {
         }
     }
     fn take(&mut self, now_ns: u64) -> bool {
+        const SEC: u128 = 1_000_000_000;
         let elapsed = now_ns.saturating_sub(self.last_refill_ns);
-        let refill = (elapsed as u128 * self.per_second as u128 / 1_000_000_000) as u64;
+        let refill = (elapsed as u128 * self.per_second as u128 / SEC) as u64;
         if refill > 0 {
-            self.tokens = (self.tokens as u64 + refill).min(self.per_second as u64) as u32;
-            self.last_refill_ns = now_ns;
+            let tokens = self.tokens as u64 + refill;
+            if tokens >= self.per_second as u64 {
+                // Full: time beyond a full bucket earns nothing.
+                self.tokens = self.per_second;
+                self.last_refill_ns = now_ns;
+            } else {
+                // Only the time the new tokens stand for is spent: the part of the next
+                // token already earned carries over (else the rate falls short of the
+                // setting whenever packets come a little slower than one per token).
+                self.tokens = tokens as u32;
+                self.last_refill_ns += (refill as u128 * SEC / self.per_second as u128) as u64;
+            }
         }
         if self.tokens == 0 {
             return false;

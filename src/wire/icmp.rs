@@ -24,6 +24,8 @@ pub const CHECKSUM_OFFSET: usize = field::CHECKSUM.start;
 
 pub const ECHO_REPLY: u8 = 0;
 pub const DST_UNREACHABLE: u8 = 3;
+pub const SOURCE_QUENCH: u8 = 4;
+pub const REDIRECT: u8 = 5;
 pub const ECHO_REQUEST: u8 = 8;
 pub const TIME_EXCEEDED: u8 = 11;
 pub const PARAM_PROBLEM: u8 = 12;
@@ -37,6 +39,15 @@ pub enum Kind {
     /// quote of the packet that caused it.
     Error,
     Other,
+}
+
+/// Whether a message type is an error report (RFC 1812 §4.3.2.7's list): a router sends
+/// no ICMP error about one, whether or not the NAT translates it ([`Kind::Error`]).
+pub fn is_error_type(msg_type: u8) -> bool {
+    matches!(
+        msg_type,
+        DST_UNREACHABLE | SOURCE_QUENCH | REDIRECT | TIME_EXCEEDED | PARAM_PROBLEM
+    )
 }
 
 impl Kind {

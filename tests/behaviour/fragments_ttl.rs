@@ -82,8 +82,7 @@ fn inbound_fragmented_reply_is_translated() {
     let cfg = Cfg::new();
     let a = ep("100.64.1.10:5000");
     let r = ep("198.51.100.10:9999");
-    let mut pk = vec![ins(at(0, 0), udp(a, r))];
-    let public = parse(only(&replay(&cfg, &pk).to_outside)).src_ep();
+    let (mut pk, public) = open_udp(&cfg, a, r);
     let payload: Vec<u8> = (0..2500u32).map(|i| (i % 251) as u8).collect();
     let big = build::build(
         &FrameSpec::udp(r, public)
@@ -107,6 +106,34 @@ fn inbound_fragmented_reply_is_translated() {
     assert_eq!(u16::from_be_bytes([l4[2], l4[3]]), a.port());
     assert_eq!(&l4[8..], &payload[..]);
     assert_datagram_checksum_valid(src, dst, proto, &l4);
+}
+
+/// `limits.fragments` notes are all taken: a first fragment that would open a session is
+/// dropped before it opens one — no port, no event, nothing counted against the subscriber.
+#[test]
+fn a_first_fragment_the_table_cannot_note_opens_no_session() {
+    let cfg = Cfg::new().with("limits.fragments", "1");
+    let r = ep("198.51.100.10:9999");
+    let first_of = |src: SocketAddrV4, ident: u16| {
+        let whole = FrameSpec::udp(src, r)
+            .with_payload(vec![7; 2000])
+            .with_ident(ident);
+        build::fragment(&build::build(&whole), 1000).remove(0)
+    };
+    let (a1, a2) = (ep("100.64.1.10:5000"), ep("100.64.1.10:5001"));
+    let pk = vec![
+        ins(at(0, 0), first_of(a1, 1)), // takes the only note
+        ins(at(0, 1), first_of(a2, 2)), // no room: dropped
+    ];
+    let o = replay(&cfg, &pk);
+    assert_eq!(o.counter("drop_fragment_table_full"), 1);
+    assert_eq!(o.to_outside.len(), 1);
+    let created: Vec<SocketAddrV4> = o
+        .events_of("session_created")
+        .into_iter()
+        .map(|e| ev_ep(e, "inside"))
+        .collect();
+    assert_eq!(created, [a1], "the dropped first fragment opened a session");
 }
 
 // ===========================================================================
@@ -182,42 +209,99 @@ fn ttl_two_goes_out_with_ttl_one() {
     assert_eq!(parse(only(&o.to_outside)).ttl, 1);
 }
 
+/// `count` TTL-1 packets from A, each of a new flow, `spacing` apart.
+fn expiring_packets(count: u64, spacing: u64) -> Vec<Input> {
+    let r = ep("198.51.100.10:33435");
+    (0..count)
+        .map(|i| {
+            let frame = FrameSpec::udp(sock(ip(A), 30000 + i as u16), r).with_ttl(1);
+            ins(at(0, 0) + i * spacing, build::build(&frame))
+        })
+        .collect()
+}
+
 #[test]
 fn time_exceeded_is_rate_limited() {
     let cfg = Cfg::new().with("ttl.icmp-rate", "10");
-    let r = ep("198.51.100.10:33435");
-    let pk: Vec<Input> = (0..25u16)
-        .map(|i| {
-            ins(
-                at(0, 0),
-                build::build(&FrameSpec::udp(sock(ip(A), 30000 + i), r).with_ttl(1)),
-            )
-        })
-        .collect();
-    let o = replay(&cfg, &pk);
+    let o = replay(&cfg, &expiring_packets(25, 0));
     assert_eq!(o.to_inside.len(), 10);
     assert_eq!(o.counter("time_exceeded_sent"), 10);
     assert_eq!(o.counter("time_exceeded_rate_limited"), 15);
     assert_eq!(o.counter("drop_ttl_expired"), 15);
 }
 
+/// Over a minute of TTL-expiring packets a little slower than the limit can take, as many
+/// Time Exceeded go out as the limit allows: the bucket keeps the part of a token it has
+/// earned between packets.
+#[test]
+fn time_exceeded_rate_limit_holds_over_time() {
+    let cfg = Cfg::new().with("ttl.icmp-rate", "5");
+    let o = replay(&cfg, &expiring_packets(400, 150 * MS));
+    // 60 s at 5 per second, after a full bucket of 5: 305 at the most.
+    let sent = o.counter("time_exceeded_sent");
+    assert!(
+        (300..=305).contains(&sent),
+        "{sent} Time Exceeded in 60 s at 5 per second"
+    );
+}
+
+/// Every error type of RFC 1812 §4.3.2.7, the ones the NAT translates (3, 11, 12) and the
+/// ones it does not (Source Quench 4, Redirect 5).
 #[test]
 fn no_time_exceeded_about_an_icmp_error() {
     let cfg = Cfg::new();
     let a = ep("100.64.1.10:5000");
     let r = ep("198.51.100.10:53");
-    let mut pk = vec![ins(at(0, 0), udp(a, r))];
-    let public = parse(only(&replay(&cfg, &pk).to_outside)).src_ep();
+    let (mut pk, public) = open_udp(&cfg, a, r);
     pk.push(outs(at(0, 10), udp(r, public)));
     let delivered = only(&replay(&cfg, &pk).to_inside).clone();
-    let mut err = build::icmp_error_for(&delivered, 3, 3, *a.ip());
-    set_ttl(&mut err, 1);
-    pk.push(ins(at(0, 20), err));
+    let types = [3, 4, 5, 11, 12];
+    for (i, msg_type) in types.into_iter().enumerate() {
+        let mut err = build::icmp_error_for(&delivered, msg_type, 0, *a.ip());
+        set_ttl(&mut err, 1);
+        pk.push(ins(at(0, 20 + i as u64), err));
+    }
     let o = replay(&cfg, &pk);
     assert_eq!(
         o.to_inside.len(),
         1,
         "an ICMP error was answered with an ICMP error"
     );
-    assert_eq!(o.counter("drop_ttl_expired"), 1);
+    assert_eq!(o.counter("drop_ttl_expired"), types.len() as u64);
+}
+
+/// RFC 1812 §4.3.2.7 (RFC 5508 §7.2 has the NAT send Time Exceeded as a router does): no
+/// ICMP error to a source that is not one host — "this network", broadcast, multicast,
+/// loopback, reserved.
+#[test]
+fn no_time_exceeded_to_a_source_that_is_not_one_host() {
+    let cfg = Cfg::new();
+    let a = ep("100.64.1.10:5000");
+    let r = ep("198.51.100.10:53");
+    let (mut pk, public) = open_udp(&cfg, a, r);
+    let sources = [
+        "224.0.0.5",
+        "0.0.0.0",
+        "255.255.255.255",
+        "127.0.0.1",
+        "240.0.0.1",
+    ];
+    for (i, src) in sources.into_iter().enumerate() {
+        let frame = FrameSpec::udp(sock(ip(src), 53), public).with_ttl(1);
+        pk.push(outs(at(1, i as u64), build::build(&frame)));
+    }
+    // The same from one host is answered: the test can tell.
+    let frame = FrameSpec::udp(r, public).with_ttl(1);
+    pk.push(outs(at(1, 10), build::build(&frame)));
+    let o = replay(&cfg, &pk);
+    let answered: Vec<Ipv4Addr> = o.to_outside[1..]
+        .iter()
+        .map(|(_, f)| parse(f).dst)
+        .collect();
+    assert_eq!(
+        answered,
+        [*r.ip()],
+        "Time Exceeded sent to a non-host source"
+    );
+    assert_eq!(o.counter("drop_ttl_expired"), sources.len() as u64);
 }

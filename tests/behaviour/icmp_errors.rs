@@ -139,8 +139,7 @@ fn icmp_error_from_subscriber_about_inbound_udp_is_translated_out() {
     let cfg = Cfg::new();
     let a = ep("100.64.1.10:5000");
     let r = ep("198.51.100.10:53");
-    let mut pk = vec![ins(at(0, 0), udp(a, r))];
-    let public = parse(only(&replay(&cfg, &pk).to_outside)).src_ep();
+    let (mut pk, public) = open_udp(&cfg, a, r);
     pk.push(outs(at(0, 10), udp(r, public)));
     let delivered = only(&replay(&cfg, &pk).to_inside).clone();
     // The subscriber's stack answers port unreachable about what it received.
@@ -169,6 +168,32 @@ fn icmp_error_from_subscriber_about_inbound_udp_is_translated_out() {
     assert_eq!(o.counter("icmp_errors_translated"), 1);
 }
 
+/// An error quoting a later fragment has payload where ports would be: it matches no
+/// session, even when those bytes happen to spell the session's ports.
+#[test]
+fn icmp_error_quoting_a_later_fragment_is_not_translated() {
+    let cfg = Cfg::new();
+    let a = ep("100.64.1.10:5000");
+    let r = ep("198.51.100.10:53");
+    let (mut pk, public) = open_udp(&cfg, a, r);
+    // The second fragment starts 1000 bytes into the UDP datagram, 992 into its payload.
+    let mut payload = vec![7u8; 2000];
+    payload[992..994].copy_from_slice(&public.port().to_be_bytes());
+    payload[994..996].copy_from_slice(&r.port().to_be_bytes());
+    let whole = build::build(&FrameSpec::udp(a, r).with_payload(payload).with_ident(9));
+    for (i, f) in build::fragment(&whole, 1000).into_iter().enumerate() {
+        pk.push(ins(at(0, 10 + i as u64), f));
+    }
+    let later = replay(&cfg, &pk).to_outside[2].1.clone();
+    pk.push(outs(
+        at(0, 50),
+        build::icmp_error_for(&later, icmp::DST_UNREACHABLE, 3, ip(ROUTER)),
+    ));
+    let o = replay(&cfg, &pk);
+    assert_eq!(o.counter("icmp_errors_translated"), 0);
+    assert_eq!(o.counter("drop_icmp_error_no_session"), 1);
+}
+
 /// A subscriber's flow, a reply delivered to it, and then a Destination Unreachable about
 /// that reply from `router`, a router in front of the subscriber; returns the outcome, the
 /// subscriber's public endpoint and the remote.
@@ -178,8 +203,7 @@ fn error_from_router_case(
     router: Ipv4Addr,
 ) -> (Outcome, SocketAddrV4, SocketAddrV4) {
     let r = ep("198.51.100.10:53");
-    let mut pk = vec![ins(at(0, 0), udp(a, r))];
-    let public = parse(only(&replay(cfg, &pk).to_outside)).src_ep();
+    let (mut pk, public) = open_udp(cfg, a, r);
     pk.push(outs(at(0, 10), udp(r, public)));
     let delivered = only(&replay(cfg, &pk).to_inside).clone();
     pk.push(ins(

@@ -244,8 +244,7 @@ fn udp_checksum_that_translates_to_zero_is_sent_as_ffff() {
     let cfg = Cfg::new();
     let a = ep("100.64.1.10:5000");
     let r = ep("198.51.100.10:53");
-    let mut pk = vec![ins(at(0, 0), udp(a, r))];
-    let public = parse(only(&replay(&cfg, &pk).to_outside)).src_ep();
+    let (mut pk, public) = open_udp(&cfg, a, r);
     // Choose the last two payload bytes so that, with the public source, the datagram's
     // one's-complement sum is 0xFFFF: its checksum is 0, which UDP must send as 0xFFFF.
     let mut seg = vec![0u8; 8 + 4];
@@ -328,8 +327,7 @@ fn ttl_expiring_inbound_gets_time_exceeded_from_outside_address() {
     let cfg = Cfg::new();
     let a = ep("100.64.1.10:5000");
     let r = ep("198.51.100.10:53");
-    let mut pk = vec![ins(at(0, 0), udp(a, r))];
-    let public = parse(only(&replay(&cfg, &pk).to_outside)).src_ep();
+    let (mut pk, public) = open_udp(&cfg, a, r);
     pk.push(outs(
         at(0, 10),
         build::build(&FrameSpec::udp(r, public).with_ttl(1)),

@@ -114,8 +114,7 @@ fn udp_session_refreshed_by_traffic_in_either_direction() {
     let cfg = Cfg::new();
     let a = ep("100.64.1.10:5000");
     let r = ep("198.51.100.10:53");
-    let mut pk = vec![ins(at(0, 0), udp(a, r))];
-    let public = parse(only(&replay(&cfg, &pk).to_outside)).src_ep();
+    let (mut pk, public) = open_udp(&cfg, a, r);
     pk.push(outs(at(200, 0), udp(r, public))); // inbound refresh
     pk.push(tick_at(at(301, 0)));
     pk.push(ins(at(450, 0), udp(a, r))); // outbound refresh

@@ -40,6 +40,11 @@ impl<S: EventSink> Engine<S> {
         Ok(Verdict::Forward(to))
     }
 
+    /// Whether a first fragment (`ip`) from `from` could be noted now; any other packet can.
+    pub(super) fn fragment_note_fits(&mut self, ip: &IpInfo, from: Side, now: u64) -> bool {
+        !ip.more_frags || self.fragments.has_room_for(&fragment_key(ip, from), now)
+    }
+
     pub(super) fn remember_fragment(
         &mut self,
         ip: &IpInfo,
@@ -126,6 +131,7 @@ impl<S: EventSink> Engine<S> {
         if self.settings.ttl_expired == TtlExpiredAction::Drop
             || ip.frag_offset > 0
             || is_icmp_error(buf, &ip)
+            || !is_one_host(Ipv4Addr::from(ip.src))
         {
             return Err(DropReason::TtlExpired);
         }
@@ -149,12 +155,17 @@ impl<S: EventSink> Engine<S> {
 
 fn is_icmp_error(buf: &[u8], ip: &IpInfo) -> bool {
     ip.protocol == ipv4::protocol::ICMP
-        && buf.get(ip.l4_start()).is_some_and(|t| {
-            matches!(
-                *t,
-                icmp::DST_UNREACHABLE | icmp::TIME_EXCEEDED | icmp::PARAM_PROBLEM
-            )
-        })
+        && buf
+            .get(ip.l4_start())
+            .is_some_and(|&t| icmp::is_error_type(t))
+}
+
+/// Whether `ip` can be one host's source address, which an ICMP error may be sent to: not
+/// "this network" (0/8), loopback, broadcast, multicast or reserved (240/4) — RFC 1812
+/// §4.3.2.7 forbids errors about datagrams from those.
+fn is_one_host(ip: Ipv4Addr) -> bool {
+    let first = ip.octets()[0];
+    first != 0 && !ip.is_loopback() && !ip.is_multicast() && first < 240
 }
 
 /// Rewrites the frame into an ICMP time exceeded from `source` back to the packet's sender,

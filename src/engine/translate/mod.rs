@@ -306,7 +306,7 @@ impl<S: EventSink> Engine<S> {
         };
         let remote = (ip.src, remote_port(m.proto, flow.src_port));
         self.state.prefetch_session_flow(&m, Side::Inside, remote);
-        self.check_can_open(&owner, flow, ip.src, now)?;
+        self.check_can_open(&owner, flow, (ip, Side::Outside), now)?;
         self.open_session(mapping, ip.src, flow.src_port, flow, Side::Outside, now)
     }
 
@@ -364,20 +364,21 @@ impl<S: EventSink> Engine<S> {
             let m = self.state.mapping(mapping);
             self.state
                 .prefetch_session_flow(m, Side::Outside, (ip.dst, remote));
-            self.check_can_open(&owner, flow, ip.dst, now)?;
+            self.check_can_open(&owner, flow, (ip, Side::Inside), now)?;
             return self.open_session(mapping, ip.dst, dport, flow, Side::Inside, now);
         }
-        self.check_can_open(&owner, flow, ip.dst, now)?;
+        self.check_can_open(&owner, flow, (ip, Side::Inside), now)?;
         let mapping = self.open_mapping(&owner, ip.dst, now)?;
         self.open_session(mapping, ip.dst, dport, flow, Side::Inside, now)
     }
 
-    /// Everything that can refuse a new session, checked before any state changes.
+    /// Everything that can refuse a new session for the packet `ip` from `from`, checked
+    /// before any state changes.
     fn check_can_open(
         &mut self,
         owner: &FlowOwner,
         flow: Flow,
-        remote: u32,
+        (ip, from): (&IpInfo, Side),
         now: u64,
     ) -> Result<(), DropReason> {
         if flow.proto == Proto::Tcp && flow.tcp_flags & tcp::RST != 0 {
@@ -386,12 +387,21 @@ impl<S: EventSink> Engine<S> {
         if self.state.is_full() {
             return Err(DropReason::SessionTableFull);
         }
+        // A first fragment is noted for its later fragments once translated; without room
+        // for the note it is dropped, and must not have opened a session first.
+        if !self.fragment_note_fits(ip, from, now) {
+            return Err(DropReason::FragmentTableFull);
+        }
         let sessions = self
             .state
             .subscribers
             .get(&owner.inside_ip)
             .map_or(0, |s| s.sessions);
         if sessions >= self.settings.sessions_per_subscriber {
+            let remote = match from {
+                Side::Inside => ip.dst,
+                Side::Outside => ip.src,
+            };
             return Err(self.refuse(
                 EventKind::RefusedSubscriberLimit,
                 DropReason::SubscriberSessionLimit,

@@ -175,6 +175,10 @@ pub(super) fn parse_quoted(q: &[u8]) -> Result<Quoted, DropReason> {
     if q.len() < pkt.header_len() + 8 {
         return Err(DropReason::MalformedTruncated);
     }
+    // A later fragment's first bytes are payload, not ports: nothing to match it by.
+    if pkt.frag_offset() > 0 {
+        return Err(DropReason::IcmpErrorNoSession);
+    }
     let ihl = pkt.header_len();
     let l4 = &q[ihl..];
     let proto = Proto::from_ip_protocol(pkt.protocol()).ok_or(DropReason::UnsupportedProtocol)?;
