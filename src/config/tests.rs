@@ -196,6 +196,7 @@ fn each_section_rule_names_its_key() {
         ("[dataplane]\nmetrics = \"localhost\"", "dataplane.metrics"),
         ("[dataplane]\nframes = 100", "dataplane.frames"),
         ("[dataplane]\nburst = 0", "dataplane.burst"),
+        ("[dataplane]\nframes = 256\nburst = 256", "dataplane.frames"),
         (
             "[dataplane]\nrss-profile = \"e1000\"",
             "dataplane.rss-profile",

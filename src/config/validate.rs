@@ -163,6 +163,18 @@ pub(super) fn dataplane(raw: raw::Dataplane) -> Result<Dataplane, ConfigError> {
         raw.frames.unwrap_or(8192),
         256..=1 << 20,
     )?;
+    // Each socket's fill ring is stocked with a quarter of the frames, and that must be a
+    // burst at least twice over; with fewer, the inside socket would take them all.
+    let least_frames = 8 * u32::from(burst);
+    if frames < least_frames {
+        return Err(invalid(
+            "dataplane.frames",
+            format!(
+                "{frames} frames cannot keep both sockets stocked for bursts of {burst}: \
+                 at least {least_frames} (8 × dataplane.burst)"
+            ),
+        ));
+    }
     let rss_profile = raw.rss_profile.unwrap_or_else(|| "veth".to_owned());
     if crate::rss::plan::Profile::builtin(&rss_profile).is_err() {
         let known: Vec<&str> = crate::rss::plan::Profile::names().collect();

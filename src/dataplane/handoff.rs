@@ -83,6 +83,7 @@ impl Rings {
                 .filter(|&f| f != w)
                 .map(|f| self.ring(f, w))
                 .collect(),
+            first: 0,
         }
     }
 
@@ -109,6 +110,8 @@ impl Rings {
 pub struct Ends {
     out: Vec<Arc<Ring>>,
     inbound: Vec<Arc<Ring>>,
+    /// The inbound ring the next [`Ends::receive`] starts with.
+    first: usize,
 }
 
 impl Ends {
@@ -139,10 +142,13 @@ impl Ends {
     }
 
     /// Calls `take` with each frame waiting for this worker (at most `max`); returns how
-    /// many there were.
-    pub fn receive(&self, max: usize, mut take: impl FnMut(&HandedFrame)) -> usize {
+    /// many there were. Each call starts at the next sender's ring, so one sender that
+    /// always has `max` frames waiting cannot starve the others.
+    pub fn receive(&mut self, max: usize, mut take: impl FnMut(&HandedFrame)) -> usize {
+        let rings = self.inbound.len();
         let mut n = 0;
-        for ring in &self.inbound {
+        for i in 0..rings {
+            let ring = &self.inbound[(self.first + i) % rings];
             while n < max {
                 let Some(frame) = ring.queue.pop() else {
                     break;
@@ -152,6 +158,9 @@ impl Ends {
                 n += 1;
             }
         }
+        if rings > 0 {
+            self.first = (self.first + 1) % rings;
+        }
         n
     }
 }
@@ -160,10 +169,28 @@ impl Ends {
 mod tests {
     use super::*;
 
+    /// Worker 1 always has a full burst for worker 0; worker 2 sends one frame a round:
+    /// all of worker 2's frames get through.
+    #[test]
+    fn a_busy_sender_does_not_starve_the_others() {
+        let rings = Rings::new(3, 1024);
+        let (mut w0, w1, w2) = (rings.ends(0), rings.ends(1), rings.ends(2));
+        let (mut from_2, rounds) = (0, 100);
+        for _ in 0..rounds {
+            for _ in 0..64 {
+                w1.send(0, Side::Inside, &[1; 60]);
+            }
+            w2.send(0, Side::Inside, &[2; 60]);
+            w0.receive(64, |f| from_2 += usize::from(f.bytes[0] == 2));
+        }
+        // Every other round starts with worker 2's ring; its frames wait at most a round.
+        assert!(from_2 >= rounds - 1, "{from_2} of {rounds} frames from worker 2");
+    }
+
     #[test]
     fn frames_reach_their_owner_and_a_full_ring_drops_and_counts() {
         let rings = Rings::new(2, 4);
-        let (a, b) = (rings.ends(0), rings.ends(1));
+        let (mut a, mut b) = (rings.ends(0), rings.ends(1));
         for i in 0..6u8 {
             let sent = a.send(1, Side::Outside, &[i; 60]);
             assert_eq!(sent, i < 4, "frame {i}");

@@ -183,6 +183,13 @@ pub fn run(
     let mut steps = StepWatch::default();
     while dropped.is_ok() && !stop.load(Ordering::Relaxed) {
         std::thread::sleep(Duration::from_millis(200));
+        if running.threads.iter().any(JoinHandle::is_finished) {
+            // Workers end only when told to: one that ended panicked, and its queues now
+            // go to the kernel unserved. Stop the whole NAT cleanly, so that its supervisor
+            // restarts it, rather than run on with subscribers cut off.
+            eprintln!("tracenat: a worker stopped unexpectedly: stopping");
+            break;
+        }
         if let Some(step) = steps.observe(timeline.read()) {
             // The workers record it in their chains; this makes it easy to find.
             if let Err(e) = maplog.note_clock_step(step) {
@@ -198,9 +205,15 @@ pub fn run(
     }
     // Stop: workers drain their rings and hand the last records to the writer.
     worker_stop.store(true, Ordering::Relaxed);
+    // Every worker is joined, and the others stop cleanly (their sessions ended in the
+    // log, the log closed) even if one panicked; that is reported at the end.
     let mut engines = Vec::new();
-    for t in running.threads {
-        engines.push(t.join().map_err(|_| setup("a worker thread panicked"))?);
+    let mut panicked = Vec::new();
+    for (worker, t) in running.threads.into_iter().enumerate() {
+        match t.join() {
+            Ok(engine) => engines.push(engine),
+            Err(_) => panicked.push(worker),
+        }
     }
     drop(steering.links);
     // No session outlives the process: each ends in the log at the stop, through the
@@ -248,6 +261,12 @@ pub fn run(
         .collect();
     // A NAT that could not drop what it was told to does not run: stopped cleanly above.
     dropped.map_err(RunError::Setup)?;
+    if !panicked.is_empty() {
+        return Err(setup(format!(
+            "worker(s) {panicked:?} panicked (their sessions could not be ended in the \
+             log); the other workers stopped cleanly and the log is closed"
+        )));
+    }
     Ok(RunReport {
         started: Started {
             log_io: log.io.clone(),

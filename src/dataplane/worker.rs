@@ -152,6 +152,12 @@ impl Worker {
             let mut work = 0;
             for from in [Side::Inside, Side::Outside] {
                 let n = self.sockets[from as usize].rx_batch(&mut rx);
+                if n == 0 {
+                    // A zero-copy driver whose fill ring ran dry stops receiving until it is
+                    // woken (the need-wakeup flag); a spinning worker never sleeps in the
+                    // poll that would wake it, so it asks here (one flag load when not needed).
+                    let _ = self.sockets[from as usize].wakeup_rx();
+                }
                 local.rx[from as usize] += n as u64;
                 self.decide(&rx[..n], from, now, &mut verdicts[..n]);
                 for (d, verdict) in rx[..n].iter().zip(&verdicts[..n]) {
@@ -293,7 +299,7 @@ impl Worker {
     /// as if received.
     fn receive_handoffs(&mut self, now: u64, outbox: &mut Outbox, local: &mut Local) -> usize {
         let mut arrived = std::mem::take(&mut self.arrived);
-        let (umem, pool, handoff) = (&self.umem, &mut self.pool, &self.handoff);
+        let (umem, pool, handoff) = (&self.umem, &mut self.pool, &mut self.handoff);
         let n = handoff.receive(self.burst, |f: &HandedFrame| {
             let Some(addr) = pool.alloc() else {
                 local.no_free_frame += 1;
