@@ -184,7 +184,10 @@ mod tests {
             w0.receive(64, |f| from_2 += usize::from(f.bytes[0] == 2));
         }
         // Every other round starts with worker 2's ring; its frames wait at most a round.
-        assert!(from_2 >= rounds - 1, "{from_2} of {rounds} frames from worker 2");
+        assert!(
+            from_2 >= rounds - 1,
+            "{from_2} of {rounds} frames from worker 2"
+        );
     }
 
     #[test]

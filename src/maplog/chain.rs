@@ -207,8 +207,15 @@ impl SegmentChain {
         LogStats::add(&stats.segments_opened, 1);
         write_checkpoint(self)?;
         // So that a crash leaves a header in the file; one that comes before this sync
-        // leaves an empty file, which `SegmentChain::open` removes.
-        let synced = self.file.as_mut().expect("just opened").sync();
+        // leaves an empty file, which `SegmentChain::open` removes. The directory is synced
+        // too: until then the new file's name is not durable, and neither would be the
+        // records the writer goes on to report durable in it.
+        let synced = self
+            .file
+            .as_mut()
+            .expect("just opened")
+            .sync()
+            .and_then(|()| sync_dir(&self.dir));
         self.note_io(stats);
         synced
     }
@@ -294,6 +301,11 @@ impl SegmentChain {
     }
 }
 
+/// Makes the directory's entries durable: a file created or removed in it.
+fn sync_dir(dir: &Path) -> io::Result<()> {
+    fs::File::open(dir)?.sync_all()
+}
+
 /// The last segment was created but never got its header (a crash during rotation): it
 /// holds nothing, so it is removed and its sequence number used again. The removal is
 /// made durable first, so a crash cannot leave two files with that number.
@@ -304,9 +316,7 @@ fn remove_unwritten(
     recovered: &mut Vec<String>,
 ) -> Result<(), LogError> {
     fs::remove_file(path).map_err(io_err(path))?;
-    fs::File::open(dir)
-        .and_then(|d| d.sync_all())
-        .map_err(io_err(dir))?;
+    sync_dir(dir).map_err(io_err(dir))?;
     recovered.push(format!("{}: {why}; removed", path.display()));
     Ok(())
 }

@@ -339,6 +339,22 @@ pub fn stepped_runs(lines: &[RunLine]) -> Vec<SteppedRun> {
     runs
 }
 
+/// For each worker, how many of its segments had been written when the latest run that
+/// had it started (its first segment's sequence then): segments `0..n` existed, so the
+/// newest one on disk cannot be older than `n - 1` whatever retention deleted.
+pub fn segments_written_before_last_start(lines: &[RunLine]) -> Vec<u64> {
+    let mut written: Vec<u64> = Vec::new();
+    for line in lines {
+        if let RunLine::Start(s) = line {
+            written.resize(written.len().max(s.segments.len()), 0);
+            for (w, &next) in s.segments.iter().enumerate() {
+                written[w] = written[w].max(next);
+            }
+        }
+    }
+    written
+}
+
 /// The ends of runs for `worker`, in time order: one per start that had a previous run,
 /// and the last run's stop if it stopped cleanly.
 pub fn ends_for(lines: &[RunLine], worker: u16) -> Vec<RunEnd> {

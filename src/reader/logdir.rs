@@ -358,7 +358,7 @@ pub fn verify(log: &LogDir) -> Vec<Problem> {
 /// [`verify`], calling `progress(1)` after each block (for a progress bar).
 pub fn verify_with_progress(log: &LogDir, mut progress: impl FnMut(u64)) -> Vec<Problem> {
     let retired = retired_anchors(&log.root);
-    let mut problems = Vec::new();
+    let mut problems = newest_segments_missing(log);
     let mut scratch = Vec::new();
     for w in &log.workers {
         let decode = |seg: &Segment, b: &BlockRef| {
@@ -396,6 +396,39 @@ pub fn verify_with_progress(log: &LogDir, mut progress: impl FnMut(u64)) -> Vec<
         });
     }
     problems.sort_by(|a, b| (&a.path, a.offset).cmp(&(&b.path, b.offset)));
+    problems
+}
+
+/// Each worker's newest segments against `runs.jsonl`: a start records how many segments
+/// each worker had written, so a newest segment deleted since (which leaves no gap in the
+/// chain of those that remain) is found. An unreadable `runs.jsonl` is reported elsewhere.
+fn newest_segments_missing(log: &LogDir) -> Vec<Problem> {
+    let lines = runs::read(&log.root).map(|r| r.lines).unwrap_or_default();
+    let written = runs::segments_written_before_last_start(&lines);
+    let mut problems = Vec::new();
+    for (worker, &count) in (0u16..).zip(&written) {
+        let Some(last_written) = count.checked_sub(1) else {
+            continue;
+        };
+        let newest = log
+            .workers
+            .iter()
+            .find(|w| w.worker == worker)
+            .and_then(|w| w.segments.last())
+            .map(|s| s.header.sequence);
+        if newest.is_none_or(|n| n < last_written) {
+            let found = newest.map_or("none".to_owned(), |n| n.to_string());
+            problems.push(Problem {
+                path: dir::worker_dir(&log.root, worker),
+                offset: 0,
+                block_sequence: None,
+                what: format!(
+                    "segment {last_written} missing: runs.jsonl records it written before \
+                     the last start, and the newest segment here is {found}"
+                ),
+            });
+        }
+    }
     problems
 }
 
