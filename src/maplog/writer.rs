@@ -478,9 +478,11 @@ impl Writer {
                 failing = true;
             }
             if shutting_down && failing {
-                // The disk stays unwritable: report rather than retry forever at shutdown.
+                // The disk stays unwritable: report rather than retry forever at shutdown,
+                // counting and naming the records that never reached it.
                 if now >= *give_up_at.get_or_insert(now + SHUTDOWN_RETRY_NS) {
-                    return Err(self.last_error());
+                    let lost = self.give_up_records();
+                    return Err(self.last_error_losing(lost));
                 }
             } else {
                 give_up_at = None;
@@ -501,12 +503,24 @@ impl Writer {
         Ok(self.report)
     }
 
-    fn last_error(&self) -> LogError {
+    /// The last I/O error, saying how many records were given up because of it.
+    fn last_error_losing(&self, lost: u64) -> LogError {
         let message = self.shared.stats.last_error.lock().unwrap().clone();
         LogError::Io {
             path: self.settings.dir.clone(),
-            source: io::Error::other(message.unwrap_or_default()),
+            source: io::Error::other(format!(
+                "{}; {lost} records could not be written and are lost (records_lost)",
+                message.unwrap_or_default()
+            )),
         }
+    }
+
+    /// Gives up every record still held (pending, unfinished, in the rings) at a shutdown
+    /// the disk will not let finish, counting them lost; returns how many.
+    fn give_up_records(&mut self) -> u64 {
+        let lost: u64 = self.logs.iter_mut().map(WorkerLog::give_up).sum();
+        LogStats::add(&self.shared.stats.records_lost, lost);
+        lost
     }
 
     fn look_at_producers(&mut self) {
@@ -647,6 +661,16 @@ impl WorkerLog {
 
     fn nothing_queued(&self) -> bool {
         self.unfinished.is_none() && self.to_writer.is_empty()
+    }
+
+    /// Drops every record this worker's log still holds; returns how many.
+    fn give_up(&mut self) -> u64 {
+        let mut held = self.pending.len() + self.unfinished.take().map_or(0, |b| b.len());
+        self.pending.clear();
+        while let Some(batch) = self.to_writer.pop() {
+            held += batch.len();
+        }
+        held as u64
     }
 
     /// Oldest timestamp of this worker that may not be on disk: records the writer holds

@@ -34,6 +34,37 @@ fn assert_only_torn_tail(root: &Path) {
     }
 }
 
+/// The disk is still full when the NAT stops: the writer gives up after its retries, and
+/// the records it could not write are counted lost and named in the error, not dropped
+/// silently.
+#[test]
+fn a_disk_still_full_at_the_stop_counts_and_names_what_is_lost() {
+    let Some(fs_) = Tmpfs::mount("512k") else {
+        return;
+    };
+    let dir = fs_.path.join("log");
+    let (log, mut producers) =
+        MapLog::start(pressure_settings(&dir, "refuse-sessions"), 1, wall_ns()).unwrap();
+    let p = &mut producers[0];
+    let mut emitted = Vec::new();
+    assert!(fill_until_refused(p, &log, &mut emitted), "never refused");
+    p.finish();
+    let stats = log.stats_handle();
+    let err = log.close().expect_err("the disk stays full").to_string();
+    let c = Counters::of(&stats);
+    assert!(c.records_lost > 0, "{c:?}");
+    assert!(
+        err.contains(&format!("{} records could not be written", c.records_lost)),
+        "{err}"
+    );
+    let written = LogStats::get(&stats.records_written);
+    assert_eq!(
+        written + c.records_lost,
+        emitted.len() as u64,
+        "every record written or counted lost"
+    );
+}
+
 #[test]
 fn full_disk_refuses_sessions_then_recovers() {
     let Some(fs_) = Tmpfs::mount("512k") else {
