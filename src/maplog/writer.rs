@@ -320,6 +320,7 @@ impl MapLog {
                 shared: shared.clone(),
             });
         }
+        keep_removed_segments_visible(&settings.dir, &mut logs, &mut recovered);
         let next_segments = logs.iter().map(|l| l.chain.segment_sequence).collect();
         let previous = runs::begin(
             &settings.dir,
@@ -800,6 +801,28 @@ impl WorkerLog {
     fn close(&mut self, settings: &LogSettings, stats: &LogStats) -> io::Result<()> {
         self.cut_block(settings, stats)?;
         self.chain.close_segment()
+    }
+}
+
+/// A worker whose newest segments were removed (it has fewer than `runs.jsonl` says it
+/// had written by the last start) goes on under the next number the runs recorded, not
+/// the removed ones: the gap stays in its chain for `verify` to report, and the start says
+/// so.
+fn keep_removed_segments_visible(root: &Path, logs: &mut [WorkerLog], notes: &mut Vec<String>) {
+    let lines = runs::read(root).map(|r| r.lines).unwrap_or_default();
+    let written = runs::segments_written_before_last_start(&lines);
+    for (log, &count) in logs.iter_mut().zip(&written) {
+        let next = &mut log.chain.segment_sequence;
+        if *next < count {
+            notes.push(format!(
+                "worker {}: segments {}..{} that runs.jsonl records as written are missing; \
+                 going on at {count} (run `tracenat log verify`)",
+                log.worker,
+                *next,
+                count - 1,
+            ));
+            *next = count;
+        }
     }
 }
 

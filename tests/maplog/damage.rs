@@ -423,6 +423,24 @@ fn removed_newest_segment_is_detected() {
         "\n{}",
         show(&problems)
     );
+    // The next run does not reuse the removed number: the gap stays for verify to find,
+    // and the start says so.
+    let s = replay_settings(&root, "sessions-with-destination", 15);
+    let (log, mut producers) = MapLog::start(s, 2, T0 + 7200 * SEC).unwrap();
+    producers[0].emit(&numbered(1, T0 + 7200 * SEC));
+    producers.iter_mut().for_each(Producer::finish);
+    let report = log.close().unwrap();
+    assert!(
+        report.recovered.iter().any(|n| n.contains("missing")),
+        "{:?}",
+        report.recovered
+    );
+    let problems = verify_dir(&root);
+    assert!(
+        problems.iter().any(|p| p.what.contains("missing")),
+        "the gap was papered over:\n{}",
+        show(&problems)
+    );
 }
 
 #[test]
