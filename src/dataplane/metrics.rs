@@ -32,6 +32,7 @@ pub struct WorkerSnapshot {
     pub tx_ring_full: u64,
     pub not_for_dataplane: u64,
     pub no_free_frame: u64,
+    pub dropped_at_stop: u64,
     pub handoff_received: u64,
     pub idle_polls: u64,
     pub idle_poll_timeouts: u64,
@@ -71,6 +72,7 @@ impl Snapshot {
                     tx_ring_full: get(&s.tx_ring_full),
                     not_for_dataplane: get(&s.not_for_dataplane),
                     no_free_frame: get(&s.no_free_frame),
+                    dropped_at_stop: get(&s.dropped_at_stop),
                     handoff_received: get(&s.handoff_received),
                     idle_polls: get(&s.idle_polls),
                     idle_poll_timeouts: get(&s.idle_poll_timeouts),
@@ -110,6 +112,7 @@ impl Snapshot {
             t.tx_ring_full += w.tx_ring_full;
             t.not_for_dataplane += w.not_for_dataplane;
             t.no_free_frame += w.no_free_frame;
+            t.dropped_at_stop += w.dropped_at_stop;
             t.handoff_received += w.handoff_received;
             t.idle_polls += w.idle_polls;
             t.idle_poll_timeouts += w.idle_poll_timeouts;
@@ -201,6 +204,12 @@ impl Snapshot {
             "counter",
             "Handed-off frames dropped for want of a UMEM frame.",
             per_worker(&|s| s.no_free_frame),
+        );
+        metric(
+            "dropped_at_stop_total",
+            "counter",
+            "Frames waiting when the worker stopped, dropped untranslated.",
+            per_worker(&|s| s.dropped_at_stop),
         );
         metric(
             "not_for_dataplane_total",

@@ -37,6 +37,9 @@ pub struct WorkerStats {
     pub handoff_received: AtomicU64,
     /// Handed-off frames dropped because no UMEM frame was free.
     pub no_free_frame: AtomicU64,
+    /// Frames waiting when the worker stopped (on its rx rings, or handed to it), dropped
+    /// untranslated.
+    pub dropped_at_stop: AtomicU64,
     pub live_sessions: AtomicU64,
     pub idle_polls: AtomicU64,
     /// Sleeps that ended by the timeout rather than by traffic.
@@ -85,6 +88,7 @@ struct Local {
     not_for_dataplane: u64,
     handoff_received: u64,
     no_free_frame: u64,
+    dropped_at_stop: u64,
     idle_polls: u64,
     idle_poll_timeouts: u64,
 }
@@ -186,7 +190,7 @@ impl Worker {
                 local.idle_poll_timeouts += u64::from(!woken_by_traffic);
             }
         }
-        self.drain(&mut completions);
+        self.drain(&mut completions, &mut local);
         self.publish(&local, true);
         self.engine
     }
@@ -374,6 +378,8 @@ impl Worker {
             .store(local.handoff_received, Ordering::Relaxed);
         s.no_free_frame
             .store(local.no_free_frame, Ordering::Relaxed);
+        s.dropped_at_stop
+            .store(local.dropped_at_stop, Ordering::Relaxed);
         s.idle_polls.store(local.idle_polls, Ordering::Relaxed);
         s.idle_poll_timeouts
             .store(local.idle_poll_timeouts, Ordering::Relaxed);
@@ -404,7 +410,7 @@ impl Worker {
     }
 
     /// Sends what is in flight, takes back every frame, and records where they all are.
-    fn drain(&mut self, scratch: &mut [u64]) {
+    fn drain(&mut self, scratch: &mut [u64], local: &mut Local) {
         let deadline = std::time::Instant::now() + std::time::Duration::from_secs(1);
         while self.sockets.iter().any(|s| s.counters().in_tx() > 0)
             && std::time::Instant::now() < deadline
@@ -421,11 +427,17 @@ impl Worker {
                 if n == 0 {
                     break;
                 }
+                local.rx[i] += n as u64;
+                local.dropped_at_stop += n as u64;
                 for d in &rx[..n] {
                     let _ = self.pool.release(d.addr);
                 }
             }
         }
+        // Copies other workers handed over after this one's last round: counted, not kept.
+        let left = self.handoff.receive(usize::MAX, |_| {});
+        local.handoff_received += left as u64;
+        local.dropped_at_stop += left as u64;
         let ledger = Ledger::new(&self.pool, &[&self.sockets[0], &self.sockets[1]]);
         *self.stats.ledger.lock().unwrap_or_else(|e| e.into_inner()) = Some(ledger);
     }
