@@ -12,7 +12,7 @@ use crate::maplog::identity_block;
 use crate::maplog::identity_log::{IDENTITY_CHAIN, identity_dir};
 use crate::maplog::record::{EndpointResolver, Record};
 use crate::maplog::runs::{self, RunEnd};
-use crate::maplog::segment::{BlockRef, Segment, SegmentError, Tail};
+use crate::maplog::segment::{self, BlockRef, Segment, SegmentError, Tail};
 use crate::reader::ReaderError;
 
 pub struct WorkerSegments {
@@ -410,16 +410,24 @@ fn newest_segments_missing(log: &LogDir) -> Vec<Problem> {
         let Some(last_written) = count.checked_sub(1) else {
             continue;
         };
+        // A segment whose header is unreadable is there (and reported as unreadable).
+        let wdir = dir::worker_dir(&log.root, worker);
+        let unreadable = log
+            .skipped
+            .iter()
+            .filter(|(path, _)| path.parent() == Some(wdir.as_path()))
+            .filter_map(|(path, _)| segment::parse_file_name(path.file_name()?.to_str()?));
         let newest = log
             .workers
             .iter()
-            .find(|w| w.worker == worker)
-            .and_then(|w| w.segments.last())
-            .map(|s| s.header.sequence);
+            .filter(|w| w.worker == worker)
+            .flat_map(|w| w.segments.iter().map(|s| s.header.sequence))
+            .chain(unreadable)
+            .max();
         if newest.is_none_or(|n| n < last_written) {
             let found = newest.map_or("none".to_owned(), |n| n.to_string());
             problems.push(Problem {
-                path: dir::worker_dir(&log.root, worker),
+                path: wdir,
                 offset: 0,
                 block_sequence: None,
                 what: format!(

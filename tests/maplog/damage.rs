@@ -443,6 +443,28 @@ fn removed_newest_segment_is_detected() {
     );
 }
 
+/// A newest segment whose header is destroyed is there: reported unreadable, not missing.
+#[test]
+fn an_unreadable_newest_segment_is_not_called_missing() {
+    let f = fixture();
+    let root = f.copy("newest-segment-unreadable");
+    let s = replay_settings(&root, "sessions-with-destination", 15);
+    let (log, mut producers) = MapLog::start(s, 2, T0 + 3600 * SEC).unwrap();
+    producers.iter_mut().for_each(Producer::finish);
+    log.close().unwrap();
+    let newest = segment_paths(&root, 0).last().unwrap().clone();
+    let mut bytes = fs::read(&newest).unwrap();
+    bytes[..16].fill(0xAA);
+    fs::write(&newest, &bytes).unwrap();
+    let problems = verify_dir(&root);
+    assert!(!problems.is_empty());
+    assert!(
+        problems.iter().all(|p| !p.what.contains("missing")),
+        "\n{}",
+        show(&problems)
+    );
+}
+
 #[test]
 fn a_segment_with_a_destroyed_header_is_named_and_the_rest_still_read_and_written() {
     let f = fixture();
